@@ -99,7 +99,11 @@ impl Validate for Batch {
         if self.v != SCHEMA_VERSION {
             return Err(ValidationError::UnsupportedVersion(self.v));
         }
-        if crate::validate::valid_device_id(&self.gateway) { Ok(()) } else { Err(ValidationError::BadDeviceId) }
+        if crate::validate::valid_device_id(&self.gateway) {
+            Ok(())
+        } else {
+            Err(ValidationError::BadDeviceId)
+        }
     }
 }
 
@@ -125,6 +129,10 @@ pub struct BatchAck {
 
 impl Validate for BatchAck {
     fn validate(&self) -> Result<(), ValidationError> {
-        if self.v == SCHEMA_VERSION { Ok(()) } else { Err(ValidationError::UnsupportedVersion(self.v)) }
+        if self.v == SCHEMA_VERSION {
+            Ok(())
+        } else {
+            Err(ValidationError::UnsupportedVersion(self.v))
+        }
     }
 }

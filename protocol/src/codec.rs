@@ -61,7 +61,11 @@ pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeE
 }
 
 pub fn check_size(bytes: &[u8], max: usize) -> Result<(), DecodeError> {
-    if bytes.len() > max { Err(DecodeError::Oversize { len: bytes.len(), max }) } else { Ok(()) }
+    if bytes.len() > max {
+        Err(DecodeError::Oversize { len: bytes.len(), max })
+    } else {
+        Ok(())
+    }
 }
 
 /// Host-side codec with serde_json, and a [`json::Rejection`] that keeps the
@@ -81,7 +85,10 @@ pub mod json {
 
     impl From<DecodeError> for Rejection {
         fn from(e: DecodeError) -> Self {
-            Rejection { reason: e.reason(), detail: e.to_string() }
+            Rejection {
+                reason: e.reason(),
+                detail: e.to_string(),
+            }
         }
     }
 
@@ -104,8 +111,10 @@ pub mod json {
     /// Decodes and validates a value of at most `max` bytes.
     pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8], max: usize) -> Result<T, Rejection> {
         check_size(bytes, max)?;
-        let value: T = serde_json::from_slice(bytes)
-            .map_err(|e| Rejection { reason: DecodeError::Malformed.reason(), detail: e.to_string() })?;
+        let value: T = serde_json::from_slice(bytes).map_err(|e| Rejection {
+            reason: DecodeError::Malformed.reason(),
+            detail: e.to_string(),
+        })?;
         value.validate()?;
         Ok(value)
     }

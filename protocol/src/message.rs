@@ -29,7 +29,13 @@ pub struct Envelope<B> {
 
 impl<B> Envelope<B> {
     pub fn new(device: DeviceId, seq: u64, ts: u64, body: B) -> Self {
-        Self { v: SCHEMA_VERSION, device, seq, ts, body }
+        Self {
+            v: SCHEMA_VERSION,
+            device,
+            seq,
+            ts,
+            body,
+        }
     }
 }
 

@@ -15,9 +15,17 @@ pub type TopicBuf = heapless::String<MAX_TOPIC>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic<'a> {
-    Node { gateway: &'a str, device: &'a str, kind: Kind },
-    Batch { gateway: &'a str },
-    BatchAck { gateway: &'a str },
+    Node {
+        gateway: &'a str,
+        device: &'a str,
+        kind: Kind,
+    },
+    Batch {
+        gateway: &'a str,
+    },
+    BatchAck {
+        gateway: &'a str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +57,8 @@ impl core::fmt::Display for TopicError {
 fn segment(s: &str) -> Result<&str, TopicError> {
     let ok = !s.is_empty()
         && s.len() <= crate::message::MAX_DEVICE_ID
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok { Ok(s) } else { Err(TopicError::BadSegment) }
 }
 

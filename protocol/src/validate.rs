@@ -39,11 +39,20 @@ impl ValidationError {
 impl core::fmt::Display for ValidationError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ValidationError::UnsupportedVersion(v) => write!(f, "unsupported schema version {v}, expected {SCHEMA_VERSION}"),
+            ValidationError::UnsupportedVersion(v) => {
+                write!(f, "unsupported schema version {v}, expected {SCHEMA_VERSION}")
+            }
             ValidationError::BadDeviceId => f.write_str("device id must be 1-32 characters of A-Z a-z 0-9 - _ ."),
             ValidationError::SeqZero => f.write_str("seq must be at least 1"),
-            ValidationError::TimestampOutOfRange(ts) => write!(f, "timestamp {ts} ms is outside 2020-01-01..2100-01-01"),
-            ValidationError::FloorOutOfRange(x) => write!(f, "floor {x} is outside {}..={}", FLOOR_RANGE.start(), FLOOR_RANGE.end()),
+            ValidationError::TimestampOutOfRange(ts) => {
+                write!(f, "timestamp {ts} ms is outside 2020-01-01..2100-01-01")
+            }
+            ValidationError::FloorOutOfRange(x) => write!(
+                f,
+                "floor {x} is outside {}..={}",
+                FLOOR_RANGE.start(),
+                FLOOR_RANGE.end()
+            ),
             ValidationError::TemperatureOutOfRange(t) => write!(f, "temperature {t} °C is outside -40..=400"),
             ValidationError::DeviceMismatch => f.write_str("payload device differs from topic device"),
         }
@@ -58,7 +67,9 @@ pub trait Validate {
 pub fn valid_device_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_DEVICE_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 impl<B: Validate> Validate for Envelope<B> {
@@ -81,12 +92,20 @@ impl<B: Validate> Validate for Envelope<B> {
 
 impl Validate for LiftStatus {
     fn validate(&self) -> Result<(), ValidationError> {
-        if FLOOR_RANGE.contains(&self.floor) { Ok(()) } else { Err(ValidationError::FloorOutOfRange(self.floor)) }
+        if FLOOR_RANGE.contains(&self.floor) {
+            Ok(())
+        } else {
+            Err(ValidationError::FloorOutOfRange(self.floor))
+        }
     }
 }
 
 fn check_temp(t: f32) -> Result<(), ValidationError> {
-    if TEMP_RANGE_C.contains(&t) { Ok(()) } else { Err(ValidationError::TemperatureOutOfRange(t)) }
+    if TEMP_RANGE_C.contains(&t) {
+        Ok(())
+    } else {
+        Err(ValidationError::TemperatureOutOfRange(t))
+    }
 }
 
 impl Validate for SterilizerStatus {
@@ -121,12 +140,20 @@ impl Validate for Presence {
         if self.v != SCHEMA_VERSION {
             return Err(ValidationError::UnsupportedVersion(self.v));
         }
-        if valid_device_id(&self.device) { Ok(()) } else { Err(ValidationError::BadDeviceId) }
+        if valid_device_id(&self.device) {
+            Ok(())
+        } else {
+            Err(ValidationError::BadDeviceId)
+        }
     }
 }
 
 impl Validate for NodeAck {
     fn validate(&self) -> Result<(), ValidationError> {
-        if valid_device_id(&self.device) { Ok(()) } else { Err(ValidationError::BadDeviceId) }
+        if valid_device_id(&self.device) {
+            Ok(())
+        } else {
+            Err(ValidationError::BadDeviceId)
+        }
     }
 }

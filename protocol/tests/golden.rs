@@ -8,7 +8,10 @@ use std::fmt::Debug;
 
 fn vector(name: &str) -> String {
     let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim_end().to_string()
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim_end()
+        .to_string()
 }
 
 /// Decodes the vector with both decoders, re-encodes with both encoders, and checks
@@ -19,12 +22,21 @@ where
 {
     let text = vector(name);
     let core: T = codec::decode(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: serde-json-core: {e}"));
-    let host: T = json::decode(text.as_bytes(), MAX_MESSAGE_BYTES).unwrap_or_else(|e| panic!("{name}: serde_json: {e}"));
+    let host: T =
+        json::decode(text.as_bytes(), MAX_MESSAGE_BYTES).unwrap_or_else(|e| panic!("{name}: serde_json: {e}"));
     assert_eq!(core, host, "{name}: decoders disagree");
     let mut buf = [0u8; MAX_MESSAGE_BYTES];
     let n = codec::encode(&core, &mut buf).unwrap();
-    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), text, "{name}: serde-json-core encoding");
-    assert_eq!(String::from_utf8(json::encode(&host)).unwrap(), text, "{name}: serde_json encoding");
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        text,
+        "{name}: serde-json-core encoding"
+    );
+    assert_eq!(
+        String::from_utf8(json::encode(&host)).unwrap(),
+        text,
+        "{name}: serde_json encoding"
+    );
     core
 }
 
@@ -78,12 +90,18 @@ fn batch_vector_round_trips_and_its_readings_decode() {
     let text = vector("batch.json");
     let batch: Batch = json::decode(text.as_bytes(), MAX_BATCH_BYTES).unwrap();
     assert_eq!(String::from_utf8(json::encode(&batch)).unwrap(), text);
-    let readings: Vec<Reading> =
-        batch.readings.iter().map(|r| Reading::decode_tagged(r.get().as_bytes()).unwrap()).collect();
+    let readings: Vec<Reading> = batch
+        .readings
+        .iter()
+        .map(|r| Reading::decode_tagged(r.get().as_bytes()).unwrap())
+        .collect();
     assert_eq!(readings[0].kind(), Kind::Lift);
     assert_eq!((readings[1].device(), readings[1].seq()), ("L-0001", 43));
     // A tagged reading re-encodes to exactly the text the gateway sent.
-    assert_eq!(String::from_utf8(json::encode(&readings[0])).unwrap(), batch.readings[0].get());
+    assert_eq!(
+        String::from_utf8(json::encode(&readings[0])).unwrap(),
+        batch.readings[0].get()
+    );
     // Its body is the same as the standalone node message.
     let Reading::Lift(lift) = &readings[0] else { panic!() };
     let alone: Envelope<LiftStatus> = codec::decode(vector("lift_trapped.json").as_bytes()).unwrap();
@@ -98,8 +116,15 @@ fn reject_both<T: DeserializeOwned + Validate + Debug>(payload: &str, reason: &s
     assert_eq!(core.reason(), reason, "serde-json-core: {payload}");
     let host = json::decode::<T>(payload.as_bytes(), MAX_MESSAGE_BYTES).expect_err(payload);
     assert_eq!(host.reason, reason, "serde_json: {payload}");
-    let kind = if std::any::type_name::<T>().contains("Lift") { Kind::Lift } else { Kind::Sterilizer };
-    assert_eq!(Reading::decode(kind, payload.as_bytes()).expect_err(payload).reason, reason);
+    let kind = if std::any::type_name::<T>().contains("Lift") {
+        Kind::Lift
+    } else {
+        Kind::Sterilizer
+    };
+    assert_eq!(
+        Reading::decode(kind, payload.as_bytes()).expect_err(payload).reason,
+        reason
+    );
 }
 
 #[test]
@@ -124,5 +149,10 @@ fn oversize_is_refused_before_parsing() {
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_MESSAGE_BYTES));
     let e = codec::decode::<Envelope<LiftStatus>>(big.as_bytes()).unwrap_err();
     assert_eq!(e.reason(), "oversize");
-    assert_eq!(json::decode::<Envelope<LiftStatus>>(big.as_bytes(), MAX_MESSAGE_BYTES).unwrap_err().reason, "oversize");
+    assert_eq!(
+        json::decode::<Envelope<LiftStatus>>(big.as_bytes(), MAX_MESSAGE_BYTES)
+            .unwrap_err()
+            .reason,
+        "oversize"
+    );
 }

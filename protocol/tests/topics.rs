@@ -3,7 +3,11 @@ use proptest::prelude::*;
 
 #[test]
 fn node_topic_round_trips() {
-    let t = Topic::Node { gateway: "gw-01", device: "L-0001", kind: Kind::Lift };
+    let t = Topic::Node {
+        gateway: "gw-01",
+        device: "L-0001",
+        kind: Kind::Lift,
+    };
     assert_eq!(t.write().as_str(), "gw/gw-01/dev/L-0001/lift");
     assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/lift"), Ok(t));
     assert_eq!(Topic::parse("gw/gw-01/batch"), Ok(Topic::Batch { gateway: "gw-01" }));
@@ -12,10 +16,16 @@ fn node_topic_round_trips() {
 
 #[test]
 fn bad_topics_are_refused_with_reasons() {
-    assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/teleport"), Err(TopicError::UnknownKind));
+    assert_eq!(
+        Topic::parse("gw/gw-01/dev/L-0001/teleport"),
+        Err(TopicError::UnknownKind)
+    );
     assert_eq!(Topic::parse("gw/gw-01/dev//lift"), Err(TopicError::BadSegment));
     assert_eq!(Topic::parse("elsewhere/x"), Err(TopicError::UnknownTopic));
-    assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/lift/extra"), Err(TopicError::UnknownTopic));
+    assert_eq!(
+        Topic::parse("gw/gw-01/dev/L-0001/lift/extra"),
+        Err(TopicError::UnknownTopic)
+    );
 }
 
 proptest! {

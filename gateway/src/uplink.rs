@@ -1,0 +1,151 @@
+//! The gateway's link to ingest: sends outbox batches as QoS 1 publishes on
+//! `gw/{id}/batch`, receives `BatchAck`s on `gw/{id}/ack`, and passes the
+//! resulting per-device acks down to the nodes.
+use crate::outbox::Outbox;
+use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
+use gridwatch_protocol::codec::json;
+use gridwatch_protocol::{MAX_MESSAGE_BYTES, NodeAck, SCHEMA_VERSION, Topic};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub gateway: String,
+    /// Most readings in one batch.
+    pub batch_max: usize,
+    /// How long to wait for a batch to fill once a reading is waiting.
+    pub linger: Duration,
+    /// Send a batch again when its ack has not come within this time.
+    pub resend_after: Duration,
+}
+
+pub fn encode_batch(gateway: &str, batch: u64, readings: &[Reading]) -> Vec<u8> {
+    let readings = readings
+        .iter()
+        .map(|r| serde_json::value::to_raw_value(r).expect("readings serialize"))
+        .collect();
+    json::encode(&Batch {
+        v: SCHEMA_VERSION,
+        gateway: gateway.to_string(),
+        batch,
+        readings,
+    })
+}
+
+/// Sends waiting readings in batches, and resends the unacknowledged ones.
+pub async fn forward(config: UplinkConfig, client: AsyncClient, outbox: Arc<Mutex<Outbox>>, wake: Arc<Notify>) {
+    let topic = Topic::Batch {
+        gateway: &config.gateway,
+    }
+    .write()
+    .to_string();
+    let mut resend_check = tokio::time::interval(config.resend_after / 4);
+    loop {
+        tokio::select! {
+            _ = wake.notified() => tokio::time::sleep(config.linger).await,
+            _ = resend_check.tick() => {}
+        }
+        let mut to_send = Vec::new();
+        {
+            let now = Instant::now();
+            let mut outbox = outbox.lock().expect("outbox lock");
+            for (id, readings) in outbox.due_for_resend(config.resend_after, now) {
+                metrics::counter!("gridwatch_gateway_batches_resent_total").increment(1);
+                to_send.push(encode_batch(&config.gateway, id, &readings));
+            }
+            while let Some((id, readings)) = outbox.next_batch(config.batch_max, now) {
+                to_send.push(encode_batch(&config.gateway, id, readings));
+            }
+            metrics::gauge!("gridwatch_gateway_outbox_readings").set(outbox.unacknowledged() as f64);
+        }
+        for payload in to_send {
+            metrics::counter!("gridwatch_gateway_batches_sent_total").increment(1);
+            // The request channel is bounded: this waits while the connection is down.
+            if client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
+                return; // the event loop has stopped: shutting down
+            }
+        }
+    }
+}
+
+/// Drives the MQTT connection: subscribes after every connect (rumqttc does not
+/// restore subscriptions by itself), turns batch acks into node acks, and asks
+/// for every in-flight batch to be resent after a reconnect.
+pub async fn drive(
+    config: UplinkConfig,
+    client: AsyncClient,
+    mut events: EventLoop,
+    outbox: Arc<Mutex<Outbox>>,
+    node_acks: mpsc::UnboundedSender<(String, u64)>,
+    wake: Arc<Notify>,
+) {
+    let ack_topic = Topic::BatchAck {
+        gateway: &config.gateway,
+    }
+    .write()
+    .to_string();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(gateway = %config.gateway, "uplink connected");
+                metrics::gauge!("gridwatch_gateway_uplink_connected").set(1.0);
+                let _ = client.subscribe(ack_topic.clone(), QoS::AtLeastOnce).await;
+                outbox.lock().expect("outbox lock").mark_all_for_resend();
+                wake.notify_one();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                match json::decode::<BatchAck>(&p.payload, MAX_MESSAGE_BYTES) {
+                    Ok(ack) => {
+                        let acks = outbox.lock().expect("outbox lock").ack(ack.batch);
+                        for a in acks {
+                            let _ = node_acks.send(a);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable batch ack"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics::gauge!("gridwatch_gateway_uplink_connected").set(0.0);
+                tracing::warn!(error = %e, retry_in = ?backoff, "uplink connection failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Publishes node acks on the gateway's broker.
+pub async fn ack_nodes(
+    gateway: String,
+    mut link: rumqttd::local::LinkTx,
+    mut acks: mpsc::UnboundedReceiver<(String, u64)>,
+) {
+    while let Some((device, seq)) = acks.recv().await {
+        let topic = Topic::Node {
+            gateway: &gateway,
+            device: &device,
+            kind: gridwatch_protocol::Kind::Ack,
+        }
+        .write();
+        let Ok(device) = gridwatch_protocol::DeviceId::try_from(device.as_str()) else {
+            continue;
+        };
+        let ack = NodeAck {
+            v: SCHEMA_VERSION,
+            device,
+            seq,
+        };
+        if link.publish(topic.to_string(), json::encode(&ack)).is_err() {
+            return;
+        }
+    }
+}

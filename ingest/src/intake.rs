@@ -1,0 +1,185 @@
+//! Turns MQTT messages arriving at ingest's broker into readings to store and
+//! refusals to quarantine. Two shapes arrive: gateway batches on `gw/{gw}/batch`
+//! and single readings from smart nodes on `gw/{gw}/dev/{device}/{kind}`.
+use crate::model::{Accepted, Refused};
+use gridwatch_protocol::batch::{Batch, Reading};
+use gridwatch_protocol::codec::json::{self, Rejection};
+use gridwatch_protocol::{Kind, MAX_BATCH_BYTES, Topic, ValidationError};
+
+/// Where a message came from, which decides how it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A gateway batch: acknowledged with a `BatchAck` on `gw/{gateway}/ack`.
+    Batch { gateway: String, batch: u64 },
+    /// A direct node: acknowledged with a `NodeAck` on `gw/{gateway}/dev/{device}/ack`.
+    Node { gateway: String, device: String },
+    /// Nothing to acknowledge (unparseable input).
+    None,
+}
+
+#[derive(Debug)]
+pub struct Incoming {
+    pub source: Source,
+    pub accepted: Vec<Accepted>,
+    pub refused: Vec<Refused>,
+}
+
+impl Incoming {
+    pub fn len(&self) -> usize {
+        self.accepted.len() + self.refused.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn refused(topic: &str, payload: &[u8], why: Rejection) -> Incoming {
+        Incoming {
+            source: Source::None,
+            accepted: Vec::new(),
+            refused: vec![refusal(topic, payload, why)],
+        }
+    }
+}
+
+fn refusal(topic: &str, payload: &[u8], why: Rejection) -> Refused {
+    metrics::counter!("gridwatch_ingest_rejected_total", "reason" => why.reason).increment(1);
+    Refused {
+        source: topic.to_string(),
+        reason: why.reason,
+        detail: why.detail,
+        payload: payload.to_vec(),
+    }
+}
+
+/// Classifies one MQTT message; `None` for messages that need no storing (acks, presence).
+pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
+    let parsed = match Topic::parse(topic) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(Incoming::refused(
+                topic,
+                payload,
+                Rejection {
+                    reason: e.reason(),
+                    detail: format!("topic {topic:?}"),
+                },
+            ));
+        }
+    };
+    match parsed {
+        Topic::Batch { gateway } => Some(batch(topic, gateway, payload)),
+        Topic::Node { gateway, device, kind } if kind.is_reading() => Some(node(topic, gateway, device, kind, payload)),
+        Topic::Node {
+            kind: Kind::Presence,
+            device,
+            ..
+        } => {
+            tracing::info!(device, payload = %String::from_utf8_lossy(payload), "node presence");
+            None
+        }
+        Topic::Node { .. } | Topic::BatchAck { .. } => None,
+    }
+}
+
+fn node(topic: &str, gateway: &str, device: &str, kind: Kind, payload: &[u8]) -> Incoming {
+    let decoded = Reading::decode(kind, payload).and_then(|r| {
+        if r.device() == device {
+            Ok(r)
+        } else {
+            Err(ValidationError::DeviceMismatch.into())
+        }
+    });
+    let source = Source::Node {
+        gateway: gateway.to_string(),
+        device: device.to_string(),
+    };
+    match decoded {
+        Ok(reading) => Incoming {
+            source,
+            accepted: vec![Accepted {
+                gateway: gateway.to_string(),
+                reading,
+            }],
+            refused: vec![],
+        },
+        Err(why) => Incoming {
+            source,
+            accepted: vec![],
+            refused: vec![refusal(topic, payload, why)],
+        },
+    }
+}
+
+fn batch(topic: &str, gateway: &str, payload: &[u8]) -> Incoming {
+    let batch: Batch = match json::decode(payload, MAX_BATCH_BYTES) {
+        Ok(b) => b,
+        Err(why) => return Incoming::refused(topic, payload, why),
+    };
+    if batch.gateway != gateway {
+        let why = Rejection {
+            reason: "gateway_mismatch",
+            detail: format!("batch from {} on topic of {gateway}", batch.gateway),
+        };
+        return Incoming::refused(topic, payload, why);
+    }
+    let mut incoming = Incoming {
+        source: Source::Batch {
+            gateway: gateway.to_string(),
+            batch: batch.batch,
+        },
+        accepted: Vec::with_capacity(batch.readings.len()),
+        refused: Vec::new(),
+    };
+    for raw in &batch.readings {
+        let bytes = raw.get().as_bytes();
+        match Reading::decode_tagged(bytes) {
+            Ok(reading) => incoming.accepted.push(Accepted {
+                gateway: gateway.to_string(),
+                reading,
+            }),
+            Err(why) => incoming.refused.push(refusal(topic, bytes, why)),
+        }
+    }
+    incoming
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bad_reading_does_not_refuse_its_batch() {
+        let good = r#"{"kind":"event","v":1,"device":"L-1","seq":4,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#;
+        let bad = r#"{"kind":"event","v":1,"device":"L-1","seq":5,"ts":1764061201000,"body":{"event":"levitation","code":0}}"#;
+        let payload = format!(r#"{{"v":1,"gateway":"gw1","batch":3,"readings":[{good},{bad}]}}"#);
+        let incoming = classify("gw/gw1/batch", payload.as_bytes()).unwrap();
+        assert_eq!(
+            incoming.source,
+            Source::Batch {
+                gateway: "gw1".into(),
+                batch: 3
+            }
+        );
+        assert_eq!(incoming.accepted.len(), 1);
+        assert_eq!(incoming.refused.len(), 1);
+        assert_eq!(incoming.refused[0].reason, "malformed");
+        assert_eq!(incoming.refused[0].payload, bad.as_bytes());
+    }
+
+    #[test]
+    fn a_node_may_only_publish_as_itself() {
+        let payload = r#"{"v":1,"device":"L-2","seq":1,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#;
+        let incoming = classify("gw/gw1/dev/L-1/event", payload.as_bytes()).unwrap();
+        assert_eq!(incoming.refused[0].reason, "device_mismatch");
+    }
+
+    #[test]
+    fn unknown_topics_are_quarantined_and_acks_ignored() {
+        assert_eq!(
+            classify("somewhere/else", b"x").unwrap().refused[0].reason,
+            "unknown_topic"
+        );
+        assert!(classify("gw/gw1/dev/L-1/ack", b"{}").is_none());
+    }
+}

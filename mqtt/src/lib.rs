@@ -1,0 +1,7 @@
+//! MQTT plumbing shared by the gridwatch services: the embedded broker
+//! ([`broker`]) and client options built from `mqtt://` URLs ([`url`]).
+pub mod broker;
+pub mod url;
+
+pub use broker::{BrokerConfig, EmbeddedBroker, wait_until_listening};
+pub use url::{MqttUrl, client_options};

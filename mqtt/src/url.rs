@@ -1,0 +1,104 @@
+//! `mqtt://[user:password@]host:port` URLs, as given on the command line.
+use anyhow::{Context, Result, bail};
+use rumqttc::MqttOptions;
+use std::time::Duration;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+}
+
+// Never print the password.
+impl std::fmt::Debug for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.credentials {
+            Some((user, _)) => write!(f, "mqtt://{user}:***@{}:{}", self.host, self.port),
+            None => write!(f, "mqtt://{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl std::str::FromStr for MqttUrl {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let Some(rest) = s.strip_prefix("mqtt://") else {
+            bail!("MQTT URL {s:?} must start with mqtt://, e.g. mqtt://127.0.0.1:1883");
+        };
+        let (credentials, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, password) = userinfo
+                    .split_once(':')
+                    .with_context(|| "MQTT URL credentials must be user:password")?;
+                (Some((user.to_string(), password.to_string())), hostport)
+            }
+            None => (None, rest),
+        };
+        let hostport = hostport.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "1883"));
+        if host.is_empty() {
+            bail!("MQTT URL {s:?} has no host");
+        }
+        let port = port
+            .parse()
+            .with_context(|| format!("MQTT URL {s:?}: port {port:?} is not a number 1-65535"))?;
+        Ok(MqttUrl {
+            host: host.to_string(),
+            port,
+            credentials,
+        })
+    }
+}
+
+impl From<std::net::SocketAddr> for MqttUrl {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        MqttUrl {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            credentials: None,
+        }
+    }
+}
+
+/// Client options for `url` with a persistent session: the broker keeps our
+/// subscriptions and queued QoS 1 messages across reconnects.
+pub fn client_options(url: &MqttUrl, client_id: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_clean_session(false);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    if let Some((user, password)) = &url.credentials {
+        options.set_credentials(user.clone(), password.clone());
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_and_hides_passwords() {
+        let url: MqttUrl = "mqtt://gw1:s3cret@127.0.0.1:1884".parse().unwrap();
+        assert_eq!(url.port, 1884);
+        assert_eq!(url.credentials, Some(("gw1".into(), "s3cret".into())));
+        assert_eq!(format!("{url:?}"), "mqtt://gw1:***@127.0.0.1:1884");
+        assert_eq!("mqtt://localhost".parse::<MqttUrl>().unwrap().port, 1883);
+    }
+
+    #[test]
+    fn bad_urls_say_what_was_expected() {
+        let e = "http://x:1".parse::<MqttUrl>().unwrap_err().to_string();
+        assert!(e.contains("must start with mqtt://"), "{e}");
+        let e = "mqtt://x:port".parse::<MqttUrl>().unwrap_err().to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
+}

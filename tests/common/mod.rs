@@ -1,0 +1,85 @@
+//! Helpers shared by the end-to-end tests: start the services on port 0 and
+//! poll for outcomes with a deadline (never sleep for a fixed time).
+#![allow(dead_code)]
+use rumqttc::{AsyncClient, Event, EventLoop, Packet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some`, or panics after [`DEADLINE`] naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// An MQTT client whose incoming publishes arrive on the returned channel; it is
+/// connected (ConnAck seen) when this returns.
+pub async fn mqtt_client(addr: SocketAddr, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    let options = gridwatch_mqtt::client_options(&addr.into(), id);
+    let (client, events) = AsyncClient::new(options, 1000);
+    let (connected_tx, mut connected_rx) = mpsc::unbounded_channel();
+    let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+    tokio::spawn(drive(events, connected_tx, publish_tx));
+    tokio::time::timeout(DEADLINE, connected_rx.recv())
+        .await
+        .expect("MQTT connect timed out");
+    (client, publish_rx)
+}
+
+async fn drive(
+    mut events: EventLoop,
+    connected: mpsc::UnboundedSender<()>,
+    publishes: mpsc::UnboundedSender<rumqttc::Publish>,
+) {
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = connected.send(());
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let _ = publishes.send(p);
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Ingest on embedded defaults under `dir`, plus a gateway `gw_id` linked to it.
+pub async fn start_stack(dir: &std::path::Path, gw_id: &str) -> (gridwatch_ingest::Ingest, gridwatch_gateway::Gateway) {
+    let ingest = gridwatch_ingest::start(gridwatch_ingest::IngestConfig::embedded(dir))
+        .await
+        .unwrap();
+    let mut config = gridwatch_gateway::GatewayConfig::new(gw_id, ingest.mqtt_addr.into(), dir.join("gateway"));
+    config.linger = Duration::from_millis(5);
+    let gateway = gridwatch_gateway::start(config).await.unwrap();
+    (ingest, gateway)
+}
