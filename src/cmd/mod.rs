@@ -1,0 +1,6 @@
+//! One module per subcommand: its options (clap) and its handler.
+pub mod db;
+pub mod demo;
+pub mod gateway;
+pub mod ingest;
+pub mod sim;
