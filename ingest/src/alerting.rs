@@ -2,7 +2,9 @@
 //!
 //! Fed only readings that were new to the store (so redeliveries change nothing),
 //! in `seq` order per device.
-use crate::model::{AlertChange, AlertKind};
+use crate::model::{Accepted, AlertChange, AlertKind};
+use crate::pipeline::retry;
+use crate::store::Store;
 use gridwatch_protocol::batch::Reading;
 use gridwatch_protocol::{Door, LiftStatus, Motion, ServiceMode};
 use std::collections::HashMap;
@@ -45,6 +47,23 @@ impl Alerting {
             config,
             lifts: HashMap::new(),
         }
+    }
+
+    /// Feeds only the readings that were new to the store, in seq order per device,
+    /// so a redelivered or replayed reading can never raise a second alert.
+    pub async fn on_committed(&mut self, store: &Store, accepted: &[Accepted], mut new: Vec<usize>) {
+        new.sort_by(|a, b| {
+            let (ra, rb) = (&accepted[*a].reading, &accepted[*b].reading);
+            (ra.device(), ra.seq()).cmp(&(rb.device(), rb.seq()))
+        });
+        let changes: Vec<_> = new.iter().filter_map(|i| self.observe(&accepted[*i].reading)).collect();
+        if changes.is_empty() {
+            return;
+        }
+        for change in &changes {
+            tracing::info!(?change, "alert");
+        }
+        retry("apply_alerts", || store.apply_alerts(&changes)).await;
     }
 
     pub fn observe(&mut self, reading: &Reading) -> Option<AlertChange> {

@@ -79,7 +79,7 @@ pub async fn write(
         metrics::counter!("gridwatch_ingest_readings_stored_total").increment(new.len() as u64);
         metrics::counter!("gridwatch_ingest_readings_duplicate_total").increment((accepted.len() - new.len()) as u64);
         acknowledge(&mut link, sources, &accepted);
-        raise_alerts(&store, &mut alerting, &accepted, new).await;
+        alerting.on_committed(&store, &accepted, new).await;
     }
 }
 
@@ -102,7 +102,7 @@ fn flatten(group: Vec<Incoming>) -> (Vec<Accepted>, Vec<Refused>, Sources) {
 }
 
 /// Runs `op` until it succeeds, backing off between failures: data in hand is never dropped.
-async fn retry<T, F, Fut>(what: &'static str, mut op: F) -> T
+pub(crate) async fn retry<T, F, Fut>(what: &'static str, mut op: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -177,24 +177,4 @@ fn acknowledge(link: &mut LinkTx, sources: Sources, accepted: &[Accepted]) {
             }),
         );
     }
-}
-
-/// Feeds only the readings that were new to the store, in seq order per device,
-/// so a redelivered or replayed reading can never raise a second alert.
-async fn raise_alerts(store: &Store, alerting: &mut Alerting, accepted: &[Accepted], mut new: Vec<usize>) {
-    new.sort_by(|a, b| {
-        let (ra, rb) = (&accepted[*a].reading, &accepted[*b].reading);
-        (ra.device(), ra.seq()).cmp(&(rb.device(), rb.seq()))
-    });
-    let changes: Vec<_> = new
-        .iter()
-        .filter_map(|i| alerting.observe(&accepted[*i].reading))
-        .collect();
-    if changes.is_empty() {
-        return;
-    }
-    for change in &changes {
-        tracing::info!(?change, "alert");
-    }
-    retry("apply_alerts", || store.apply_alerts(&changes)).await;
 }
