@@ -12,6 +12,8 @@ pub mod validate;
 
 #[cfg(feature = "std")]
 pub mod batch;
+#[cfg(feature = "std")]
+pub mod clock;
 
 pub use codec::{DecodeError, EncodeError, decode, encode};
 pub use message::*;

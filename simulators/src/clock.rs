@@ -2,10 +2,7 @@
 //! time advances `speed` times faster than wall time from a chosen start.
 use std::time::Instant;
 
-/// Device time in milliseconds since the Unix epoch.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> u64;
-}
+pub use gridwatch_protocol::clock::{Clock, ManualClock, SystemClock};
 
 /// Wall time, scaled: `start_ms + speed × elapsed`, optionally never ahead of
 /// the wall clock (a fleet that starts in the past and catches up with now).
