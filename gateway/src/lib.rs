@@ -13,7 +13,6 @@ use anyhow::Result;
 use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker, MqttUrl, client_options};
 use outbox::Outbox;
 use quarantine::Quarantine;
-use rumqttd::Notification;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -117,10 +116,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
     {
         let (outbox, quarantine, id) = (outbox.clone(), quarantine.clone(), config.id.clone());
         tasks.spawn(async move {
-            while let Ok(notification) = link_rx.next().await {
-                let Some(Notification::Forward(forward)) = notification else {
-                    continue;
-                };
+            while let Some(forward) = gridwatch_mqtt::next_forward(&mut link_rx).await {
                 let topic = String::from_utf8_lossy(&forward.publish.topic);
                 let outcome = {
                     let mut outbox = outbox.lock().expect("outbox lock");

@@ -59,9 +59,16 @@ pub async fn forward(config: UplinkConfig, client: AsyncClient, outbox: Arc<Mute
                 to_send.push(encode_batch(&config.gateway, id, readings));
             }
             metrics::gauge!("gridwatch_gateway_outbox_readings").set(outbox.unacknowledged() as f64);
+            tracing::debug!(
+                waiting = outbox.waiting(),
+                unacknowledged = outbox.unacknowledged(),
+                batches = to_send.len(),
+                "forward pass"
+            );
         }
         for payload in to_send {
             metrics::counter!("gridwatch_gateway_batches_sent_total").increment(1);
+            tracing::debug!(bytes = payload.len(), "sending batch");
             // The request channel is bounded: this waits while the connection is down.
             if client
                 .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
@@ -97,13 +104,17 @@ pub async fn drive(
                 backoff = Duration::from_millis(100);
                 tracing::info!(gateway = %config.gateway, "uplink connected");
                 metrics::gauge!("gridwatch_gateway_uplink_connected").set(1.0);
-                let _ = client.subscribe(ack_topic.clone(), QoS::AtLeastOnce).await;
+                // Not awaited here: this task drives the event loop that drains the request
+                // queue, and the queue may be full of batches waiting for this very connection.
+                let (client, topic) = (client.clone(), ack_topic.clone());
+                tokio::spawn(async move { client.subscribe(topic, QoS::AtLeastOnce).await });
                 outbox.lock().expect("outbox lock").mark_all_for_resend();
                 wake.notify_one();
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                 match json::decode::<BatchAck>(&p.payload, MAX_MESSAGE_BYTES) {
                     Ok(ack) => {
+                        tracing::debug!(batch = ack.batch, stored = ack.stored, "batch acknowledged");
                         let acks = outbox.lock().expect("outbox lock").ack(ack.batch);
                         for a in acks {
                             let _ = node_acks.send(a);

@@ -16,6 +16,7 @@
 use anyhow::{Context, Result};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Forward, Notification};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -35,6 +36,21 @@ pub struct BrokerConfig {
     /// Size and count of the router's in-memory log segments: the memory bound.
     pub segment_size: usize,
     pub segment_count: usize,
+    /// Smaller (or larger) logs for the subscription filters matching a pattern.
+    /// rumqttd keeps one log per distinct filter, each filling up to its limit
+    /// and staying there, so many subscribers (e.g. one ack filter per node)
+    /// need small ones.
+    pub filter_logs: Vec<FilterLog>,
+}
+
+/// Log limits for subscription filters matching `pattern` (itself a topic filter).
+#[derive(Debug, Clone)]
+pub struct FilterLog {
+    pub pattern: String,
+    /// At least 1024 bytes (rumqttd's minimum).
+    pub segment_size: usize,
+    /// At least 1.
+    pub segment_count: usize,
 }
 
 impl Default for BrokerConfig {
@@ -48,6 +64,7 @@ impl Default for BrokerConfig {
             credentials: None,
             segment_size: 16 * 1024 * 1024,
             segment_count: 4,
+            filter_logs: Vec::new(),
         }
     }
 }
@@ -95,6 +112,22 @@ impl EmbeddedBroker {
     }
 }
 
+/// The next publish on a local link; `None` once the broker is gone.
+///
+/// When a link's outgoing buffer fills, rumqttd sends `Unschedule` and stops
+/// delivering to it until the link asks to be scheduled again; a consumer that
+/// ignores it stalls forever after the first burst. This asks at once.
+pub async fn next_forward(link: &mut LinkRx) -> Option<Forward> {
+    loop {
+        match link.next().await {
+            Ok(Some(Notification::Forward(forward))) => return Some(forward),
+            Ok(Some(Notification::Unschedule)) => link.wake().await.ok()?,
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
@@ -118,6 +151,19 @@ fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config
             max_outgoing_packet_count: 200,
             max_segment_size: config.segment_size,
             max_segment_count: config.segment_count,
+            custom_segment: (!config.filter_logs.is_empty()).then(|| {
+                config
+                    .filter_logs
+                    .iter()
+                    .map(|log| {
+                        let limits = rumqttd::SegmentConfig {
+                            max_segment_size: log.segment_size.max(1024),
+                            max_segment_count: log.segment_count.max(1),
+                        };
+                        (log.pattern.clone(), limits)
+                    })
+                    .collect()
+            }),
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("1".to_string(), server)])),
@@ -136,31 +182,66 @@ fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
-/// Polls until `addr` answers an MQTT CONNECT, or fails after `timeout`.
+/// Polls until something listens on `addr`, or fails after `timeout`.
 ///
-/// A bare TCP connect would do, but rumqttd logs an error for every socket that
-/// closes before CONNECT; the probe says hello and goodbye properly instead.
+/// rumqttd logs an error for every connection that goes away early, however
+/// politely, so on Linux readiness is read from the kernel's socket table
+/// instead of probing with a connection; elsewhere a plain connect decides.
 pub fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Result<()> {
-    // CONNECT, MQTT 3.1.1, clean session, keep-alive 10 s, client id "probe".
-    const CONNECT: [u8; 19] = [
-        0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10, 0, 5, b'p', b'r', b'o', b'b', b'e',
-    ];
-    const DISCONNECT: [u8; 2] = [0xe0, 0];
     let deadline = Instant::now() + timeout;
     loop {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(mut socket) => {
-                use std::io::{Read, Write};
-                socket.set_read_timeout(Some(Duration::from_secs(2)))?;
-                socket.write_all(&CONNECT)?;
-                // CONNACK, or a closed socket where logins are required: either way it is serving.
-                let mut connack = [0u8; 4];
-                let _ = socket.read(&mut connack);
-                let _ = socket.write_all(&DISCONNECT);
-                return Ok(());
-            }
-            Err(e) if Instant::now() >= deadline => return Err(e.into()),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        let listening = match listening_ports() {
+            Some(ports) => ports.contains(&addr.port()),
+            None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        };
+        if listening {
+            return Ok(());
         }
+        if Instant::now() >= deadline {
+            anyhow::bail!("nothing listens on {addr} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Local ports in the LISTEN state, from /proc/net/tcp{,6}; `None` where there is no /proc.
+fn listening_ports() -> Option<Vec<u16>> {
+    const LISTEN: &str = "0A";
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let (Some(local), Some(_remote), Some(state)) = (fields.nth(1), fields.next(), fields.next()) else {
+                continue;
+            };
+            if state == LISTEN
+                && let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    if ports.is_empty() && !std::path::Path::new("/proc/net/tcp").exists() {
+        None
+    } else {
+        Some(ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_the_listening_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        wait_until_listening(addr, Duration::from_secs(5)).unwrap();
+        drop(listener);
+        let e = wait_until_listening(addr, Duration::from_millis(50)).unwrap_err();
+        assert!(e.to_string().contains("nothing listens"), "{e}");
     }
 }
