@@ -133,7 +133,7 @@ fn batch(topic: &str, gateway: &str, payload: &[u8]) -> Incoming {
     };
     for raw in &batch.readings {
         let bytes = raw.get().as_bytes();
-        match Reading::decode_tagged(bytes) {
+        match decode_batched(bytes) {
             Ok(reading) => incoming.accepted.push(Accepted {
                 gateway: gateway.to_string(),
                 reading,
@@ -142,6 +142,30 @@ fn batch(topic: &str, gateway: &str, payload: &[u8]) -> Incoming {
         }
     }
     incoming
+}
+
+/// Decodes one reading of a batch. Readings as gateways write them start with
+/// their tag (`{"kind":"lift",...`): those are decoded straight as their kind,
+/// which is about twice as fast as serde's internally tagged enum (it buffers
+/// every field before choosing the variant). Anything else, and anything the
+/// fast path refuses, goes through [`Reading::decode_tagged`], so acceptance and
+/// refusal reasons are exactly its.
+fn decode_batched(bytes: &[u8]) -> Result<Reading, Rejection> {
+    const PREFIX: &[u8] = b"{\"kind\":\"";
+    let fast = bytes.strip_prefix(PREFIX).and_then(|rest| {
+        let end = rest.iter().position(|&b| b == b'"')?;
+        let kind = Kind::parse(std::str::from_utf8(&rest[..end]).ok()?)?;
+        // A second "kind" would make the tagged decoder's answer differ: leave it to it.
+        let after = &rest[end..];
+        if after.windows(6).any(|w| w == b"\"kind\"") {
+            return None;
+        }
+        Reading::decode(kind, bytes).ok()
+    });
+    match fast {
+        Some(reading) => Ok(reading),
+        None => Reading::decode_tagged(bytes),
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +189,25 @@ mod tests {
         assert_eq!(incoming.refused.len(), 1);
         assert_eq!(incoming.refused[0].reason, "malformed");
         assert_eq!(incoming.refused[0].payload, bad.as_bytes());
+    }
+
+    #[test]
+    fn batched_readings_decode_as_the_tagged_decoder_does() {
+        let cases: &[&[u8]] = &[
+            br#"{"kind":"event","v":1,"device":"L-1","seq":4,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#,
+            br#"{"v":1,"kind":"event","device":"L-1","seq":4,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#,
+            br#"{"kind":"lift","v":1,"device":"L-1","seq":4,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#,
+            br#"{"kind":"event","v":1,"device":"L-1","seq":0,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#,
+            br#"{"kind":"ack","v":1,"device":"L-1","seq":4}"#,
+            br#"{"kind":"levitation","v":1}"#,
+            br#"{"kind":"event","kind":"lift","v":1,"device":"L-1","seq":4,"ts":1764061201000,"body":{"event":"alarm_button","code":0}}"#,
+            b"{\"kind\":\"event",
+        ];
+        for bytes in cases {
+            let fast = decode_batched(bytes).map_err(|e| e.reason);
+            let tagged = Reading::decode_tagged(bytes).map_err(|e| e.reason);
+            assert_eq!(fast, tagged, "{}", String::from_utf8_lossy(bytes));
+        }
     }
 
     #[test]

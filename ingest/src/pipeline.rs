@@ -1,104 +1,341 @@
-//! The write path: broker → [`intake`](crate::intake) → bounded queue → batch
-//! writer → one transaction → acknowledgements → alert engine.
+//! The write path: broker → [`intake`](crate::intake) → bounded queue → batcher →
+//! commits (one transaction per batch) → acknowledgements → alert engine.
 //!
-//! Acks are published only after the commit returns (invariant 1). The queue is
-//! bounded, so a slow database stops the reader instead of growing memory; a
-//! failed commit is retried with back-off and never dropped.
+//! - Acks are published only after the commit returns (invariant 1), and in the
+//!   order the batches were formed, even when several batches commit at once: a
+//!   sender never hears "committed" for a reading while an earlier one of its
+//!   readings may still be lost.
+//! - The queue is bounded, so a slow database stops the readers instead of
+//!   growing memory: at most `queue` messages wait, plus `commits_in_flight + 2`
+//!   batches of `batch_max` readings (committing, formed and waiting, forming).
+//! - A failed commit is retried with back-off and never dropped.
 use crate::alerting::Alerting;
 use crate::intake::{Incoming, Source};
 use crate::model::{Accepted, Refused};
-use crate::store::Store;
+use crate::store::{Committed, Store};
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// Commit once this many readings are gathered...
+    /// Commit once this many readings (and refusals) are gathered...
     pub batch_max: usize,
     /// ...or this long after the first one arrived.
     pub linger: Duration,
-    /// Messages queued between the broker and the writer (the back-pressure bound).
+    /// Messages queued between the broker and the batcher (the back-pressure bound).
     pub queue: usize,
+    /// Batches committing at once (PostgreSQL only; SQLite has one writer).
+    pub commits_in_flight: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            batch_max: 2000,
+            batch_max: 5000,
             linger: Duration::from_millis(20),
-            queue: 256,
+            // Messages, and a gateway's may hold 500 readings: small, the batcher
+            // drains it as fast as it fills.
+            queue: 64,
+            commits_in_flight: 4,
         }
     }
 }
 
-/// Reads the broker's local link and queues what must be stored.
-pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Incoming>) {
-    while let Ok(notification) = link.next().await {
-        let Some(Notification::Forward(forward)) = notification else {
-            continue;
-        };
-        let topic = String::from_utf8_lossy(&forward.publish.topic);
-        if let Some(incoming) = crate::intake::classify(&topic, &forward.publish.payload)
-            && queue.send(incoming).await.is_err()
-        {
+/// The embedded broker's in-memory log per subscription filter (rumqttd keeps
+/// `segment_count` segments, the one being written included, and drops the
+/// oldest when a new one starts: what a subscriber had not read of it is gone). It bounds the broker's memory, and how far ingest may fall behind
+/// the publishers before the broker drops messages it has not forwarded yet
+/// (those are unacknowledged, so their senders still hold and resend them).
+///
+/// Every subscription to an ack topic has a log of its own (one per distinct
+/// filter), which fills up to its limit and stays there, so those are kept small:
+/// enough for the acks of a few batches (a gateway's, or a load connection's
+/// many devices), at most `3 × ack_log_bytes` counted (about 5× that in memory).
+/// An ack a slow subscriber misses is harmless (acks are cumulative per node; a
+/// gateway resends an unacknowledged batch, and duplicates change nothing), but
+/// delays the sender's release of its readings.
+#[derive(Debug, Clone)]
+pub struct BrokerLog {
+    pub segment_size: usize,
+    pub segment_count: usize,
+    /// Log per ack subscription (`gw/+/ack`, `gw/+/dev/+/ack`), bytes.
+    pub ack_log_bytes: usize,
+}
+
+impl Default for BrokerLog {
+    fn default() -> Self {
+        Self {
+            segment_size: 4 * 1024 * 1024,
+            segment_count: 4,
+            ack_log_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl BrokerLog {
+    /// The broker's log limits for ack subscriptions.
+    pub fn ack_filter_logs(&self) -> Vec<gridwatch_mqtt::FilterLog> {
+        ["gw/+/ack", "gw/+/dev/+/ack"]
+            .into_iter()
+            .map(|pattern| gridwatch_mqtt::FilterLog {
+                pattern: pattern.to_string(),
+                segment_size: self.ack_log_bytes,
+                // Two full segments besides the one being written: a subscriber
+                // just behind a segment change loses nothing.
+                segment_count: 3,
+            })
+            .collect()
+    }
+}
+
+/// One message taken in, and the broker to acknowledge it on.
+#[derive(Debug)]
+pub struct Delivery {
+    pub incoming: Incoming,
+    pub via: Via,
+    /// The highest seq its node may be acknowledged up to, when limited (see [`crate::node_acks`]).
+    pub ack_ceiling: Option<u64>,
+}
+
+/// Which broker a message came through.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// The embedded broker, through its local link.
+    Embedded,
+    /// An external broker; the publish (header only) to MQTT-ack after the commit.
+    External(rumqttc::Publish),
+}
+
+/// Where acknowledgements go: application acks on the broker each message came
+/// through, and MQTT acks for messages from an external broker.
+#[derive(Default)]
+pub struct Acks {
+    pub embedded: Option<LinkTx>,
+    pub external: Option<rumqttc::AsyncClient>,
+}
+
+/// Starts the batcher and the committer; returns the queue to feed.
+pub fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: PipelineConfig,
+    store: Store,
+    acks: Acks,
+    alerting: Alerting,
+) -> mpsc::Sender<Delivery> {
+    let (queue_tx, queue_rx) = mpsc::channel(config.queue.max(1));
+    // One formed batch waits while others commit: the batcher keeps gathering.
+    let (batch_tx, batch_rx) = mpsc::channel(1);
+    tasks.spawn(gather(config.clone(), queue_rx, batch_tx));
+    tasks.spawn(commit_in_order(config, store, batch_rx, acks, alerting));
+    queue_tx
+}
+
+/// Reads the embedded broker's local link and queues what must be stored.
+pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Delivery>) {
+    // Offset of the last message read from the broker's log: the next one must follow it.
+    let mut last_offset: Option<u64> = None;
+    let mut node_acks = crate::node_acks::NodeAcks::default();
+    loop {
+        match link.next().await {
+            Ok(Some(Notification::Forward(forward))) => {
+                if let Some((_, offset)) = forward.cursor {
+                    if note_broker_drops(last_offset, offset) {
+                        node_acks.broker_dropped();
+                    }
+                    last_offset = Some(offset);
+                }
+                let topic = String::from_utf8_lossy(&forward.publish.topic);
+                if let Some(incoming) = crate::intake::classify(&topic, &forward.publish.payload) {
+                    let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
+                        (Source::Node { gateway, device }, Some(a)) => {
+                            node_acks.arrived(gateway, device, a.reading.seq())
+                        }
+                        _ => None,
+                    };
+                    let delivery = Delivery {
+                        incoming,
+                        via: Via::Embedded,
+                        ack_ceiling,
+                    };
+                    if queue.send(delivery).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // rumqttd stops forwarding to a link whose buffer filled up and says so
+            // with Unschedule; the link must ask to be scheduled again, or it stalls.
+            Ok(Some(Notification::Unschedule)) => {
+                if link.wake().await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "embedded broker link closed");
+                return;
+            }
+        }
+    }
+}
+
+/// The broker drops the oldest part of its log when ingest falls that far behind
+/// (rumqttd cannot push back on publishers). Dropped messages were never
+/// acknowledged by ingest, but they are gone from here: count them, loudly.
+fn note_broker_drops(last: Option<u64>, offset: u64) -> bool {
+    let Some(last) = last else { return false };
+    if offset > last + 1 {
+        let dropped = offset - last - 1;
+        metrics::counter!("gridwatch_ingest_broker_dropped_total").increment(dropped);
+        tracing::error!(
+            dropped,
+            "the embedded broker dropped messages before ingest read them (ingest fell behind by more \
+             than its log holds); their senders still hold them unacknowledged"
+        );
+        return true;
+    }
+    false
+}
+
+/// Readings of one batch, flattened for the store, and where each delivery's part is.
+#[derive(Default)]
+struct Batch {
+    accepted: Vec<Accepted>,
+    refused: Vec<Refused>,
+    origins: Vec<Origin>,
+}
+
+struct Origin {
+    source: Source,
+    via: Via,
+    ack_ceiling: Option<u64>,
+    accepted: usize,
+    refused: usize,
+}
+
+impl Batch {
+    fn add(&mut self, delivery: Delivery) {
+        let Delivery {
+            incoming,
+            via,
+            ack_ceiling,
+        } = delivery;
+        self.origins.push(Origin {
+            source: incoming.source,
+            via,
+            ack_ceiling,
+            accepted: incoming.accepted.len(),
+            refused: incoming.refused.len(),
+        });
+        self.accepted.extend(incoming.accepted);
+        self.refused.extend(incoming.refused);
+    }
+
+    fn len(&self) -> usize {
+        self.accepted.len() + self.refused.len()
+    }
+}
+
+/// Forms batches: up to `batch_max` readings, or what arrived within `linger` of the first.
+async fn gather(config: PipelineConfig, mut queue: mpsc::Receiver<Delivery>, batches: mpsc::Sender<Batch>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = Batch::default();
+        batch.add(first);
+        let linger = tokio::time::sleep_until(Instant::now() + config.linger);
+        tokio::pin!(linger);
+        while batch.len() < config.batch_max {
+            // What is queued already costs no timer.
+            if let Ok(next) = queue.try_recv() {
+                batch.add(next);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                next = queue.recv() => match next {
+                    Some(next) => batch.add(next),
+                    None => break,
+                },
+                () = &mut linger => break,
+            }
+        }
+        metrics::histogram!("gridwatch_ingest_batch_readings").record(batch.len() as f64);
+        if batches.send(batch).await.is_err() {
             return;
         }
     }
 }
 
-/// Gathers queued messages into transactions, then acknowledges and alerts.
-pub async fn write(
-    config: PipelineConfig,
-    store: Store,
-    mut link: LinkTx,
-    mut queue: mpsc::Receiver<Incoming>,
-    mut alerting: Alerting,
-) {
-    while let Some(first) = queue.recv().await {
-        let deadline = Instant::now() + config.linger;
-        let mut group = vec![first];
-        let mut size = group[0].len();
-        while size < config.batch_max {
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(next)) => {
-                    size += next.len();
-                    group.push(next);
-                }
-                _ => break,
-            }
-        }
-        let (accepted, refused, sources) = flatten(group);
-        let new = commit_with_retry(&store, &accepted, &refused).await;
-        metrics::counter!("gridwatch_ingest_readings_stored_total").increment(new.len() as u64);
-        metrics::counter!("gridwatch_ingest_readings_duplicate_total").increment((accepted.len() - new.len()) as u64);
-        acknowledge(&mut link, sources, &accepted);
-        alerting.on_committed(&store, &accepted, new).await;
+/// A commit running in its own task; aborted if the pipeline stops first (nothing
+/// is acknowledged then, so the senders keep and resend the readings).
+struct CommitTask(JoinHandle<(Batch, Committed)>);
+
+impl Future for CommitTask {
+    type Output = Result<(Batch, Committed), tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 
-type Sources = Vec<(Source, u32, u32)>;
-
-fn flatten(group: Vec<Incoming>) -> (Vec<Accepted>, Vec<Refused>, Sources) {
-    let mut accepted = Vec::new();
-    let mut refused = Vec::new();
-    let mut sources = Vec::new();
-    for incoming in group {
-        sources.push((
-            incoming.source,
-            incoming.accepted.len() as u32,
-            incoming.refused.len() as u32,
-        ));
-        accepted.extend(incoming.accepted);
-        refused.extend(incoming.refused);
+impl Drop for CommitTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    (accepted, refused, sources)
+}
+
+/// Commits up to `commits_in_flight` batches at once, then acknowledges and
+/// alerts strictly in batch order.
+async fn commit_in_order(
+    config: PipelineConfig,
+    store: Store,
+    mut batches: mpsc::Receiver<Batch>,
+    mut acks: Acks,
+    mut alerting: Alerting,
+) {
+    let limit = config.commits_in_flight.clamp(1, store.max_concurrent_commits());
+    let mut in_flight: VecDeque<CommitTask> = VecDeque::with_capacity(limit);
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            done = async { in_flight.front_mut().expect("guarded by the condition").await }, if !in_flight.is_empty() => {
+                in_flight.pop_front();
+                match done {
+                    Ok((batch, committed)) => finish(&store, &mut acks, &mut alerting, batch, committed).await,
+                    Err(e) => tracing::error!(error = %e, "a commit task failed; its readings stay unacknowledged"),
+                }
+            }
+            next = batches.recv(), if open && in_flight.len() < limit => match next {
+                Some(batch) => {
+                    let store = store.clone();
+                    in_flight.push_back(CommitTask(tokio::spawn(async move {
+                        let committed = commit_with_retry(&store, &batch.accepted, &batch.refused).await;
+                        (batch, committed)
+                    })));
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+async fn finish(store: &Store, acks: &mut Acks, alerting: &mut Alerting, batch: Batch, committed: Committed) {
+    let stored = batch.accepted.len() - committed.quarantined.len();
+    metrics::counter!("gridwatch_ingest_readings_stored_total").increment(committed.new.len() as u64);
+    metrics::counter!("gridwatch_ingest_readings_duplicate_total").increment((stored - committed.new.len()) as u64);
+    acknowledge(acks, &batch, &committed.quarantined).await;
+    let Batch { accepted, .. } = batch;
+    alerting.on_committed(store, &accepted, committed.new).await;
 }
 
 /// Runs `op` until it succeeds, backing off between failures: data in hand is never dropped.
@@ -113,7 +350,7 @@ where
             Ok(value) => return value,
             Err(e) => {
                 metrics::counter!("gridwatch_ingest_store_failures_total", "op" => what).increment(1);
-                tracing::error!(error = %e, op = what, retry_in = ?backoff, "store operation failed; retrying");
+                tracing::error!(error = %format!("{e:#}"), op = what, retry_in = ?backoff, "store operation failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -121,60 +358,111 @@ where
     }
 }
 
-async fn commit_with_retry(store: &Store, accepted: &[Accepted], refused: &[Refused]) -> Vec<usize> {
+async fn commit_with_retry(store: &Store, accepted: &[Accepted], refused: &[Refused]) -> Committed {
     let started = std::time::Instant::now();
     let committed = retry("commit", || store.commit(accepted, refused)).await;
     metrics::histogram!("gridwatch_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
-    committed.new
+    committed
 }
 
-/// Publishes acks for everything just committed (stored or quarantined).
-fn acknowledge(link: &mut LinkTx, sources: Sources, accepted: &[Accepted]) {
-    let mut node_tops: BTreeMap<(String, String), u64> = BTreeMap::new();
+/// One application ack to publish: topic and payload.
+type AckMessage = (String, Vec<u8>);
+
+/// Publishes acks for everything just committed (stored or quarantined), each on
+/// the broker its message came through, then MQTT-acks external deliveries.
+async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
+    let mut embedded: Vec<AckMessage> = Vec::new();
+    let mut external: Vec<AckMessage> = Vec::new();
+    // (external?, gateway, device) → highest committed seq in this batch.
+    let mut node_tops: BTreeMap<(bool, &str, &str), u64> = BTreeMap::new();
     let mut offset = 0;
-    for (source, n_accepted, n_refused) in sources {
-        let mine = &accepted[offset..offset + n_accepted as usize];
-        offset += n_accepted as usize;
-        match source {
-            Source::Batch { gateway, batch } => {
+    for origin in &batch.origins {
+        let mine = offset..offset + origin.accepted;
+        offset += origin.accepted;
+        let is_external = matches!(origin.via, Via::External(_));
+        match &origin.source {
+            Source::Batch { gateway, batch: number } => {
+                let lost_to_quarantine = quarantined.iter().filter(|i| mine.contains(i)).count() as u32;
                 let ack = BatchAck {
                     v: SCHEMA_VERSION,
                     gateway: gateway.clone(),
-                    batch,
-                    stored: n_accepted,
-                    rejected: n_refused,
+                    batch: *number,
+                    stored: origin.accepted as u32 - lost_to_quarantine,
+                    rejected: origin.refused as u32 + lost_to_quarantine,
                 };
-                let _ = link.publish(
-                    Topic::BatchAck { gateway: &gateway }.write().to_string(),
-                    json::encode(&ack),
-                );
+                let message = (Topic::BatchAck { gateway }.write().to_string(), json::encode(&ack));
+                if is_external { &mut external } else { &mut embedded }.push(message);
             }
             Source::Node { gateway, device } => {
-                if let Some(top) = mine.iter().map(|a| a.reading.seq()).max() {
-                    let entry = node_tops.entry((gateway, device)).or_default();
+                let committed = batch.accepted[mine].iter().map(|a| a.reading.seq()).max();
+                // A ceiling of 0 means no ack at all for now.
+                if let Some(top) = committed
+                    .map(|top| origin.ack_ceiling.map_or(top, |c| top.min(c)))
+                    .filter(|&t| t > 0)
+                {
+                    let entry = node_tops.entry((is_external, gateway, device)).or_default();
                     *entry = (*entry).max(top);
                 }
             }
             Source::None => {}
         }
     }
-    for ((gateway, device), seq) in node_tops {
-        let Ok(id) = DeviceId::try_from(device.as_str()) else {
+    for ((is_external, gateway, device), seq) in node_tops {
+        let Ok(id) = DeviceId::try_from(device) else {
             continue;
         };
         let topic = Topic::Node {
-            gateway: &gateway,
-            device: &device,
+            gateway,
+            device,
             kind: Kind::Ack,
         }
-        .write();
-        let _ = link.publish(
-            topic.to_string(),
-            json::encode(&NodeAck {
-                v: SCHEMA_VERSION,
-                device: id,
-                seq,
-            }),
-        );
+        .write()
+        .to_string();
+        let payload = json::encode(&NodeAck {
+            v: SCHEMA_VERSION,
+            device: id,
+            seq,
+        });
+        if is_external { &mut external } else { &mut embedded }.push((topic, payload));
+    }
+    if let Some(link) = acks.embedded.as_mut() {
+        publish_on_link(link, embedded).await;
+    }
+    if let Some(client) = acks.external.as_ref() {
+        crate::external::acknowledge(client, external, batch.origins.iter().map(|o| &o.via));
+    }
+}
+
+/// Acks handed to the broker's router at once, and waiting in the local link at
+/// most: its buffer (and the router's, which it is swapped with) keeps whatever
+/// capacity it once reached, so bursts are kept small.
+const LINK_CHUNK: usize = 1_000;
+
+/// Publishes many messages on the embedded broker, a chunk per wake-up of its
+/// router (one wake-up per message costs a channel send each).
+async fn publish_on_link(link: &mut LinkTx, messages: Vec<AckMessage>) {
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        while link.buffer().len() >= LINK_CHUNK {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut chunk: Vec<AckMessage> = messages.by_ref().take(LINK_CHUNK).collect();
+        let Some((last_topic, last_payload)) = chunk.pop() else {
+            break;
+        };
+        {
+            let mut buffer = link.buffer();
+            for (topic, payload) in chunk {
+                buffer.push_back(rumqttd::protocol::Packet::Publish(
+                    rumqttd::protocol::Publish::new(topic.into_bytes(), payload, false),
+                    None,
+                ));
+            }
+        }
+        // The last one notifies the router, which then drains the whole buffer.
+        if let Err(e) = link.publish(last_topic, last_payload) {
+            tracing::error!(error = %e, "publishing acks on the embedded broker failed");
+            return;
+        }
     }
 }

@@ -1,72 +1,300 @@
-//! Storage behind one type, whatever the backend. The embedded default is
-//! SQLite ([`sqlite`]); the backend is chosen by the database URL.
+//! Storage behind one type, whatever the backend, chosen by the database URL:
+//! SQLite ([`sqlite`], the embedded default) or PostgreSQL ([`postgres`], with
+//! TimescaleDB when the server has it, see [`timescale`] and [`partitions`]).
 //!
 //! Every write of a batch is one transaction: readings (idempotent on
 //! `(device_id, seq, ts)`), the latest state per device, and quarantined input.
 //! Acknowledgements are sent only after [`Store::commit`] returns.
+//! `tests/storage_conformance.rs` runs the same tests against every backend.
+pub mod limit;
+pub mod partitions;
+pub mod pg_copy;
+pub mod postgres;
 pub mod sqlite;
+pub mod timescale;
+mod url;
+
+pub use url::redact_url;
 
 use crate::model::*;
 use anyhow::{Result, bail};
+use gridwatch_protocol::batch::Reading;
+use serde::Serialize;
 use std::path::Path;
 
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
-/// What a commit did: which of the accepted readings were new (in input order).
+/// What a commit did, by index into the accepted readings (in input order).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// Readings new to the store: only these reach the alert engine.
     pub new: Vec<usize>,
+    /// Readings the database could not keep (see [`unstorable`]), put into the
+    /// quarantine in the same transaction instead of failing their batch.
+    pub quarantined: Vec<usize>,
+}
+
+/// One stored reading, as history queries return it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadingRow {
+    pub device_id: String,
+    pub seq: i64,
+    /// Device time, ms since the Unix epoch.
+    pub ts_ms: i64,
+    pub kind: String,
+    pub gateway: String,
+    /// The whole reading as stored (tagged JSON: `{"kind":..,"v":1,"device":..,"body":{..}}`).
+    pub reading: serde_json::Value,
+}
+
+/// How many readings of one kind are stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KindCount {
+    pub kind: String,
+    pub readings: i64,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs migrations.
-    /// `sqlite://PATH` or a bare path is SQLite.
+    /// `sqlite://PATH` (or `sqlite:PATH`) is SQLite; `postgres://...` or
+    /// `postgresql://...` is PostgreSQL, e.g. `postgres:///gridwatch?host=/var/run/postgresql`.
     pub async fn open(url: &str) -> Result<Store> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             return Ok(Store::Sqlite(sqlite::SqliteStore::open(Path::new(path)).await?));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!("database URL {url:?}: PostgreSQL is not supported yet; use sqlite://PATH");
+            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
         }
-        bail!("database URL {url:?}: expected sqlite://PATH");
+        bail!(
+            "database URL {:?}: expected sqlite://PATH or postgres://[user[:password]@]host[:port]/database",
+            redact_url(url)
+        );
     }
 
+    /// Which backend this is, for logs and reports.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// How many batches may be committing at once. SQLite has one writer, so more
+    /// would only queue inside the database; PostgreSQL overlaps one batch's
+    /// commit (WAL flush) with the next batch's COPY.
+    pub fn max_concurrent_commits(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(_) => 4,
+        }
+    }
+
+    /// Stores a batch in one transaction: new readings, the latest state per device,
+    /// and the quarantine (refused input and readings the database cannot hold).
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
         match self {
             Store::Sqlite(s) => s.commit(accepted, refused).await,
+            Store::Postgres(s) => s.commit(accepted, refused).await,
         }
     }
 
-    pub async fn apply_alerts(&self, changes: &[AlertChange]) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.apply_alerts(changes).await,
-        }
-    }
-
-    pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertRow>> {
-        match self {
-            Store::Sqlite(s) => s.alerts(open_only).await,
-        }
-    }
-
+    /// Latest known state of every device, by device id.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
         match self {
             Store::Sqlite(s) => s.devices().await,
+            Store::Postgres(s) => s.devices().await,
         }
     }
 
+    /// Readings of one device with `from_ms <= ts < to_ms` (device time), oldest
+    /// first, at most `limit`.
+    pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
+        match self {
+            Store::Sqlite(s) => s.history(device, from_ms, to_ms, limit).await,
+            Store::Postgres(s) => s.history(device, from_ms, to_ms, limit).await,
+        }
+    }
+
+    /// Readings per kind with device time at or after `since_ms`, by kind.
+    pub async fn counts_per_kind(&self, since_ms: i64) -> Result<Vec<KindCount>> {
+        match self {
+            Store::Sqlite(s) => s.counts_per_kind(since_ms).await,
+            Store::Postgres(s) => s.counts_per_kind(since_ms).await,
+        }
+    }
+
+    /// The newest quarantine entries first.
     pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
         match self {
             Store::Sqlite(s) => s.quarantine(limit).await,
+            Store::Postgres(s) => s.quarantine(limit).await,
         }
     }
 
     pub async fn reading_count(&self) -> Result<i64> {
         match self {
             Store::Sqlite(s) => s.reading_count().await,
+            Store::Postgres(s) => s.reading_count().await,
         }
+    }
+}
+
+/// The quarantine reason for a reading that passed validation but cannot be stored.
+pub const UNSTORABLE: &str = "unstorable";
+
+/// Why `a` cannot be stored in any backend, if it cannot: the protocol allows any
+/// `u64` seq, every database column is a signed 64-bit integer.
+pub fn unstorable(a: &Accepted) -> Option<String> {
+    let r = &a.reading;
+    if i64::try_from(r.seq()).is_err() {
+        return Some(format!("seq {} exceeds the largest storable seq {}", r.seq(), i64::MAX));
+    }
+    if i64::try_from(r.ts()).is_err() {
+        return Some(format!(
+            "ts {} exceeds the largest storable time {} ms",
+            r.ts(),
+            i64::MAX
+        ));
+    }
+    None
+}
+
+/// A reading the database refused, as a quarantine entry: the reading itself is
+/// the payload, its source the topic it would have arrived on from a node.
+pub fn quarantine_entry(a: &Accepted, detail: String) -> Refused {
+    metrics::counter!("gridwatch_ingest_rejected_total", "reason" => UNSTORABLE).increment(1);
+    let r = &a.reading;
+    Refused {
+        source: format!("gw/{}/dev/{}/{}", a.gateway, r.device(), r.kind().as_str()),
+        reason: UNSTORABLE,
+        detail,
+        payload: serde_json::to_vec(r).unwrap_or_default(),
+    }
+}
+
+/// The newest state per device among the `new` readings, sorted by device id
+/// (a fixed lock order for concurrent transactions). Only status readings
+/// (lift, sterilizer) are states; births, events and cycles are not.
+/// `reading_json` may give a reading's JSON as already serialised for storing
+/// (see [`status_body`]), which spares serialising its body again.
+pub fn latest_states<'a>(
+    accepted: &'a [Accepted],
+    new: &[usize],
+    reading_json: impl Fn(usize) -> Option<&'a str>,
+) -> Result<Vec<DeviceState<'a>>> {
+    let mut newest: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for &i in new {
+        let r = &accepted[i].reading;
+        if !matches!(r, Reading::Lift(_) | Reading::Sterilizer(_)) {
+            continue;
+        }
+        let entry = newest.entry(r.device()).or_insert(i);
+        if accepted[*entry].reading.seq() < r.seq() {
+            *entry = i;
+        }
+    }
+    let mut states = newest
+        .into_values()
+        .map(|i| {
+            let a = &accepted[i];
+            let kind = if matches!(a.reading, Reading::Lift(_)) {
+                "lift"
+            } else {
+                "sterilizer"
+            };
+            let body = match reading_json(i).and_then(status_body) {
+                Some(body) => std::borrow::Cow::Borrowed(body),
+                None => std::borrow::Cow::Owned(match &a.reading {
+                    Reading::Lift(e) => serde_json::to_string(&e.body)?,
+                    Reading::Sterilizer(e) => serde_json::to_string(&e.body)?,
+                    _ => unreachable!("filtered above"),
+                }),
+            };
+            Ok(DeviceState {
+                device: a.reading.device(),
+                kind,
+                gateway: &a.gateway,
+                seq: a.reading.seq() as i64,
+                ts: a.reading.ts() as i64,
+                body,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    states.sort_unstable_by(|a, b| a.device.cmp(b.device));
+    Ok(states)
+}
+
+/// One row of the `devices` table to write.
+#[derive(Debug)]
+pub struct DeviceState<'a> {
+    pub device: &'a str,
+    pub kind: &'static str,
+    pub gateway: &'a str,
+    pub seq: i64,
+    pub ts: i64,
+    /// The status body as JSON.
+    pub body: std::borrow::Cow<'a, str>,
+}
+
+/// The body of a status reading from its tagged JSON as ingest serialises it
+/// (`{"kind":..,"v":..,"device":..,"seq":..,"ts":..,"body":{..}}`: the body is the
+/// last field, and nothing before it can hold the text `"body":`).
+pub fn status_body(reading_json: &str) -> Option<&str> {
+    let start = reading_json.find("\"body\":")? + "\"body\":".len();
+    let body = reading_json.get(start..reading_json.len().checked_sub(1)?)?;
+    (body.starts_with('{') && body.ends_with('}')).then_some(body)
+}
+
+/// Splits a batch into what can be stored and what goes to quarantine: the
+/// refused input plus readings no database can hold.
+pub(crate) fn plan_batch(accepted: &[Accepted], refused: &[Refused]) -> (Vec<usize>, Vec<usize>, Vec<Refused>) {
+    let mut storable = Vec::with_capacity(accepted.len());
+    let mut unstorable_rows = Vec::new();
+    let mut quarantine = refused.to_vec();
+    for (i, a) in accepted.iter().enumerate() {
+        match unstorable(a) {
+            None => storable.push(i),
+            Some(why) => {
+                unstorable_rows.push(i);
+                quarantine.push(quarantine_entry(a, why));
+            }
+        }
+    }
+    (storable, unstorable_rows, quarantine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus, Motion, Power, ServiceMode};
+
+    #[test]
+    fn the_status_body_is_cut_from_the_stored_json_exactly() {
+        let body = LiftStatus {
+            mode: ServiceMode::Normal,
+            motion: Motion::Up,
+            door: Door::Closed,
+            door_zone: false,
+            floor: -2,
+            occupied: true,
+            alarm: false,
+            fault: 7,
+            power: Power::Battery,
+            runs: 12,
+            door_cycles: 34,
+        };
+        let reading = Reading::Lift(Envelope::new(
+            DeviceId::try_from("L-1").unwrap(),
+            3,
+            1_764_061_200_000,
+            body,
+        ));
+        let json = serde_json::to_string(&reading).unwrap();
+        assert_eq!(status_body(&json), Some(serde_json::to_string(&body).unwrap().as_str()));
+        assert_eq!(status_body("{\"kind\":\"lift\"}"), None);
     }
 }

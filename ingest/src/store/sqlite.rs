@@ -1,11 +1,11 @@
 //! The embedded default backend: one SQLite file in WAL mode with full sync,
 //! so a commit survives a process kill before anything is acknowledged.
 use crate::model::*;
-use crate::store::Committed;
+use crate::store::{Committed, DeviceState, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry};
 use anyhow::{Context, Result};
-use gridwatch_protocol::batch::Reading;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Clone)]
@@ -41,18 +41,28 @@ impl SqliteStore {
     }
 
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
+        let (storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let mut committed = Committed::default();
-        for (i, a) in accepted.iter().enumerate() {
-            if insert_reading(&mut tx, a, now).await? {
-                committed.new.push(i);
+        let mut new = Vec::with_capacity(storable.len());
+        for chunk in storable.chunks(ROWS_PER_STATEMENT) {
+            match insert_readings(&mut tx, accepted, chunk, now).await {
+                Ok(inserted) => new.extend(inserted),
+                // A failed statement leaves an SQLite transaction usable: retry the chunk row by row.
+                Err(e) if is_data_error(&e) => {
+                    tracing::warn!(error = %e, rows = chunk.len(), "the database refused data in a batch; storing it row by row");
+                    for (i, why) in insert_row_by_row(&mut tx, accepted, chunk, now, &mut new).await? {
+                        quarantine.push(quarantine_entry(&accepted[i], why));
+                        quarantined.push(i);
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        for i in &committed.new {
-            upsert_device(&mut tx, &accepted[*i], now).await?;
-        }
-        for r in refused {
+        new.sort_unstable();
+        quarantined.sort_unstable();
+        upsert_devices(&mut tx, &latest_states(accepted, &new, |_| None)?, now).await?;
+        for r in &quarantine {
             sqlx::query("INSERT INTO quarantine (received_at, source, reason, detail, payload) VALUES (?, ?, ?, ?, ?)")
                 .bind(now)
                 .bind(&r.source)
@@ -63,75 +73,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(committed)
-    }
-
-    pub async fn apply_alerts(&self, changes: &[AlertChange]) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        for change in changes {
-            match change {
-                AlertChange::Raise {
-                    device,
-                    kind,
-                    severity,
-                    at_ms,
-                    detail,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO alerts (kind, device_id, severity, state, raised_at, updated_at, detail) \
-                         VALUES (?, ?, ?, 'raised', ?, ?, ?) \
-                         ON CONFLICT (device_id, kind) WHERE state <> 'cleared' DO NOTHING",
-                    )
-                    .bind(kind.as_str())
-                    .bind(device)
-                    .bind(severity)
-                    .bind(*at_ms as i64)
-                    .bind(now)
-                    .bind(detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                AlertChange::Clear { device, kind, at_ms } => {
-                    sqlx::query(
-                        "UPDATE alerts SET state = 'cleared', cleared_at = ?, updated_at = ? \
-                         WHERE device_id = ? AND kind = ? AND state <> 'cleared'",
-                    )
-                    .bind(*at_ms as i64)
-                    .bind(now)
-                    .bind(device)
-                    .bind(kind.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn alerts(&self, open_only: bool) -> Result<Vec<AlertRow>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, device_id, severity, state, raised_at, cleared_at, detail FROM alerts \
-             WHERE (? = 0 OR state <> 'cleared') ORDER BY raised_at DESC, id DESC LIMIT 1000",
-        )
-        .bind(open_only as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AlertRow {
-                id: r.get("id"),
-                kind: r.get("kind"),
-                device_id: r.get("device_id"),
-                severity: r.get("severity"),
-                state: r.get("state"),
-                raised_at: rfc3339(r.get("raised_at")),
-                raised_at_ms: r.get("raised_at"),
-                cleared_at: r.get::<Option<i64>, _>("cleared_at").map(rfc3339),
-                detail: r.get("detail"),
-            })
-            .collect())
+        Ok(Committed { new, quarantined })
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
@@ -173,6 +115,45 @@ impl SqliteStore {
             .collect())
     }
 
+    pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
+        let rows = sqlx::query(
+            "SELECT device_id, seq, ts, kind, gateway, body FROM readings \
+             WHERE device_id = ? AND ts >= ? AND ts < ? ORDER BY ts, seq LIMIT ?",
+        )
+        .bind(device)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReadingRow {
+                device_id: r.get("device_id"),
+                seq: r.get("seq"),
+                ts_ms: r.get("ts"),
+                kind: r.get("kind"),
+                gateway: r.get("gateway"),
+                reading: serde_json::from_str(r.get("body")).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn counts_per_kind(&self, since_ms: i64) -> Result<Vec<KindCount>> {
+        let rows =
+            sqlx::query("SELECT kind, COUNT(*) AS readings FROM readings WHERE ts >= ? GROUP BY kind ORDER BY kind")
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KindCount {
+                kind: r.get("kind"),
+                readings: r.get("readings"),
+            })
+            .collect())
+    }
+
     pub async fn reading_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM readings")
             .fetch_one(&self.pool)
@@ -180,48 +161,134 @@ impl SqliteStore {
     }
 }
 
-/// Inserts one reading; false when it was already stored (a redelivery).
-async fn insert_reading(tx: &mut Transaction<'_, Sqlite>, a: &Accepted, now: i64) -> Result<bool> {
-    let r = &a.reading;
-    let body = serde_json::to_string(r)?;
-    let done = sqlx::query(
-        "INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(r.device())
-    .bind(r.seq() as i64)
-    .bind(r.ts() as i64)
-    .bind(r.kind().as_str())
-    .bind(&a.gateway)
-    .bind(body)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Readings per INSERT statement: 7 parameters each, well below SQLite's limit
+/// of 32766, and large enough that the per-statement cost vanishes.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The multi-row INSERT for `rows` readings; `RETURNING` names the rows that were new.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(120 + rows * 24);
+    sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");
+    for i in 0..rows {
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?, ?, ?)"
+        });
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq, ts");
+    sql
 }
 
-/// Keeps the newest state per device; births and events do not replace a status.
-async fn upsert_device(tx: &mut Transaction<'_, Sqlite>, a: &Accepted, now: i64) -> Result<()> {
-    let r = &a.reading;
-    let (kind, body) = match r {
-        Reading::Lift(e) => ("lift", serde_json::to_string(&e.body)?),
-        Reading::Sterilizer(e) => ("sterilizer", serde_json::to_string(&e.body)?),
-        _ => return Ok(()),
-    };
-    sqlx::query(
-        "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
-         last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, updated_at = excluded.updated_at \
-         WHERE excluded.last_seq > devices.last_seq",
-    )
-    .bind(r.device())
-    .bind(kind)
-    .bind(&a.gateway)
-    .bind(r.seq() as i64)
-    .bind(r.ts() as i64)
-    .bind(body)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+/// Inserts the readings at `rows`; returns the indices of those that were new
+/// (the others were stored before: redeliveries).
+async fn insert_readings(
+    tx: &mut Transaction<'_, Sqlite>,
+    accepted: &[Accepted],
+    rows: &[usize],
+    now: i64,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len())));
+    for &i in rows {
+        let a = &accepted[i];
+        let r = &a.reading;
+        let body = serde_json::to_string(r).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        query = query
+            .bind(r.device())
+            .bind(r.seq() as i64)
+            .bind(r.ts() as i64)
+            .bind(r.kind().as_str())
+            .bind(&a.gateway)
+            .bind(body)
+            .bind(now);
+    }
+    let inserted = query.fetch_all(&mut **tx).await?;
+    // Key → first index with it: a key twice in one batch is new once.
+    let mut by_key: HashMap<(&str, i64, i64), usize> = HashMap::with_capacity(rows.len());
+    for &i in rows {
+        let r = &accepted[i].reading;
+        by_key.entry((r.device(), r.seq() as i64, r.ts() as i64)).or_insert(i);
+    }
+    Ok(inserted
+        .iter()
+        .filter_map(|row| {
+            let device: &str = row.get(0);
+            by_key
+                .get(&(device, row.get::<i64, _>(1), row.get::<i64, _>(2)))
+                .copied()
+        })
+        .collect())
+}
+
+/// The data-error path: every row in its own savepoint. Pushes new rows to `new`
+/// and returns the rows SQLite refused, with its reason.
+async fn insert_row_by_row(
+    tx: &mut Transaction<'_, Sqlite>,
+    accepted: &[Accepted],
+    rows: &[usize],
+    now: i64,
+    new: &mut Vec<usize>,
+) -> Result<Vec<(usize, String)>> {
+    let mut refused = Vec::new();
+    for &i in rows {
+        sqlx::query("SAVEPOINT gridwatch_row").execute(&mut **tx).await?;
+        match insert_readings(tx, accepted, &[i], now).await {
+            Ok(inserted) => {
+                sqlx::query("RELEASE gridwatch_row").execute(&mut **tx).await?;
+                new.extend(inserted);
+            }
+            Err(e) if is_data_error(&e) => {
+                sqlx::query("ROLLBACK TO gridwatch_row").execute(&mut **tx).await?;
+                sqlx::query("RELEASE gridwatch_row").execute(&mut **tx).await?;
+                refused.push((i, format!("the database refused this reading: {e}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(refused)
+}
+
+/// Whether SQLite refused the data itself (too big, constraint, type mismatch)
+/// rather than failing as a service (busy, I/O): such a chunk is split, not retried whole.
+fn is_data_error(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else { return false };
+    // Primary result codes are the low byte of extended ones.
+    let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+    // 18 TOOBIG, 19 CONSTRAINT, 20 MISMATCH.
+    matches!(primary, Some(18..=20))
+}
+
+/// Keeps the newest state per device; an older reading never replaces a newer state.
+async fn upsert_devices(tx: &mut Transaction<'_, Sqlite>, states: &[DeviceState<'_>], now: i64) -> Result<()> {
+    for chunk in states.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::with_capacity(400 + chunk.len() * 24);
+        sql.push_str(
+            "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?, ?)"
+            });
+        }
+        sql.push_str(
+            " ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
+             last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
+             updated_at = excluded.updated_at WHERE excluded.last_seq > devices.last_seq",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            query = query
+                .bind(s.device)
+                .bind(s.kind)
+                .bind(s.gateway)
+                .bind(s.seq)
+                .bind(s.ts)
+                .bind(s.body.as_ref())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }

@@ -1,0 +1,735 @@
+//! One storage suite for every backend: each test below runs once against SQLite
+//! and once against PostgreSQL, each time in its own fresh database (a temporary
+//! file; a `gridwatch_test_<unique>` database on the local server, dropped
+//! afterwards, also when the test fails).
+//!
+//! PostgreSQL comes from `GRIDWATCH_TEST_PG` (a server URL without a database,
+//! default `postgres://postgres@127.0.0.1:5432`); when it cannot be reached the
+//! PostgreSQL tests fail saying so: they are never skipped. The external-broker
+//! tests need the Mosquitto of `GRIDWATCH_TEST_MQTT` (default
+//! `mqtt://127.0.0.1:1883`) and fail the same way without it.
+use gridwatch_ingest::model::{Accepted, Refused};
+use gridwatch_ingest::pipeline::{self, Acks, Delivery, PipelineConfig, Via};
+use gridwatch_ingest::store::{Committed, Store};
+use gridwatch_ingest::{IngestConfig, alerting, domain, external, intake};
+use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
+use gridwatch_protocol::{
+    Birth, DeviceId, Door, Envelope, EventKind, LiftStatus, Motion, NodeAck, NodeEvent, Power, ServiceMode,
+};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Device time of the first reading in these tests: 2025-11-25T09:00:00Z.
+const T0: u64 = 1_764_061_200_000;
+const DEADLINE: Duration = Duration::from_secs(30);
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_run_from_empty_and_again,
+    redelivery_changes_nothing,
+    a_key_twice_in_one_batch_is_new_once,
+    out_of_order_arrival_is_stored_and_never_rolls_state_back,
+    refused_and_unstorable_readings_are_quarantined_without_blocking_their_batch,
+    latest_state_per_device_is_the_newest_status,
+    history_of_one_device_is_a_time_range_in_order,
+    counts_per_kind,
+    acks_are_published_only_after_the_commit,
+    a_slow_database_stops_intake_at_the_queue_bound,
+    external_broker_messages_are_acked_after_the_commit_and_kept_while_down,
+);
+
+// ---------------------------------------------------------------- databases
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test, removed when dropped.
+struct TestDb {
+    url: String,
+    /// The PostgreSQL database to drop, and the server to drop it on.
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn pg_server() -> String {
+    std::env::var("GRIDWATCH_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                TestDb {
+                    url: format!("sqlite://{}", dir.path().join("gridwatch.db").display()),
+                    postgres: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let server = pg_server();
+                let name = unique("gridwatch_test");
+                let admin = format!("{server}/postgres");
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "the PostgreSQL conformance tests need a server at {server} \
+                             (set GRIDWATCH_TEST_PG to another one); connecting failed: {e}"
+                        )
+                    });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating test database {name} on {server}: {e}"));
+                TestDb {
+                    url: format!("{server}/{name}"),
+                    postgres: Some((server, name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e:#}", self.url))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime (maybe while unwinding), so the
+        // database is dropped from a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{server}/postgres")).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database: {dropped:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- readings
+
+fn id(device: &str) -> DeviceId {
+    DeviceId::try_from(device).unwrap()
+}
+
+fn lift_status(floor: i16) -> LiftStatus {
+    LiftStatus {
+        mode: ServiceMode::Normal,
+        motion: Motion::Stopped,
+        door: Door::Closed,
+        door_zone: true,
+        floor,
+        occupied: false,
+        alarm: false,
+        fault: 0,
+        power: Power::Mains,
+        runs: 0,
+        door_cycles: 0,
+    }
+}
+
+/// Lift status `seq` of `device`, at device time T0 + seq seconds, on floor `seq`.
+fn lift(device: &str, seq: u64) -> Accepted {
+    lift_at(device, seq, T0 + seq * 1000)
+}
+
+fn lift_at(device: &str, seq: u64, ts: u64) -> Accepted {
+    Accepted {
+        gateway: "gw-t".into(),
+        reading: Reading::Lift(Envelope::new(id(device), seq, ts, lift_status((seq % 100) as i16))),
+    }
+}
+
+fn event(device: &str, seq: u64) -> Accepted {
+    let body = NodeEvent {
+        event: EventKind::AlarmButton,
+        code: 0,
+    };
+    Accepted {
+        gateway: "gw-t".into(),
+        reading: Reading::Event(Envelope::new(id(device), seq, T0 + seq * 1000, body)),
+    }
+}
+
+fn birth(device: &str, seq: u64) -> Accepted {
+    let body: Birth =
+        serde_json::from_value(serde_json::json!({"device_kind": "lift", "fw": "1.0.0", "boots": 1})).unwrap();
+    Accepted {
+        gateway: "gw-t".into(),
+        reading: Reading::Birth(Envelope::new(id(device), seq, T0 + seq * 1000, body)),
+    }
+}
+
+async fn commit(store: &Store, accepted: &[Accepted]) -> Committed {
+    store.commit(accepted, &[]).await.unwrap()
+}
+
+/// Polls `check` until it returns `Some`, or panics after [`DEADLINE`] naming `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- the suite
+
+async fn migrations_run_from_empty_and_again(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    assert_eq!(
+        store.backend(),
+        if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+    assert_eq!(store.reading_count().await.unwrap(), 0);
+    assert!(store.devices().await.unwrap().is_empty());
+    commit(&store, &[lift("L-1", 1)]).await;
+    drop(store);
+
+    // Again on the migrated database: nothing to do, nothing lost.
+    let store = db.open().await;
+    assert_eq!(store.reading_count().await.unwrap(), 1);
+    if let Store::Postgres(pg) = &store {
+        assert_eq!(pg.layout(), gridwatch_ingest::store::postgres::Layout::Partitioned);
+        let today: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass \
+             AND inhrelid = to_regclass('readings_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD'))",
+        )
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+        assert_eq!(today, 1, "today's partition exists");
+    }
+}
+
+async fn redelivery_changes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let batch = [lift("L-1", 1), lift("L-1", 2), event("L-2", 1)];
+    assert_eq!(commit(&store, &batch).await.new, [0, 1, 2]);
+    assert_eq!(
+        commit(&store, &batch).await.new,
+        Vec::<usize>::new(),
+        "a full redelivery is not new"
+    );
+    // Half old, half new: only the new half is reported.
+    let mixed = [lift("L-1", 2), lift("L-1", 3)];
+    assert_eq!(commit(&store, &mixed).await.new, [1]);
+    assert_eq!(store.reading_count().await.unwrap(), 4);
+    let devices = store.devices().await.unwrap();
+    assert_eq!(devices.len(), 1, "an event is not a device state");
+    assert_eq!(devices[0].last_seq, 3);
+}
+
+async fn a_key_twice_in_one_batch_is_new_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let committed = commit(&store, &[lift("L-1", 1), lift("L-1", 1), lift("L-1", 2)]).await;
+    assert_eq!(committed.new, [0, 2]);
+    assert_eq!(store.reading_count().await.unwrap(), 2);
+}
+
+async fn out_of_order_arrival_is_stored_and_never_rolls_state_back(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    assert_eq!(commit(&store, &[lift("L-1", 5)]).await.new, [0]);
+    assert_eq!(commit(&store, &[lift("L-1", 3), lift("L-1", 1)]).await.new, [0, 1]);
+    assert_eq!(commit(&store, &[lift("L-1", 4), lift("L-1", 2)]).await.new, [0, 1]);
+    let devices = store.devices().await.unwrap();
+    assert_eq!(devices[0].last_seq, 5, "late readings do not replace a newer state");
+    assert_eq!(devices[0].last_state["floor"], 5);
+    let seqs: Vec<i64> = store
+        .history("L-1", 0, i64::MAX, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+async fn refused_and_unstorable_readings_are_quarantined_without_blocking_their_batch(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let refused = Refused {
+        source: "gw/gw-t/dev/L-9/lift".into(),
+        reason: "malformed",
+        detail: "expected value at line 1 column 1".into(),
+        payload: b"{not json".to_vec(),
+    };
+    // seq is any u64 in the protocol, but no database column holds more than i64::MAX.
+    let batch = [lift("L-1", 1), lift_at("L-1", 1 << 63, T0), lift("L-1", 2)];
+    let committed = store.commit(&batch, &[refused]).await.unwrap();
+    assert_eq!(committed.new, [0, 2], "the neighbours are stored");
+    assert_eq!(committed.quarantined, [1]);
+    assert_eq!(store.reading_count().await.unwrap(), 2);
+
+    let kept = store.quarantine(10).await.unwrap();
+    let mut reasons: Vec<&str> = kept.iter().map(|q| q.reason.as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["malformed", "unstorable"]);
+    let unstorable = kept.iter().find(|q| q.reason == "unstorable").unwrap();
+    assert!(
+        unstorable.detail.contains("9223372036854775808"),
+        "{}",
+        unstorable.detail
+    );
+    assert_eq!(unstorable.source, "gw/gw-t/dev/L-1/lift");
+    assert!(
+        unstorable.payload.contains("\"seq\":9223372036854775808"),
+        "{}",
+        unstorable.payload
+    );
+    assert!(kept.iter().any(|q| q.payload == "{not json"));
+}
+
+async fn latest_state_per_device_is_the_newest_status(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    commit(
+        &store,
+        &[birth("L-2", 1), lift("L-2", 2), lift("L-1", 1), lift("L-1", 2)],
+    )
+    .await;
+    commit(&store, &[event("L-2", 3), birth("L-1", 3)]).await;
+    let devices = store.devices().await.unwrap();
+    let summary: Vec<(&str, &str, i64)> = devices
+        .iter()
+        .map(|d| (d.device_id.as_str(), d.kind.as_str(), d.last_seq))
+        .collect();
+    assert_eq!(
+        summary,
+        [("L-1", "lift", 2), ("L-2", "lift", 2)],
+        "births and events are not states"
+    );
+    assert_eq!(devices[0].gateway, "gw-t");
+    assert_eq!(devices[0].last_state["floor"], 2);
+    assert_eq!(devices[0].last_seen, "2025-11-25T09:00:02.000Z");
+}
+
+async fn history_of_one_device_is_a_time_range_in_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let mut batch: Vec<Accepted> = (1..=10).rev().map(|seq| lift("L-1", seq)).collect();
+    batch.push(lift("L-2", 5));
+    commit(&store, &batch).await;
+    // [T0 + 3 s, T0 + 7 s): seqs 3 to 6 of L-1 only.
+    let rows = store
+        .history("L-1", (T0 + 3000) as i64, (T0 + 7000) as i64, 100)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [3, 4, 5, 6]);
+    assert_eq!(rows[0].ts_ms, (T0 + 3000) as i64);
+    assert_eq!(rows[0].kind, "lift");
+    assert_eq!(rows[0].gateway, "gw-t");
+    assert_eq!(rows[0].reading["kind"], "lift", "the whole reading is kept");
+    assert_eq!(rows[0].reading["body"]["floor"], 3);
+    let limited = store.history("L-1", 0, i64::MAX, 2).await.unwrap();
+    assert_eq!(limited.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+}
+
+async fn counts_per_kind(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    commit(
+        &store,
+        &[
+            lift("L-1", 1),
+            lift("L-1", 2),
+            event("L-1", 3),
+            birth("L-2", 1),
+            lift("L-2", 4),
+        ],
+    )
+    .await;
+    let counts: Vec<(String, i64)> = store
+        .counts_per_kind(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, c.readings))
+        .collect();
+    assert_eq!(counts, [("birth".into(), 1), ("event".into(), 1), ("lift".into(), 3)]);
+    let recent = store.counts_per_kind((T0 + 3000) as i64).await.unwrap();
+    assert_eq!(recent.iter().map(|c| c.readings).sum::<i64>(), 2, "seq 3 and 4 only");
+}
+
+/// Holds the database's write lock from outside ingest until released.
+enum WriteLock {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl WriteLock {
+    async fn take(store: &Store) -> WriteLock {
+        match store {
+            Store::Sqlite(s) => {
+                let mut conn = s.pool().acquire().await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.unwrap();
+                WriteLock::Sqlite(conn)
+            }
+            Store::Postgres(p) => {
+                let mut tx = p.pool().begin().await.unwrap();
+                sqlx::query("LOCK TABLE readings IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(tx)
+            }
+        }
+    }
+
+    /// Waits until a commit of ingest is stuck behind this lock.
+    async fn wait_for_blocked_commit(&self, store: &Store) {
+        match store {
+            // A blocked writer waits on its busy timeout, fails, and is retried: one failure proves it.
+            Store::Sqlite(_) => {
+                eventually("a commit failing on the locked SQLite database", || async {
+                    let metrics = gridwatch_ingest::metrics::handle().render();
+                    metrics
+                        .lines()
+                        .any(|l| l.starts_with("gridwatch_ingest_store_failures_total{op=\"commit\"}"))
+                        .then_some(())
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                eventually("a commit waiting for the lock on readings", || async {
+                    let waiting: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                         AND wait_event_type = 'Lock' AND application_name = 'gridwatch'",
+                    )
+                    .fetch_one(p.pool())
+                    .await
+                    .unwrap();
+                    (waiting > 0).then_some(())
+                })
+                .await
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+            }
+            WriteLock::Postgres(tx) => tx.rollback().await.unwrap(),
+        }
+    }
+}
+
+/// An MQTT test client: its publishes arrive on `publishes`; ConnAck and SubAck
+/// on `confirmations`.
+struct Client {
+    client: AsyncClient,
+    publishes: mpsc::UnboundedReceiver<rumqttc::Publish>,
+    confirmations: mpsc::UnboundedReceiver<()>,
+}
+
+impl Client {
+    /// Connects (clean session) and returns once the broker said ConnAck.
+    async fn connect(url: gridwatch_mqtt::MqttUrl, client_id: &str) -> Client {
+        let mut options = gridwatch_mqtt::client_options(&url, client_id);
+        options.set_clean_session(true);
+        let (client, mut events) = AsyncClient::new(options, 100);
+        let (confirm_tx, mut confirmations) = mpsc::unbounded_channel();
+        let (publish_tx, publishes) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_) | Packet::SubAck(_))) => {
+                        let _ = confirm_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = publish_tx.send(p);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(DEADLINE, confirmations.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no MQTT broker answered at {url}"));
+        Client {
+            client,
+            publishes,
+            confirmations,
+        }
+    }
+
+    /// Subscribes and waits for the SubAck, so nothing published after is missed.
+    async fn subscribe(&mut self, filter: &str) {
+        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        tokio::time::timeout(DEADLINE, self.confirmations.recv())
+            .await
+            .unwrap_or_else(|_| panic!("SubAck for {filter} timed out"));
+    }
+
+    async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self, what: &str) -> rumqttc::Publish {
+        tokio::time::timeout(DEADLINE, self.publishes.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap()
+    }
+}
+
+fn node_payload(device: &str, seq: u64) -> Vec<u8> {
+    let Reading::Lift(envelope) = lift(device, seq).reading else {
+        unreachable!()
+    };
+    serde_json::to_vec(&envelope).unwrap()
+}
+
+async fn acks_are_published_only_after_the_commit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = IngestConfig::embedded(dir.path());
+    config.database = db.url.clone();
+    config.pipeline.linger = Duration::from_millis(5);
+    let ingest = gridwatch_ingest::start(config).await.unwrap();
+    let mut node = Client::connect(ingest.mqtt_addr.into(), "L-1").await;
+    node.subscribe("gw/gw-t/dev/L-1/ack").await;
+
+    let lock = WriteLock::take(&ingest.store).await;
+    node.publish("gw/gw-t/dev/L-1/lift", node_payload("L-1", 1)).await;
+    lock.wait_for_blocked_commit(&ingest.store).await;
+    assert!(
+        node.publishes.try_recv().is_err(),
+        "no ack while the commit cannot happen"
+    );
+    lock.release().await;
+
+    let ack = node.next("the node ack").await;
+    let ack: NodeAck = serde_json::from_slice(&ack.payload).unwrap();
+    assert_eq!(ack.seq, 1);
+    // The ack says committed: the reading must be visible now, without waiting.
+    assert_eq!(ingest.store.history("L-1", 0, i64::MAX, 10).await.unwrap().len(), 1);
+    ingest.stop().await;
+}
+
+async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let domain = domain::persist::load(&store, domain::DomainConfig::default())
+        .await
+        .unwrap();
+    let alerting = alerting::Alerting {
+        domain: Arc::new(tokio::sync::Mutex::new(domain)),
+        store: store.clone(),
+    };
+    let config = PipelineConfig {
+        batch_max: 10,
+        linger: Duration::from_millis(1),
+        queue: 16,
+        commits_in_flight: 2,
+    };
+    let queue_size = config.queue;
+    let in_flight = config.commits_in_flight.min(store.max_concurrent_commits());
+    // The queue, the commits in flight, one formed batch waiting, one being formed.
+    let bound = config.queue + config.batch_max * (in_flight + 2);
+    let mut tasks = tokio::task::JoinSet::new();
+    let queue = pipeline::spawn(&mut tasks, config, store.clone(), Acks::default(), alerting);
+
+    let lock = WriteLock::take(&store).await;
+    let delivery = |seq: u64| Delivery {
+        incoming: intake::classify("gw/gw-t/dev/L-1/lift", &node_payload("L-1", seq)).unwrap(),
+        via: Via::Embedded,
+        ack_ceiling: None,
+    };
+    // Feed until the pipeline refuses more, which it must do within the bound.
+    let mut taken = 0u64;
+    let mut refused_in_a_row = 0;
+    while refused_in_a_row < 20 {
+        match queue.try_send(delivery(taken + 1)) {
+            Ok(()) => {
+                taken += 1;
+                refused_in_a_row = 0;
+                assert!(
+                    taken as usize <= bound,
+                    "took {taken} messages with the database blocked (bound {bound})"
+                );
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                refused_in_a_row += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("pipeline stopped: {e}"),
+        }
+    }
+    assert!(taken as usize >= queue_size, "took only {taken}");
+    lock.release().await;
+    // Released: everything taken is committed, and the pipeline takes more again.
+    eventually("all taken readings committed", || async {
+        (store.reading_count().await.unwrap() == taken as i64).then_some(())
+    })
+    .await;
+    queue.send(delivery(taken + 1)).await.unwrap();
+    eventually("the pipeline taking more", || async {
+        (store.reading_count().await.unwrap() == taken as i64 + 1).then_some(())
+    })
+    .await;
+    tasks.shutdown().await;
+}
+
+async fn external_broker_messages_are_acked_after_the_commit_and_kept_while_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker: gridwatch_mqtt::MqttUrl = std::env::var("GRIDWATCH_TEST_MQTT")
+        .unwrap_or_else(|_| "mqtt://127.0.0.1:1883".to_string())
+        .parse()
+        .unwrap();
+    // Unique topics and client ids: the broker is shared.
+    let gateway = unique("gwx").replace('_', "-");
+    let ingest_id = unique("ingest");
+    let config = || {
+        let mut config = IngestConfig::embedded(dir.path());
+        config.database = db.url.clone();
+        config.pipeline.linger = Duration::from_millis(5);
+        let mut external = external::ExternalConfig::new(broker.clone(), &ingest_id);
+        external.filters = vec![format!("gw/{gateway}/#")];
+        config.external = Some(external);
+        config
+    };
+    let batch = |number: u64, seqs: std::ops::RangeInclusive<u64>| {
+        let readings = seqs
+            .map(|seq| serde_json::value::to_raw_value(&lift("L-x1", seq).reading).unwrap())
+            .collect();
+        let batch = Batch {
+            v: 1,
+            gateway: gateway.clone(),
+            batch: number,
+            readings,
+        };
+        serde_json::to_vec(&batch).unwrap()
+    };
+    let topic = format!("gw/{gateway}/batch");
+    let mut sender = Client::connect(broker.clone(), &unique("sender")).await;
+    sender.subscribe(&format!("gw/{gateway}/ack")).await;
+    /// The next ack of batch `number` (earlier batches may be acked again: redeliveries).
+    async fn ack_of(sender: &mut Client, number: u64, wait: Duration) -> Option<BatchAck> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let publish = tokio::time::timeout_at(deadline, sender.publishes.recv())
+                .await
+                .ok()??;
+            let ack: BatchAck = serde_json::from_slice(&publish.payload).unwrap();
+            if ack.batch == number {
+                return Some(ack);
+            }
+        }
+    }
+
+    let ingest = gridwatch_ingest::start(config()).await.unwrap();
+    // Ingest subscribes after its ConnAck; until the broker has the subscription it
+    // drops what is published. Repeat batch 1 (harmless: duplicates) until it is acked.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let ack = loop {
+        sender.publish(&topic, batch(1, 1..=3)).await;
+        if let Some(ack) = ack_of(&mut sender, 1, Duration::from_millis(500)).await {
+            break ack;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest never subscribed on the external broker"
+        );
+    };
+    assert_eq!((ack.stored, ack.rejected), (3, 0));
+    assert_eq!(ingest.store.reading_count().await.unwrap(), 3, "acked means committed");
+    ingest.stop().await;
+
+    // While ingest is down, the broker keeps what arrives for its persistent session.
+    sender.publish(&topic, batch(2, 4..=6)).await;
+    let ingest = gridwatch_ingest::start(config()).await.unwrap();
+    let ack = ack_of(&mut sender, 2, DEADLINE)
+        .await
+        .expect("the ack of the batch sent while ingest was down");
+    assert_eq!(ack.stored, 3);
+    assert_eq!(ingest.store.reading_count().await.unwrap(), 6);
+    ingest.stop().await;
+
+    // Leave no session behind on the shared broker.
+    drop(Client::connect(broker, &ingest_id).await);
+}
