@@ -73,6 +73,13 @@ pub struct CaseBook {
 }
 
 impl CaseBook {
+    /// Rebuilds a book from stored cases; new ids continue after the highest.
+    pub fn from_cases(cases: impl IntoIterator<Item = Case>) -> CaseBook {
+        let cases: BTreeMap<CaseId, Case> = cases.into_iter().map(|c| (c.id, c)).collect();
+        let next_id = cases.keys().next_back().copied().unwrap_or(0);
+        CaseBook { next_id, cases }
+    }
+
     /// Takes in a report: merges it into the matching open case or opens a new one.
     pub fn submit(&mut self, report: Report, cfg: &CaseConfig) -> Intake {
         let open = find_open_case(self.cases.values(), &report.subject, report.case_type).map(|c| c.id);

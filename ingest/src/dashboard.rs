@@ -1,5 +1,7 @@
-//! The dashboard page at `/`: devices and open alerts, rendered on the server.
-use crate::http::{ApiError, AppState, html, page_data};
+//! The dashboard page at `/`: open alerts, open cases and devices, rendered on the
+//! server and refreshed every 5 s. Shows what the caller may see.
+use crate::domain::query;
+use crate::http::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::response::Html;
 use std::fmt::Write;
@@ -11,46 +13,98 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub async fn page(State(s): State<AppState>) -> Result<Html<String>, ApiError> {
-    let (devices, alerts) = page_data(&s).await?;
+fn table(out: &mut String, id: &str, title: &str, headers: &[&str], rows: &[Vec<String>]) {
+    let _ = write!(out, "<h2>{title} ({})</h2><table id=\"{id}\"><tr>", rows.len());
+    for h in headers {
+        let _ = write!(out, "<th>{h}</th>");
+    }
+    out.push_str("</tr>");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{}</td>", escape(cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+}
+
+pub async fn page(State(s): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
+    let alerts = query::alerts(&s.store, true, 200).await?;
+    let devices = s.store.devices().await?;
+    let domain = s.alerting.domain.lock().await;
+    let registry = domain.registry();
+    let place = |id: &str| registry.device(id).map(|d| registry.placement(d));
+    let alert_rows: Vec<Vec<String>> = alerts
+        .iter()
+        .filter(|a| caller.can_see(place(&a.device_id)))
+        .map(|a| {
+            vec![
+                a.raised_at.clone(),
+                a.kind.clone(),
+                a.device_id.clone(),
+                a.severity.clone(),
+                a.state.clone(),
+                a.details.to_string(),
+            ]
+        })
+        .collect();
+    let case_rows: Vec<Vec<String>> = domain
+        .book()
+        .cases()
+        .filter(|c| c.is_open() && caller.can_see(Some(c.placement())))
+        .map(|c| {
+            let subject = serde_json::to_value(&c.subject).unwrap_or_default();
+            vec![
+                c.id.to_string(),
+                format!("{:?}", c.case_type),
+                c.grid.to_string(),
+                format!("{:?}", c.priority),
+                format!("{:?}", c.status()),
+                subject["id"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    let device_rows: Vec<Vec<String>> = devices
+        .iter()
+        .filter(|d| caller.can_see(place(&d.device_id)))
+        .map(|d| {
+            vec![
+                d.device_id.clone(),
+                d.kind.clone(),
+                d.gateway.clone(),
+                d.last_seen.clone(),
+                d.last_state.to_string(),
+            ]
+        })
+        .collect();
+
     let mut out = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>gridwatch</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:.3em .6em}.critical{background:#fdd}</style></head><body><h1>gridwatch</h1>",
+         td,th{border:1px solid #ccc;padding:.3em .6em;font-size:90%}</style></head><body><h1>gridwatch</h1>",
     );
-    let _ = write!(
-        out,
-        "<h2>Open alerts ({})</h2><table id=\"alerts\"><tr><th>raised</th><th>kind</th><th>device</th><th>severity</th><th>detail</th></tr>",
-        alerts.len()
+    table(
+        &mut out,
+        "alerts",
+        "Open alerts",
+        &["raised", "kind", "device", "severity", "state", "details"],
+        &alert_rows,
     );
-    for a in &alerts {
-        let _ = write!(
-            out,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&a.severity),
-            escape(&a.raised_at),
-            escape(&a.kind),
-            escape(&a.device_id),
-            escape(&a.severity),
-            escape(&a.detail)
-        );
-    }
-    let _ = write!(
-        out,
-        "</table><h2>Devices ({})</h2><table id=\"devices\"><tr><th>device</th><th>kind</th><th>gateway</th><th>last seen</th><th>state</th></tr>",
-        devices.len()
+    table(
+        &mut out,
+        "cases",
+        "Open cases",
+        &["case", "type", "grid", "priority", "status", "device"],
+        &case_rows,
     );
-    for d in &devices {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            escape(&d.device_id),
-            escape(&d.kind),
-            escape(&d.gateway),
-            escape(&d.last_seen),
-            escape(&d.last_state.to_string())
-        );
-    }
-    out.push_str("</table></body></html>");
-    Ok(html(out))
+    table(
+        &mut out,
+        "devices",
+        "Devices",
+        &["device", "kind", "gateway", "last seen", "state"],
+        &device_rows,
+    );
+    out.push_str("</body></html>");
+    Ok(Html(out))
 }

@@ -5,21 +5,29 @@
 //! acknowledges, [`store`] is the storage backend, [`alerting`] the rules,
 //! [`http`] and [`dashboard`] the web side, [`metrics`] the Prometheus recorder.
 pub mod alerting;
+pub mod api;
+pub mod auth;
 pub mod dashboard;
+pub mod domain;
+pub mod external;
 pub mod http;
 pub mod intake;
 pub mod metrics;
 pub mod model;
+pub mod node_acks;
 pub mod pipeline;
 pub mod store;
 
 use anyhow::{Context, Result};
 use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker};
+use gridwatch_protocol::clock::{Clock, SystemClock};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinSet;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IngestConfig {
     /// HTTP API and dashboard; port 0 picks one.
     pub http: SocketAddr,
@@ -28,7 +36,20 @@ pub struct IngestConfig {
     /// `sqlite://PATH` (the embedded default).
     pub database: String,
     pub pipeline: pipeline::PipelineConfig,
-    pub alerts: alerting::AlertConfig,
+    /// Also consume this external broker (persistent session, acks after commit).
+    pub external: Option<external::ExternalConfig>,
+    /// The embedded broker's in-memory log: its memory bound (see `gridwatch_mqtt::BrokerConfig`).
+    pub broker_log: pipeline::BrokerLog,
+    /// Alert thresholds and case rules.
+    pub domain: domain::DomainConfig,
+    /// The time the alert engine's time-based rules and case deadlines run on.
+    pub clock: Arc<dyn Clock>,
+    /// How often (wall time) the time-based rules run.
+    pub tick_every: Duration,
+    /// How often (wall time) the alert engine's state is checkpointed.
+    pub checkpoint_every: Duration,
+    /// API users; empty means an open, read-only API.
+    pub users: auth::Users,
 }
 
 impl IngestConfig {
@@ -39,7 +60,13 @@ impl IngestConfig {
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: format!("sqlite://{}", data_dir.join("gridwatch.db").display()),
             pipeline: pipeline::PipelineConfig::default(),
-            alerts: alerting::AlertConfig::default(),
+            external: None,
+            broker_log: pipeline::BrokerLog::default(),
+            domain: domain::DomainConfig::default(),
+            clock: Arc::new(SystemClock),
+            tick_every: Duration::from_secs(1),
+            checkpoint_every: Duration::from_secs(5),
+            users: auth::Users::open(),
         }
     }
 }
@@ -49,20 +76,51 @@ pub struct Ingest {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub store: store::Store,
+    alerting: alerting::Alerting,
+    clock: Arc<dyn Clock>,
     tasks: JoinSet<()>,
 }
 
 impl Ingest {
+    /// Runs the time-based alert rules and case deadlines now, at the configured
+    /// clock's time (the background tick does the same every `tick_every`).
+    pub async fn tick(&self) {
+        self.alerting.tick(self.clock.now_ms()).await;
+    }
+
+    /// The domain: alert engine, register and cases.
+    pub fn domain(&self) -> &alerting::SharedDomain {
+        &self.alerting.domain
+    }
+
+    /// Replaces the equipment register with the CSV export `csv` (the offices' layout);
+    /// refuses the whole file, naming every bad row and column, if any row is bad.
+    pub async fn import_register_csv(&self, csv: &[u8]) -> Result<domain::ImportSummary> {
+        domain::import_register(&self.alerting, csv, self.clock.now_ms()).await
+    }
+
+    /// Stops every task, then checkpoints the alert engine so a restart replays little.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+        self.alerting.checkpoint(model::now_ms()).await;
     }
 }
 
 pub async fn start(config: IngestConfig) -> Result<Ingest> {
     let metrics = metrics::handle();
     let store = store::Store::open(&config.database).await?;
+    let domain = domain::persist::load(&store, config.domain.clone())
+        .await
+        .context("loading alerts, cases and register")?;
+    let alerting = alerting::Alerting {
+        domain: Arc::new(tokio::sync::Mutex::new(domain)),
+        store: store.clone(),
+    };
     let broker_config = BrokerConfig {
         listen: config.mqtt,
+        segment_size: config.broker_log.segment_size,
+        segment_count: config.broker_log.segment_count,
+        filter_logs: config.broker_log.ack_filter_logs(),
         ..BrokerConfig::default()
     };
     let mut broker = EmbeddedBroker::start("ingest", &broker_config, &["ingest"])?;
@@ -77,17 +135,33 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
     let app = http::router(http::AppState {
         store: store.clone(),
         metrics,
+        alerting: alerting.clone(),
+        clock: config.clock.clone(),
+        users: Arc::new(config.users.clone()),
     });
 
-    let (queue_tx, queue_rx) = tokio::sync::mpsc::channel(config.pipeline.queue);
     let mut tasks = JoinSet::new();
-    tasks.spawn(pipeline::read_broker(link_rx, queue_tx));
-    tasks.spawn(pipeline::write(
+    let external = config.external.as_ref().map(external::connect);
+    let acks = pipeline::Acks {
+        embedded: Some(link_tx),
+        external: external.as_ref().map(|(client, _)| client.clone()),
+    };
+    let queue = pipeline::spawn(
+        &mut tasks,
         config.pipeline.clone(),
         store.clone(),
-        link_tx,
-        queue_rx,
-        alerting::Alerting::new(config.alerts.clone()),
+        acks,
+        alerting.clone(),
+    );
+    tasks.spawn(pipeline::read_broker(link_rx, queue.clone()));
+    if let (Some((client, events)), Some(external_config)) = (external, config.external.clone()) {
+        tasks.spawn(external::read(client, events, external_config, queue));
+    }
+    tasks.spawn(alerting::run_ticks(
+        alerting.clone(),
+        config.clock.clone(),
+        config.tick_every,
+        config.checkpoint_every,
     ));
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -99,6 +173,8 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
         http_addr,
         mqtt_addr: broker.addr,
         store,
+        alerting,
+        clock: config.clock,
         tasks,
     })
 }

@@ -19,50 +19,6 @@ pub struct Refused {
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    TrappedPassenger,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::TrappedPassenger => "trapped_passenger",
-        }
-    }
-}
-
-/// A change the alert engine asks the store to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AlertChange {
-    Raise {
-        device: String,
-        kind: AlertKind,
-        severity: &'static str,
-        at_ms: u64,
-        detail: String,
-    },
-    Clear {
-        device: String,
-        kind: AlertKind,
-        at_ms: u64,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AlertRow {
-    pub id: i64,
-    pub kind: String,
-    pub device_id: String,
-    pub severity: String,
-    pub state: String,
-    pub raised_at: String,
-    pub raised_at_ms: i64,
-    pub cleared_at: Option<String>,
-    pub detail: String,
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DeviceRow {
     pub device_id: String,
@@ -95,4 +51,24 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as i64
+}
+
+/// An alert as the API and dashboard show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertView {
+    pub id: i64,
+    pub kind: String,
+    pub device_id: String,
+    pub severity: String,
+    /// `raised`, `acknowledged` or `cleared`.
+    pub state: String,
+    /// Device time the alert was raised.
+    pub raised_at: String,
+    pub raised_at_ms: i64,
+    /// Device time of the latest change.
+    pub updated_at: String,
+    pub cleared_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub revision: i64,
+    pub details: serde_json::Value,
 }

@@ -1,0 +1,166 @@
+//! How far a directly connected node may be acknowledged after the embedded
+//! broker dropped messages.
+//!
+//! A `NodeAck` carries the highest committed `seq` and the node then forgets
+//! everything up to it. That is safe while every message a node sent reaches
+//! ingest. The embedded rumqttd, though, drops the oldest part of its log when
+//! ingest falls too far behind (it acknowledges publishes on arrival and cannot
+//! push back); the pipeline sees that as a gap in the log's offsets. After such
+//! a drop, a node whose next message skips seqs may have lost some in the
+//! broker: its acks are held at the last seq that arrived without a gap until
+//! the missing ones arrive, which they do when the node reconnects and replays
+//! what is unacknowledged, oldest first. If the replay starts above the gap, the
+//! node no longer has those readings (its buffer overflowed) and nothing more
+//! can come: the hold ends there.
+//!
+//! Gaps without a broker drop are the node's own (its buffer overflowed and it
+//! reported so) and hold nothing. A node first heard of after a drop may have
+//! lost earlier readings in it, and which is unknown: it gets no ack at all
+//! (unless its first seq is 1) until its replay shows where it starts.
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct NodeAcks {
+    devices: HashMap<(String, String), Seen>,
+    /// Broker drops seen so far.
+    drops: u64,
+}
+
+struct Seen {
+    /// Highest seq with no unexplained gap below it.
+    contiguous: u64,
+    max: u64,
+    held: bool,
+    /// `drops` when this device was last seen.
+    drops: u64,
+}
+
+impl NodeAcks {
+    /// The broker dropped messages (of unknown devices).
+    pub fn broker_dropped(&mut self) {
+        self.drops += 1;
+    }
+
+    /// Notes `seq` arriving from `device` under `gateway`; returns the highest
+    /// seq it may be acknowledged up to, if limited.
+    pub fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
+        let drops = self.drops;
+        let Some(seen) = self.devices.get_mut(&(gateway.to_string(), device.to_string())) else {
+            let held = drops > 0 && seq > 1;
+            let contiguous = if held { 0 } else { seq };
+            self.devices.insert(
+                (gateway.to_string(), device.to_string()),
+                Seen {
+                    contiguous,
+                    max: seq,
+                    held,
+                    drops,
+                },
+            );
+            return held.then_some(contiguous);
+        };
+        if seen.held {
+            if seq == seen.contiguous + 1 {
+                seen.contiguous = seq; // the replay fills the gap
+            } else if seq > seen.contiguous + 1 && seq <= seen.max {
+                seen.contiguous = seq; // a replay that starts above the gap: the node lost it
+            }
+            if seen.contiguous >= seen.max.max(seq) {
+                seen.held = false;
+                tracing::info!(
+                    gateway,
+                    device,
+                    seq,
+                    "node acks resume: the gap after a broker drop is closed"
+                );
+            }
+        } else if seq > seen.max + 1 && seen.drops != drops {
+            seen.held = true;
+            seen.contiguous = seen.max;
+            metrics::counter!("gridwatch_ingest_node_acks_held_total").increment(1);
+            tracing::warn!(
+                gateway,
+                device,
+                from = seen.max + 1,
+                to = seq - 1,
+                "readings missing after a broker drop: node acks held until the node replays them"
+            );
+        } else if seq > seen.contiguous {
+            seen.contiguous = seq;
+        }
+        seen.max = seen.max.max(seq);
+        seen.drops = drops;
+        seen.held.then_some(seen.contiguous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_without_a_broker_drop_is_the_nodes_own() {
+        let mut acks = NodeAcks::default();
+        assert_eq!(acks.arrived("g", "d", 1), None);
+        assert_eq!(
+            acks.arrived("g", "d", 5),
+            None,
+            "the node overflowed: nothing to wait for"
+        );
+    }
+
+    #[test]
+    fn a_gap_after_a_broker_drop_holds_acks_until_the_replay_fills_it() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "d", 1);
+        acks.arrived("g", "d", 2);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 5), Some(2), "3 and 4 were in the dropped part");
+        assert_eq!(acks.arrived("g", "d", 6), Some(2));
+        // The node reconnects and replays 3, 4, 5, 6 (and goes on with 7).
+        assert_eq!(acks.arrived("g", "d", 3), Some(3));
+        assert_eq!(acks.arrived("g", "d", 4), Some(4));
+        assert_eq!(acks.arrived("g", "d", 5), Some(5));
+        assert_eq!(acks.arrived("g", "d", 6), None);
+        assert_eq!(acks.arrived("g", "d", 7), None);
+    }
+
+    #[test]
+    fn a_replay_that_starts_above_the_gap_ends_the_hold() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "d", 1);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 4), Some(1));
+        // The node no longer has 2 and 3: its replay starts at 4.
+        assert_eq!(acks.arrived("g", "d", 4), None);
+    }
+
+    #[test]
+    fn a_node_first_heard_of_after_a_drop_is_held_until_its_replay() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "a", 1);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "new", 1), None, "seq 1: nothing can be missing");
+        assert_eq!(
+            acks.arrived("g", "late", 7),
+            Some(0),
+            "1 to 6 may have been dropped: no ack"
+        );
+        assert_eq!(acks.arrived("g", "late", 8), Some(0));
+        // The node replays from its oldest unacknowledged reading, 5.
+        assert_eq!(acks.arrived("g", "late", 5), Some(5));
+        assert_eq!(acks.arrived("g", "late", 6), Some(6));
+        assert_eq!(acks.arrived("g", "late", 7), Some(7));
+        assert_eq!(acks.arrived("g", "late", 8), None);
+    }
+
+    #[test]
+    fn devices_not_seen_since_the_drop_are_judged_by_their_own_gap() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "a", 1);
+        acks.arrived("g", "b", 1);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "a", 2), None, "no gap");
+        assert_eq!(acks.arrived("g", "b", 3), Some(1));
+    }
+}
