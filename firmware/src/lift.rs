@@ -30,6 +30,8 @@ pub struct LiftConfig {
     pub fault_settle_ms: u32,
     /// Fault code reported while the position sensor fails (codes are a site table).
     pub position_fault_code: u16,
+    /// Fault code reported while the safety circuit is open (see [`LiftNode::with_safety_circuit`]).
+    pub safety_circuit_fault_code: u16,
     pub landings: LandingTable,
 }
 
@@ -46,6 +48,7 @@ impl LiftConfig {
             stopped_outside_zone_ms: 5_000,
             fault_settle_ms: 1_000,
             position_fault_code: 901,
+            safety_circuit_fault_code: 1,
             landings,
         }
     }
@@ -99,6 +102,9 @@ pub struct LiftNode<P, S> {
     motion: Debounced<Motion>,
     estimator: MotionEstimator,
     position_ok: Debounced<bool>,
+    /// Optional safety-circuit monitor input (active = circuit closed) and its debounced state.
+    safety: Option<Contact<P>>,
+    safety_ok: Debounced<bool>,
     floor: i16,
     commanded_mode: ServiceMode,
     counters: WearCounters,
@@ -126,6 +132,8 @@ impl<P: InputPin, S: PositionSensor> LiftNode<P, S> {
             motion: Debounced::new(Motion::Stopped, config.motion_window_ms),
             estimator: MotionEstimator::new(config.motion_window_ms, config.motion_threshold_mm_s),
             position_ok: Debounced::new(true, config.fault_settle_ms),
+            safety: None,
+            safety_ok: Debounced::new(true, settle),
             floor: config.landings.nearest_floor(0),
             commanded_mode: ServiceMode::Normal,
             counters: WearCounters::default(),
@@ -139,6 +147,14 @@ impl<P: InputPin, S: PositionSensor> LiftNode<P, S> {
             inputs,
             position,
         }
+    }
+
+    /// Adds a safety-circuit monitor input (a voltage-sense contact across the safety
+    /// chain, active while the circuit is closed). While it is open the status reports
+    /// `safety_circuit_fault_code`, with `FaultRaised` / `FaultCleared` events, in every mode.
+    pub fn with_safety_circuit(mut self, closed: Contact<P>) -> Self {
+        self.safety = Some(closed);
+        self
     }
 
     /// Continues the wear counters from before a reset.
@@ -167,7 +183,9 @@ impl<P: InputPin, S: PositionSensor> LiftNode<P, S> {
             floor: self.floor,
             occupied: c.occupied.value(),
             alarm: c.alarm.value(),
-            fault: if self.position_ok.value() {
+            fault: if !self.safety_ok.value() {
+                self.config.safety_circuit_fault_code
+            } else if self.position_ok.value() {
                 0
             } else {
                 self.config.position_fault_code
@@ -202,6 +220,7 @@ impl<P: InputPin, S: PositionSensor> LiftNode<P, S> {
             i.inspection.is_active(),
         ];
         let height = self.position.read_height_mm().ok();
+        let safety_closed = self.safety.as_mut().map(|c| c.is_active());
         let c = &mut self.contacts;
         let contacts = [
             &mut c.door_closed,
@@ -237,6 +256,12 @@ impl<P: InputPin, S: PositionSensor> LiftNode<P, S> {
             }
             // Without a position the car's motion is unknown: keep the last value.
             None => self.estimator.restart(),
+        }
+        let code = self.config.safety_circuit_fault_code;
+        match safety_closed.and_then(|closed| self.safety_ok.update(closed, now_ms)) {
+            Some(false) => push_event(out, EventKind::FaultRaised, code),
+            Some(true) => push_event(out, EventKind::FaultCleared, code),
+            None => {}
         }
         match self.position_ok.update(height.is_some(), now_ms) {
             Some(false) => push_event(out, EventKind::FaultRaised, self.config.position_fault_code),

@@ -273,6 +273,32 @@ fn a_failing_position_sensor_raises_and_clears_a_fault() {
 }
 
 #[test]
+fn an_open_safety_circuit_is_a_fault_in_every_mode() {
+    let safety = Level::default();
+    safety.set(true);
+    let mut car = Car::new();
+    let placeholder = Car::new().node;
+    car.node = std::mem::replace(&mut car.node, placeholder).with_safety_circuit(Contact::active_high(safety.clone()));
+    car.idle(1_000);
+    safety.set(false);
+    let out = car.idle(1_000);
+    assert_eq!(events(&out), [EventKind::FaultRaised]);
+    assert!(out.contains(&NodeMessage::Event(NodeEvent {
+        event: EventKind::FaultRaised,
+        code: 1
+    })));
+    assert_eq!(statuses(&out).last().unwrap().fault, 1);
+    car.inspection.set(true);
+    safety.set(true);
+    let out = car.idle(1_000);
+    assert!(out.contains(&NodeMessage::Event(NodeEvent {
+        event: EventKind::FaultCleared,
+        code: 1
+    })));
+    assert_eq!(statuses(&out).last().unwrap().fault, 0);
+}
+
+#[test]
 fn wear_counters_continue_after_a_reset() {
     let mut car = Car::new();
     car.node.resume_counters(WearCounters {

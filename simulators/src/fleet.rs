@@ -1,15 +1,17 @@
-//! A fleet of simulated nodes, each its own MQTT client, publishing to a
-//! gateway's broker on a scaled clock: what `gridwatch demo` runs.
+//! A fleet of simulated nodes (real firmware over physics models), each its own
+//! MQTT client, publishing to a gateway's broker on a scaled wall clock: what
+//! `gridwatch demo` and `gridwatch sim fleet` run.
 use crate::clock::{Clock, ScaledClock};
-use crate::lift::SimLift;
-use crate::node::{Message, SimNode};
-use crate::sterilizer::SimSterilizer;
-use gridwatch_mqtt::{MqttUrl, client_options};
-use gridwatch_protocol::codec::json;
-use gridwatch_protocol::{DeviceId, Kind, Method, NodeAck, Presence, SCHEMA_VERSION, Topic};
-use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
-use std::sync::{Arc, Mutex};
+use crate::lift::{LiftEvent, LiftParams};
+use crate::node::{EquipmentEvent, NodeConfig, SimNode};
+use crate::sterilizer::{SterilizerEvent, SterilizerParams};
+use anyhow::Result;
+use gridwatch_mqtt::MqttUrl;
+use gridwatch_protocol::Method;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
@@ -19,16 +21,22 @@ pub struct FleetConfig {
     pub broker: MqttUrl,
     pub lifts: usize,
     pub sterilizers: usize,
+    /// Device ids to use, in order (e.g. registration codes from the register); lifts and
+    /// sterilizers beyond these are named `lift-NNN` and `sterilizer-NNN`.
+    pub lift_ids: Vec<String>,
+    pub sterilizer_ids: Vec<String>,
     /// Device time starts this far in the past...
     pub behind: Duration,
     /// ...and runs this many times faster than wall time until it reaches now.
     pub speed: f64,
-    /// Trap a passenger in the first lift after this much device time.
+    /// Trap a passenger in the first lift (stopped between floors) after this much device time.
     pub trap_after: Option<Duration>,
-    /// Wall time between samples.
+    /// Wall time between two runs of the nodes (each run catches up with the clock).
     pub sample_every: Duration,
     /// Node heartbeat, device time.
     pub heartbeat: Duration,
+    /// Passengers arriving per hour at each lift.
+    pub traffic_per_hour: f64,
 }
 
 impl FleetConfig {
@@ -38,134 +46,132 @@ impl FleetConfig {
             broker,
             lifts: 4,
             sterilizers: 2,
+            lift_ids: Vec::new(),
+            sterilizer_ids: Vec::new(),
             behind: Duration::from_secs(100),
             speed: 4.0,
             trap_after: Some(Duration::from_secs(20)),
             sample_every: Duration::from_millis(250),
             heartbeat: Duration::from_secs(10),
+            traffic_per_hour: 90.0,
         }
     }
 }
 
-enum Model {
-    Lift(SimLift, Option<u64>),
-    Sterilizer(SimSterilizer),
+fn resolve(url: &MqttUrl) -> Result<SocketAddr> {
+    (url.host.as_str(), url.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{url:?} does not resolve"))
 }
 
-impl Model {
-    fn sample(&mut self, node: &mut SimNode, now_ms: u64, start_ms: u64) -> Option<Message> {
-        let t = (now_ms - start_ms) / 1000;
-        match self {
-            Model::Lift(lift, trap_at) => {
-                if trap_at.is_some_and(|at| t >= at) {
-                    lift.trap_passenger();
-                    *trap_at = None;
-                }
-                lift.step(t);
-                node.report(now_ms, lift.status(t))
-            }
-            Model::Sterilizer(s) => {
-                s.step(t);
-                node.report(now_ms, s.status())
-            }
-        }
-    }
-}
-
-/// Runs the fleet until the returned set is dropped or aborted.
-pub fn start(config: &FleetConfig) -> JoinSet<()> {
-    let clock = Arc::new(ScaledClock::catching_up(config.behind, config.speed));
-    let mut tasks = JoinSet::new();
+/// The fleet's nodes, with what the demo schedules for them.
+pub fn nodes(config: &FleetConfig, start_ms: u64, wake: &Arc<Notify>) -> Result<Vec<SimNode>> {
+    let broker = resolve(&config.broker)?;
+    let node_config = |device: String| NodeConfig {
+        heartbeat_ms: config.heartbeat.as_millis() as u32,
+        ..NodeConfig::new(&device, &config.gateway, broker)
+    };
+    let mut nodes = Vec::new();
     for i in 0..config.lifts {
-        let trap = if i == 0 {
-            config.trap_after.map(|d| d.as_secs())
-        } else {
-            None
+        let params = LiftParams {
+            floors: 12,
+            traffic_per_hour: config.traffic_per_hour,
+            seed: 0x5eed + i as u64,
+            ..LiftParams::default()
         };
-        let model = Model::Lift(SimLift::new(12, 0x5eed + i as u64), trap);
-        tasks.spawn(run_device(
-            config.clone(),
-            format!("lift-{:03}", i + 1),
-            model,
-            clock.clone(),
-        ));
+        let mut node = SimNode::lift(
+            node_config(
+                config
+                    .lift_ids
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("lift-{:03}", i + 1)),
+            ),
+            params,
+            start_ms,
+            wake.clone(),
+        )?;
+        if let (0, Some(after)) = (i, config.trap_after) {
+            // Somebody rides to the top and the drive stops the car between floors.
+            let at = start_ms + after.as_millis() as u64;
+            node.schedule(at, EquipmentEvent::Lift(LiftEvent::Call { from: 1, to: 12 }));
+            node.schedule(at, EquipmentEvent::Lift(LiftEvent::StopBetweenFloors));
+        }
+        nodes.push(node);
     }
     let methods = [Method::Infrared, Method::Steam, Method::Dishwasher];
     for i in 0..config.sterilizers {
-        let model = Model::Sterilizer(SimSterilizer::new(methods[i % methods.len()], 4 * 3600));
-        tasks.spawn(run_device(
-            config.clone(),
-            format!("sterilizer-{:03}", i + 1),
-            model,
-            clock.clone(),
-        ));
+        let params = SterilizerParams::for_method(methods[i % methods.len()]);
+        let mut node = SimNode::sterilizer(
+            node_config(
+                config
+                    .sterilizer_ids
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("sterilizer-{:03}", i + 1)),
+            ),
+            params,
+            start_ms,
+            wake.clone(),
+        )?;
+        // A program soon after start, so the dashboard shows a cabinet heating.
+        let at = start_ms + 30_000 * (i as u64 + 1);
+        node.schedule(
+            at,
+            EquipmentEvent::Sterilizer(SterilizerEvent::StartCycle {
+                hold_s: None,
+                setpoint_c: None,
+            }),
+        );
+        nodes.push(node);
     }
-    tasks
+    Ok(nodes)
 }
 
-async fn run_device(config: FleetConfig, device: String, mut model: Model, clock: Arc<ScaledClock>) {
-    let node = Arc::new(Mutex::new(SimNode::new(
-        &device,
-        &config.gateway,
-        config.heartbeat.as_millis() as u64,
-    )));
-    let mut options = client_options(&config.broker, &device);
-    let id = DeviceId::try_from(device.as_str()).expect("valid id");
-    let will_topic = Topic::Node {
-        gateway: &config.gateway,
-        device: &device,
-        kind: Kind::Presence,
+/// Runs the fleet until the returned set is dropped or aborted.
+pub fn start(config: &FleetConfig) -> Result<JoinSet<()>> {
+    let clock = Arc::new(ScaledClock::catching_up(config.behind, config.speed));
+    let mut tasks = JoinSet::new();
+    for node in nodes(config, clock.now_ms(), &Arc::new(Notify::new()))? {
+        tasks.spawn(run_node(node, clock.clone(), config.sample_every));
     }
-    .write()
-    .to_string();
-    let will = json::encode(&Presence {
-        v: SCHEMA_VERSION,
-        device: id,
-        online: false,
-    });
-    options.set_last_will(LastWill::new(will_topic, will, QoS::AtLeastOnce, false));
-    let (client, mut events) = AsyncClient::new(options, 64);
-    let ack_topic = node.lock().expect("node lock").ack_topic();
+    Ok(tasks)
+}
 
-    let connection = {
-        let (client, node) = (client.clone(), node.clone());
-        async move {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = client.subscribe(ack_topic.clone(), QoS::AtLeastOnce).await;
-                        // Replay what was never acknowledged, oldest first.
-                        let pending = node.lock().expect("node lock").unacked();
-                        for (topic, payload) in pending {
-                            let _ = client.publish(topic, QoS::AtLeastOnce, false, payload).await;
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
-                        if let Ok(ack) = json::decode::<NodeAck>(&p.payload, 256) {
-                            node.lock().expect("node lock").ack(ack.seq);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            }
+async fn run_node(mut node: SimNode, clock: Arc<ScaledClock>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = clock.now_ms().max(node.now_ms());
+        if let Err(e) = node.advance_to(now) {
+            tracing::error!(device = node.id(), error = %e, "simulated node stopped");
+            return;
         }
-    };
-    let sampling = async move {
-        let start_ms = clock.now_ms();
-        let mut tick = tokio::time::interval(config.sample_every);
-        loop {
-            tick.tick().await;
-            let message = model.sample(&mut node.lock().expect("node lock"), clock.now_ms(), start_ms);
-            if let Some((topic, payload)) = message
-                && client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err()
-            {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        _ = connection => {}
-        _ = sampling => {}
+        node.deliver(now).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_fleet_has_its_trap_and_its_programs_scheduled() {
+        let config = FleetConfig::demo("gw-demo", "mqtt://127.0.0.1:1".parse().unwrap());
+        let nodes = nodes(&config, 1_764_061_200_000, &Arc::new(Notify::new())).unwrap();
+        let ids: Vec<&str> = nodes.iter().map(|n| n.id()).collect();
+        assert_eq!(
+            ids,
+            [
+                "lift-001",
+                "lift-002",
+                "lift-003",
+                "lift-004",
+                "sterilizer-001",
+                "sterilizer-002"
+            ]
+        );
     }
 }

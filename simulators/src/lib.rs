@@ -1,7 +1,17 @@
-//! Hardware simulators: physics models of lifts and sterilizers, simulated
-//! nodes that deliver their readings like real ones, and a fleet runner.
+//! Hardware simulators that run the real node firmware: simulated hardware behind
+//! the embedded-hal traits ([`hal`]), physics models of lifts ([`lift`]) and
+//! sterilizers ([`sterilizer`]), simulated nodes that wrap the firmware's node logic,
+//! outbox and MQTT session ([`node`], [`link`]), a fleet on a scaled wall clock
+//! ([`fleet`], for `gridwatch demo`) and scenarios on virtual time ([`scenario`], for
+//! `gridwatch sim run`). See `docs/simulators.md`.
 pub mod clock;
 pub mod fleet;
+pub mod hal;
 pub mod lift;
+pub mod link;
+pub mod load;
 pub mod node;
+pub mod relay;
+pub mod rng;
+pub mod scenario;
 pub mod sterilizer;
