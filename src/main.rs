@@ -35,6 +35,12 @@ enum Command {
     /// Database administration.
     #[command(subcommand)]
     Db(cmd::db::DbCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// The equipment register.
+    #[command(subcommand)]
+    Equipment(cmd::equipment::EquipmentCommand),
 }
 
 fn init_logging(format: &str) {
@@ -59,5 +65,7 @@ async fn main() -> Result<()> {
         Command::Gateway(args) => cmd::gateway::run(args).await,
         Command::Sim(command) => cmd::sim::run(command).await,
         Command::Db(command) => cmd::db::run(command).await,
+        Command::Bench(command) => cmd::bench::run(command).await,
+        Command::Equipment(command) => cmd::equipment::run(command).await,
     }
 }

@@ -6,7 +6,7 @@ use rumqttc::QoS;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_and_kept_by_ingest_and_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let (ingest, gateway) = start_stack(dir.path(), "gw-q").await;
+    let Stack { ingest, gateway, .. } = start_stack(dir.path(), "gw-q").await;
     let base = format!("http://{}", ingest.http_addr);
 
     // Straight to ingest, as a smart node would publish.

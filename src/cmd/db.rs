@@ -6,7 +6,8 @@ use clap::Subcommand;
 pub enum DbCommand {
     /// Create or upgrade the database schema, then exit.
     Migrate {
-        /// Database URL (`sqlite://PATH`).
+        /// Database URL: `sqlite://PATH` or `postgres://user@host/db` (over the Unix socket:
+        /// `postgres:///db?host=/var/run/postgresql`).
         #[arg(long, env = "GRIDWATCH_DB", default_value = "sqlite://data/gridwatch.db")]
         db: String,
     },
@@ -15,8 +16,12 @@ pub enum DbCommand {
 pub async fn run(command: DbCommand) -> Result<()> {
     match command {
         DbCommand::Migrate { db } => {
-            gridwatch_ingest::store::Store::open(&db).await?;
-            println!("database {db} is migrated");
+            let store = gridwatch_ingest::store::Store::open(&db).await?;
+            println!(
+                "database {} ({}) is migrated",
+                gridwatch_ingest::store::redact_url(&db),
+                store.backend()
+            );
             Ok(())
         }
     }

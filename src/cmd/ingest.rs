@@ -2,7 +2,6 @@
 use anyhow::Result;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct IngestArgs {
@@ -15,12 +14,20 @@ pub struct IngestArgs {
     /// Directory for data; the default database is DATA/gridwatch.db.
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// Database URL (`sqlite://PATH`); defaults to SQLite under --data.
+    /// Database URL: `sqlite://PATH`, or `postgres://user@host/db` (over the Unix socket:
+    /// `postgres:///db?host=/var/run/postgresql`); defaults to SQLite under --data.
     #[arg(long, env = "GRIDWATCH_DB")]
     db: Option<String>,
-    /// Seconds doors-closed-occupied-stopped before a trapped-passenger alert.
-    #[arg(long, default_value_t = 90)]
-    trapped_after_secs: u64,
+    /// TOML file with `[alerts]` thresholds and `[cases]` rules and deadlines (docs/alerts.md,
+    /// docs/cases.md); every field is optional and defaults as documented.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// TOML file of API users with their token digests and roles (docs/api.md). Without it the
+    /// API is open for reading and refuses every change.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    #[command(flatten)]
+    write_path: WritePathArgs,
 }
 
 pub async fn run(args: IngestArgs) -> Result<()> {
@@ -30,6 +37,61 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     if let Some(db) = args.db {
         config.database = db;
     }
-    config.alerts.trapped_after = Duration::from_secs(args.trapped_after_secs);
+    if let Some(path) = &args.config {
+        config.domain = gridwatch_ingest::domain::DomainConfig::load(path)?;
+    }
+    if let Some(path) = &args.users {
+        config.users = gridwatch_ingest::auth::Users::load(path)?;
+    }
+    args.write_path.apply(&mut config);
     gridwatch_ingest::run(config).await
+}
+
+/// The write path: an external broker to consume, and batching.
+#[derive(clap::Args)]
+pub struct WritePathArgs {
+    /// Also consume this external broker, e.g. mqtt://127.0.0.1:1883 (persistent session,
+    /// messages acknowledged after their commit).
+    #[arg(long)]
+    broker: Option<gridwatch_mqtt::MqttUrl>,
+    /// Client id of the session on --broker (keep it stable across restarts).
+    #[arg(long, default_value = "gridwatch-ingest")]
+    broker_client_id: String,
+    /// Topic filters to consume on --broker (repeatable).
+    #[arg(long = "broker-filter", default_value = "gw/#")]
+    broker_filters: Vec<String>,
+    /// Commit once this many readings are gathered...
+    #[arg(long, default_value_t = 5000)]
+    batch_max: usize,
+    /// ...or this many ms after the first one arrived.
+    #[arg(long, default_value_t = 20)]
+    linger_ms: u64,
+    /// Batches committing at once (PostgreSQL; SQLite has one writer).
+    #[arg(long, default_value_t = 4)]
+    commits_in_flight: usize,
+    /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
+    #[arg(long, default_value_t = 4)]
+    broker_log_mib: usize,
+    /// ...and this many of them kept (the bound on how far ingest may fall behind the publishers).
+    #[arg(long, default_value_t = 4)]
+    broker_log_segments: usize,
+    /// The log of each ack subscription, KiB (see docs/storage.md).
+    #[arg(long, default_value_t = 64)]
+    ack_log_kib: usize,
+}
+
+impl WritePathArgs {
+    fn apply(self, config: &mut gridwatch_ingest::IngestConfig) {
+        config.pipeline.batch_max = self.batch_max;
+        config.pipeline.linger = std::time::Duration::from_millis(self.linger_ms);
+        config.pipeline.commits_in_flight = self.commits_in_flight;
+        config.broker_log.segment_size = self.broker_log_mib.max(1) * 1024 * 1024;
+        config.broker_log.segment_count = self.broker_log_segments.max(1);
+        config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;
+        if let Some(url) = self.broker {
+            let mut external = gridwatch_ingest::external::ExternalConfig::new(url, &self.broker_client_id);
+            external.filters = self.broker_filters;
+            config.external = Some(external);
+        }
+    }
 }

@@ -8,6 +8,22 @@ use std::time::Duration;
 pub enum SimCommand {
     /// Simulated lifts and sterilizers publishing to a gateway's broker until Ctrl-C.
     Fleet(FleetArgs),
+    /// Run scenario files (or every *.toml in a directory) through an in-process gateway and
+    /// ingest on virtual time, and print the expected against the actual alerts.
+    Run(RunArgs),
+    /// Load generator: many simulated devices publishing QoS 1 readings to a broker as fast as
+    /// application acks allow (or at --rate), with a progress line and a summary.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Scenario files (TOML, see docs/simulators.md) or directories of them.
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Exit non-zero when the actual alerts differ from the expected ones.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(clap::Args)]
@@ -36,6 +52,8 @@ pub struct FleetArgs {
 pub async fn run(command: SimCommand) -> Result<()> {
     match command {
         SimCommand::Fleet(args) => fleet(args).await,
+        SimCommand::Run(args) => run_scenarios(args).await,
+        SimCommand::Load(args) => load(args).await,
     }
 }
 
@@ -46,7 +64,128 @@ async fn fleet(args: FleetArgs) -> Result<()> {
     config.speed = args.speed;
     config.behind = Duration::from_secs(args.behind_secs);
     config.trap_after = args.trap_after_secs.map(Duration::from_secs);
-    let _fleet = gridwatch_simulators::fleet::start(&config);
+    let _fleet = gridwatch_simulators::fleet::start(&config)?;
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+async fn run_scenarios(args: RunArgs) -> Result<()> {
+    use gridwatch_simulators::scenario;
+    let mut files = Vec::new();
+    for path in &args.files {
+        if path.is_dir() {
+            files.extend(scenario::files_in(path)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut failed = Vec::new();
+    for file in &files {
+        let report = scenario::run_file(file).await?;
+        print!("{}", report.render());
+        if !report.passed() {
+            failed.push(report.name.clone());
+        }
+    }
+    if files.len() > 1 {
+        println!(
+            "{} scenarios, {} passed, {} failed",
+            files.len(),
+            files.len() - failed.len(),
+            failed.len()
+        );
+    }
+    if args.check && !failed.is_empty() {
+        eprintln!("alerts differ from the expected ones in: {}", failed.join(", "));
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// The broker to load, e.g. mqtt://127.0.0.1:1884 (an ingest service's).
+    #[arg(long)]
+    mqtt: MqttUrl,
+    /// Simulated devices.
+    #[arg(long, default_value_t = 10_000)]
+    devices: usize,
+    /// `direct` (one reading per message, as smart nodes publish) or `gateway` (batches).
+    #[arg(long, default_value = "direct", value_parser = ["direct", "gateway"])]
+    mode: String,
+    /// Readings per second over all devices; without it, as fast as acks allow.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this long (e.g. 30s, 5m, 1h)...
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// ...or after this many readings, whichever comes first.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Readings per message in gateway mode.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Connections the devices share (default: one per 1000 devices, at most 1000).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Readings unacknowledged at once over all connections (default: 20,000 direct,
+    /// 100,000 gateway).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Prefix of device and gateway ids.
+    #[arg(long, default_value = "ld")]
+    prefix: String,
+    /// Print the summary as one JSON line (for `gridwatch bench`).
+    #[arg(long)]
+    json: bool,
+}
+
+async fn load(args: LoadArgs) -> Result<()> {
+    use gridwatch_simulators::load;
+    let mode = if args.mode == "gateway" {
+        load::Mode::Gateway
+    } else {
+        load::Mode::Direct
+    };
+    let mut config = load::LoadConfig::new(args.mqtt, mode, args.devices);
+    if let Some(connections) = args.connections {
+        config.connections = connections;
+    }
+    config.readings = args.messages;
+    config.duration = args.duration;
+    if config.readings.is_none() && config.duration.is_none() {
+        config.duration = Some(Duration::from_secs(60));
+    }
+    config.rate = args.rate;
+    config.batch = args.batch;
+    if let Some(window) = args.window {
+        config.window = window;
+    }
+    config.prefix = args.prefix;
+    config.progress = true;
+    let report = load::run(config).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// `30s`, `5m`, `1h`, `250ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, ""), |i| s.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 30s, 5m, 1h"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }

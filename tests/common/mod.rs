@@ -73,13 +73,25 @@ async fn drive(
     }
 }
 
-/// Ingest on embedded defaults under `dir`, plus a gateway `gw_id` linked to it.
-pub async fn start_stack(dir: &std::path::Path, gw_id: &str) -> (gridwatch_ingest::Ingest, gridwatch_gateway::Gateway) {
-    let ingest = gridwatch_ingest::start(gridwatch_ingest::IngestConfig::embedded(dir))
-        .await
-        .unwrap();
+/// Device time at the start of every test: 2025-11-25 09:00:00 UTC.
+pub const T0: u64 = 1_764_061_200_000;
+
+/// Ingest on embedded defaults under `dir`, on a manual clock at [`T0`] that ticks
+/// only when a test says so, plus a gateway `gw_id` linked to it.
+pub struct Stack {
+    pub ingest: gridwatch_ingest::Ingest,
+    pub gateway: gridwatch_gateway::Gateway,
+    pub clock: gridwatch_protocol::clock::ManualClock,
+}
+
+pub async fn start_stack(dir: &std::path::Path, gw_id: &str) -> Stack {
+    let clock = gridwatch_protocol::clock::ManualClock::new(T0);
+    let mut config = gridwatch_ingest::IngestConfig::embedded(dir);
+    config.clock = std::sync::Arc::new(clock.clone());
+    config.tick_every = Duration::from_secs(3600);
+    let ingest = gridwatch_ingest::start(config).await.unwrap();
     let mut config = gridwatch_gateway::GatewayConfig::new(gw_id, ingest.mqtt_addr.into(), dir.join("gateway"));
     config.linger = Duration::from_millis(5);
     let gateway = gridwatch_gateway::start(config).await.unwrap();
-    (ingest, gateway)
+    Stack { ingest, gateway, clock }
 }

@@ -1,0 +1,485 @@
+//! `gridwatch bench ingest`: the end-to-end ingest benchmark.
+//!
+//! For each mode (direct: one reading per message; gateway: batches) it
+//! 1. measures the database's own limit: the same readings written by one COPY
+//!    (SQLite: bulk INSERTs) into an empty `readings` table of a fresh database;
+//! 2. starts `gridwatch ingest` as a separate process on another fresh database,
+//!    and `gridwatch sim load` as a third process publishing the readings as QoS 1
+//!    MQTT messages over TCP loopback to ingest's embedded broker;
+//! 3. takes the time from the first publish to the last application ack (sent by
+//!    ingest after the commit, so the row is committed and visible then), checks
+//!    that every row is there, reads the ingest process's peak RSS and CPU time
+//!    from /proc, and checks the table for lost and duplicated readings.
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use gridwatch_ingest::store::postgres::Layout;
+use gridwatch_ingest::store::{Store, limit, redact_url};
+use gridwatch_simulators::load::{self, LoadConfig, LoadReport, Mode};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end ingest throughput against the database's own COPY limit (docs/benchmarks.md).
+    Ingest(IngestBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct IngestBenchArgs {
+    /// A PostgreSQL server URL (fresh databases are created on it and dropped afterwards),
+    /// or `sqlite` for fresh SQLite files in a temporary directory.
+    #[arg(long, default_value = "postgres:///postgres?host=/var/run/postgresql&user=postgres")]
+    db: String,
+    /// `direct`, `gateway` or `both`.
+    #[arg(long, default_value = "both", value_parser = ["direct", "gateway", "both"])]
+    mode: String,
+    /// Readings to send (in gateway mode they travel in batches of --batch).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 10_000)]
+    devices: usize,
+    /// Readings per gateway batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Load connections (default: one per 1000 devices, at most 1000).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Readings the load may have unacknowledged at once over all connections (default:
+    /// 20,000 direct, 100,000 gateway).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Extra arguments for the ingest process, e.g. --ingest-arg=--batch-max=4000 (repeatable).
+    #[arg(long = "ingest-arg", allow_hyphen_values = true)]
+    ingest_args: Vec<String>,
+    /// Keep the databases (and SQLite files) instead of dropping them.
+    #[arg(long)]
+    keep: bool,
+}
+
+pub async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest(args).await,
+    }
+}
+
+async fn ingest(args: IngestBenchArgs) -> Result<()> {
+    let modes: &[Mode] = match args.mode.as_str() {
+        "direct" => &[Mode::Direct],
+        "gateway" => &[Mode::Gateway],
+        _ => &[Mode::Direct, Mode::Gateway],
+    };
+    println!("{}", machine());
+    let mut failed = false;
+    for &mode in modes {
+        let result = run_mode(&args, mode).await?;
+        println!("{result}");
+        failed |= !result.lost_and_duplicated_ok();
+    }
+    if failed {
+        bail!("readings were lost or duplicated");
+    }
+    Ok(())
+}
+
+/// Where one run's databases live, removed when dropped unless kept.
+struct Databases {
+    /// The URL ingest uses, and the one the COPY limit is measured on.
+    ingest: String,
+    limit: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Postgres { server: String, names: Vec<String> },
+    Sqlite { dir: PathBuf },
+    Keep,
+}
+
+impl Databases {
+    async fn create(args: &IngestBenchArgs, tag: &str) -> Result<Databases> {
+        let unique = format!(
+            "{tag}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+        );
+        if args.db == "sqlite" || args.db.starts_with("sqlite:") {
+            let dir = std::env::temp_dir().join(format!("gridwatch_bench_{unique}"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            return Ok(Databases {
+                ingest: format!("sqlite://{}", dir.join("ingest.db").display()),
+                limit: format!("sqlite://{}", dir.join("limit.db").display()),
+                cleanup: if args.keep {
+                    Cleanup::Keep
+                } else {
+                    Cleanup::Sqlite { dir }
+                },
+            });
+        }
+        let (ingest_name, limit_name) = (
+            format!("gridwatch_bench_{unique}"),
+            format!("gridwatch_bench_{unique}_copy"),
+        );
+        let ingest = limit::create_database(&args.db, &ingest_name)
+            .await
+            .with_context(|| format!("creating a database on {}", redact_url(&args.db)))?;
+        let limit_url = limit::create_database(&args.db, &limit_name).await?;
+        Ok(Databases {
+            ingest,
+            limit: limit_url,
+            cleanup: if args.keep {
+                Cleanup::Keep
+            } else {
+                Cleanup::Postgres {
+                    server: args.db.clone(),
+                    names: vec![ingest_name, limit_name],
+                }
+            },
+        })
+    }
+
+    async fn remove(self) {
+        match self.cleanup {
+            Cleanup::Postgres { server, names } => {
+                for name in names {
+                    if let Err(e) = limit::drop_database(&server, &name).await {
+                        eprintln!("bench: could not drop database {name}: {e:#}");
+                    }
+                }
+            }
+            Cleanup::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Keep => {}
+        }
+    }
+}
+
+struct ModeResult {
+    mode: Mode,
+    backend: String,
+    readings: u64,
+    load: LoadReport,
+    limit_rows_per_second: f64,
+    stored: i64,
+    distinct: i64,
+    visible_after: Duration,
+    peak_rss_kib: u64,
+    cpu_seconds: f64,
+}
+
+impl ModeResult {
+    fn lost(&self) -> i64 {
+        (self.readings as i64 - self.distinct).max(0)
+    }
+
+    fn duplicated(&self) -> i64 {
+        self.stored - self.distinct
+    }
+
+    fn lost_and_duplicated_ok(&self) -> bool {
+        self.lost() == 0 && self.duplicated() == 0
+    }
+}
+
+async fn run_mode(args: &IngestBenchArgs, mode: Mode) -> Result<ModeResult> {
+    let tag = match mode {
+        Mode::Direct => "direct",
+        Mode::Gateway => "gateway",
+    };
+    let databases = Databases::create(args, tag).await?;
+    let outcome = measure_mode(args, mode, &databases).await;
+    databases.remove().await;
+    outcome
+}
+
+async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases) -> Result<ModeResult> {
+    let exe = std::env::current_exe().context("finding the gridwatch executable")?;
+    let mut plan = LoadConfig::new("mqtt://127.0.0.1:1".parse()?, mode, args.devices);
+    plan.readings = Some(args.messages);
+    plan.batch = args.batch;
+    if let Some(connections) = args.connections {
+        plan.connections = connections;
+    }
+
+    // 1. The database's own limit, on its own fresh database.
+    eprintln!(
+        "bench {mode:?}: preparing {} readings for the COPY limit",
+        args.messages
+    );
+    let limit_store = Store::open(&databases.limit).await?;
+    let backend = describe(&limit_store);
+    let readings = load::planned_readings(&plan, now_ms()).map(|(gateway, json)| {
+        let reading = gridwatch_protocol::batch::Reading::decode(gridwatch_protocol::Kind::Lift, &json)
+            .expect("the load generator writes valid readings");
+        gridwatch_ingest::model::Accepted { gateway, reading }
+    });
+    let prepared = limit::prepare(&limit_store, readings);
+    limit::checkpoint(&limit_store).await;
+    let (rows, took) = limit::measure(&limit_store, &prepared).await?;
+    drop(prepared);
+    let limit_rows_per_second = rows as f64 / took.as_secs_f64();
+    eprintln!(
+        "bench {mode:?}: COPY limit {rows} rows in {:.2} s: {limit_rows_per_second:.0} rows/s",
+        took.as_secs_f64()
+    );
+    drop(limit_store);
+
+    // 2. Ingest and the load, each its own process.
+    let store = Store::open(&databases.ingest).await?;
+    limit::checkpoint(&store).await;
+    let data = std::env::temp_dir().join(format!("gridwatch_bench_data_{}", std::process::id()));
+    let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
+    let ingest_pid = ingest.child.id();
+    let cpu_before = cpu_seconds(ingest_pid)?;
+    let mut load = Command::new(&exe);
+    load.args(["sim", "load", "--json", "--mqtt"])
+        .arg(format!("mqtt://{}", ingest.mqtt))
+        .arg("--mode")
+        .arg(match mode {
+            Mode::Direct => "direct",
+            Mode::Gateway => "gateway",
+        })
+        .args(["--devices", &args.devices.to_string()])
+        .args(["--messages", &args.messages.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--window", &args.window.unwrap_or(plan.window).to_string()])
+        .args(["--connections", &plan.connections.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    eprintln!(
+        "bench {mode:?}: ingest pid {ingest_pid} on mqtt://{}; starting the load",
+        ingest.mqtt
+    );
+    let output = tokio::task::spawn_blocking(move || load.output())
+        .await?
+        .context("running gridwatch sim load")?;
+    if !output.status.success() {
+        bail!("gridwatch sim load failed: {}", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = LoadReport::from_json(stdout.lines().last().unwrap_or_default())?;
+
+    // 3. Everything visible? Then the process's numbers, then the table check.
+    let waited = Instant::now();
+    let deadline = waited + Duration::from_secs(60);
+    loop {
+        let count = store.reading_count().await?;
+        if count >= args.messages as i64 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let visible_after = waited.elapsed();
+    let peak_rss_kib = peak_rss_kib(ingest_pid)?;
+    let cpu_seconds = cpu_seconds(ingest_pid)? - cpu_before;
+    ingest.stop();
+    let _ = std::fs::remove_dir_all(&data);
+    let (stored, distinct) = limit::stored(&store).await?;
+    Ok(ModeResult {
+        mode,
+        backend,
+        readings: args.messages,
+        load: report,
+        limit_rows_per_second,
+        stored,
+        distinct,
+        visible_after,
+        peak_rss_kib,
+        cpu_seconds,
+    })
+}
+
+fn describe(store: &Store) -> String {
+    match store {
+        Store::Sqlite(_) => "SQLite".to_string(),
+        Store::Postgres(pg) => match pg.layout() {
+            Layout::Hypertable => "PostgreSQL, readings a TimescaleDB hypertable".to_string(),
+            Layout::Partitioned => "PostgreSQL, readings in native daily partitions".to_string(),
+            Layout::Plain => "PostgreSQL, readings a plain table".to_string(),
+        },
+    }
+}
+
+struct IngestProcess {
+    child: Child,
+    mqtt: String,
+}
+
+impl IngestProcess {
+    /// kill -9: what it committed is committed, the rest was never acknowledged.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts `gridwatch ingest` on port 0 and waits for the line naming its ports.
+async fn start_ingest(
+    exe: &std::path::Path,
+    db: &str,
+    data: &std::path::Path,
+    extra: &[String],
+) -> Result<IngestProcess> {
+    let mut child = Command::new(exe)
+        .args(["ingest", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(["--db", db])
+        .args(extra)
+        // rumqttd logs every client disconnect as an error: noise here.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting gridwatch ingest")?;
+    let stdout = child.stdout.take().context("ingest stdout")?;
+    // Read its stdout on a thread until it ends, so the process never blocks on a
+    // full pipe; the first line names the ports.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = first_tx.send(lines.next());
+        for _ in lines {}
+    });
+    let mut process = IngestProcess {
+        child,
+        mqtt: String::new(),
+    };
+    let line = tokio::time::timeout(Duration::from_secs(60), first_rx)
+        .await
+        .context("ingest did not report its ports within 60 s")??
+        .context("ingest exited before reporting its ports")??;
+    process.mqtt = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("mqtt://"))
+        .with_context(|| format!("no mqtt:// address in ingest's line {line:?}"))?
+        .to_string();
+    Ok(process)
+}
+
+/// Peak resident set size (VmHWM) of a process, KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/PID/status")
+}
+
+/// User plus system CPU time of a process (all its threads), seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses;
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The machine, for the record.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "machine: {cores} cores, {cpu}; load average {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+impl std::fmt::Display for ModeResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.load;
+        let seconds = l.seconds.max(f64::EPSILON);
+        let messages_per_second = l.messages_sent as f64 / seconds;
+        let readings_per_second = l.readings_acked as f64 / seconds;
+        let ratio = readings_per_second / self.limit_rows_per_second;
+        let mode = match self.mode {
+            Mode::Direct => "direct (one reading per message)".to_string(),
+            Mode::Gateway => format!(
+                "gateway (batches of {} readings)",
+                l.readings_sent / l.messages_sent.max(1)
+            ),
+        };
+        writeln!(f, "\n== {mode}, {}", self.backend)?;
+        writeln!(
+            f,
+            "  load        {} readings in {} messages from {} devices on {} connections",
+            l.readings_sent, l.messages_sent, l.devices, l.connections
+        )?;
+        writeln!(
+            f,
+            "  ingest      {messages_per_second:.0} msg/s, {readings_per_second:.0} readings/s \
+             (first publish to last commit {:.2} s; all rows visible {:.1} s after the load ended)",
+            l.seconds,
+            self.visible_after.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  COPY limit  {:.0} rows/s (the same rows, one transaction, empty table): ingest is {ratio:.2} of it",
+            self.limit_rows_per_second
+        )?;
+        writeln!(
+            f,
+            "  latency     publish to commit (application ack): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.latency_ms.p50, l.latency_ms.p99, l.latency_ms.max
+        )?;
+        writeln!(
+            f,
+            "  ingest proc peak RSS {:.1} MiB, CPU {:.2} s user+system",
+            self.peak_rss_kib as f64 / 1024.0,
+            self.cpu_seconds
+        )?;
+        writeln!(
+            f,
+            "  check       {} rows stored, {} lost, {} duplicated",
+            self.stored,
+            self.lost(),
+            self.duplicated()
+        )?;
+        let sqlite = self.backend.starts_with("SQLite");
+        let (what, met) = match (self.mode, sqlite) {
+            (_, true) => ("SQLite >= 80,000 msg/s".to_string(), messages_per_second >= 80_000.0),
+            (Mode::Direct, false) => ("direct >= 150,000 msg/s".to_string(), messages_per_second >= 150_000.0),
+            (Mode::Gateway, false) => ("gateway >= 2/3 of the COPY limit".to_string(), ratio >= 2.0 / 3.0),
+        };
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        write!(
+            f,
+            "  targets     {what}: {}; peak RSS <= 128 MiB: {}; 0 lost, 0 duplicated: {}",
+            verdict(met),
+            verdict(self.peak_rss_kib <= 128 * 1024),
+            verdict(self.lost_and_duplicated_ok())
+        )
+    }
+}
