@@ -62,8 +62,11 @@ impl NodeAcks {
         if seen.held {
             if seq == seen.contiguous + 1 {
                 seen.contiguous = seq; // the replay fills the gap
-            } else if seq > seen.contiguous + 1 && seq <= seen.max {
-                seen.contiguous = seq; // a replay that starts above the gap: the node lost it
+            } else if seq > seen.contiguous + 1 && seq <= seen.max && seen.drops == drops {
+                // A replay that starts above the gap: the node lost those readings. (Not
+                // when the broker dropped messages again since: it may have dropped the
+                // start of the replay.)
+                seen.contiguous = seq;
             }
             if seen.contiguous >= seen.max.max(seq) {
                 seen.held = false;
@@ -133,6 +136,21 @@ mod tests {
         assert_eq!(acks.arrived("g", "d", 4), Some(1));
         // The node no longer has 2 and 3: its replay starts at 4.
         assert_eq!(acks.arrived("g", "d", 4), None);
+    }
+
+    #[test]
+    fn a_replay_cut_by_another_broker_drop_keeps_the_hold() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "d", 1);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 5), Some(1));
+        // The replay's 2 and 3 are dropped by the broker too; 4 arrives.
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 4), Some(1), "2 and 3 may still be at the node");
+        assert_eq!(acks.arrived("g", "d", 2), Some(2));
+        assert_eq!(acks.arrived("g", "d", 3), Some(3));
+        assert_eq!(acks.arrived("g", "d", 4), Some(4));
+        assert_eq!(acks.arrived("g", "d", 5), None);
     }
 
     #[test]

@@ -819,8 +819,10 @@ async fn read_acks(
                             p.latencies.extend(released);
                         }
                         (Mode::Gateway, _, _, Some(number)) => {
-                            while p.batches.front().is_some_and(|(b, _, _, _)| *b <= number) {
-                                let (_, n, sent, _) = p.batches.pop_front().expect("checked");
+                            // A BatchAck covers its own batch only (an earlier one may have been
+                            // lost on the way and must be sent again).
+                            if let Some(at) = p.batches.iter().position(|(b, _, _, _)| *b == number) {
+                                let (_, n, sent, _) = p.batches.remove(at).expect("found");
                                 acked += n as u64;
                                 p.outstanding -= n as usize;
                                 p.latencies.push(now.duration_since(sent).as_micros() as u32);

@@ -70,7 +70,7 @@ pub struct WritePathArgs {
     #[arg(long, default_value_t = 4)]
     commits_in_flight: usize,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     broker_log_mib: usize,
     /// ...and this many of them kept (the bound on how far ingest may fall behind the publishers).
     #[arg(long, default_value_t = 4)]
