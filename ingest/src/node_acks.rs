@@ -31,6 +31,8 @@ struct Seen {
     contiguous: u64,
     max: u64,
     held: bool,
+    /// While held: a replay (a seq at or below `max`) has begun since the last new seq.
+    replaying: bool,
     /// `drops` when this device was last seen.
     drops: u64,
 }
@@ -54,20 +56,25 @@ impl NodeAcks {
                     contiguous,
                     max: seq,
                     held,
+                    replaying: false,
                     drops,
                 },
             );
             return held.then_some(contiguous);
         };
         if seen.held {
+            let replayed = seq <= seen.max;
             if seq == seen.contiguous + 1 {
                 seen.contiguous = seq; // the replay fills the gap
-            } else if seq > seen.contiguous + 1 && seq <= seen.max && seen.drops == drops {
-                // A replay that starts above the gap: the node lost those readings. (Not
-                // when the broker dropped messages again since: it may have dropped the
-                // start of the replay.)
+            } else if replayed && !seen.replaying && seq > seen.contiguous + 1 && seen.drops == drops {
+                // The first message of a replay, above the gap: the node lost those
+                // readings. Only the first (later ones skip what the broker may have
+                // dropped again), and not when the broker dropped messages since this
+                // node's previous one (the start of the replay may be what it dropped).
                 seen.contiguous = seq;
             }
+            // A new seq ends a replay; a replayed one starts or continues it.
+            seen.replaying = replayed;
             if seen.contiguous >= seen.max.max(seq) {
                 seen.held = false;
                 tracing::info!(
@@ -79,6 +86,7 @@ impl NodeAcks {
             }
         } else if seq > seen.max + 1 && seen.drops != drops {
             seen.held = true;
+            seen.replaying = false;
             seen.contiguous = seen.max;
             metrics::counter!("gridwatch_ingest_node_acks_held_total").increment(1);
             tracing::warn!(
@@ -151,6 +159,31 @@ mod tests {
         assert_eq!(acks.arrived("g", "d", 3), Some(3));
         assert_eq!(acks.arrived("g", "d", 4), Some(4));
         assert_eq!(acks.arrived("g", "d", 5), None);
+    }
+
+    #[test]
+    fn a_replay_whose_start_the_broker_dropped_keeps_the_hold() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "d", 2);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 7), Some(2), "3 to 6 dropped");
+        assert_eq!(acks.arrived("g", "d", 8), Some(2));
+        // The node replays 3..8; the broker drops 3 and 4 this time.
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "d", 5), Some(2));
+        assert_eq!(
+            acks.arrived("g", "d", 6),
+            Some(2),
+            "not the start of the replay: 3 and 4 may be at the node"
+        );
+        assert_eq!(acks.arrived("g", "d", 7), Some(2));
+        assert_eq!(acks.arrived("g", "d", 8), Some(2));
+        assert_eq!(acks.arrived("g", "d", 9), Some(2), "new readings go on, still held");
+        // The next replay brings them.
+        for seq in 3..=9 {
+            acks.arrived("g", "d", seq);
+        }
+        assert_eq!(acks.arrived("g", "d", 10), None);
     }
 
     #[test]
