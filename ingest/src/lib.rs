@@ -102,6 +102,9 @@ impl Ingest {
     /// Stops every task, then checkpoints the alert engine so a restart replays little.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+        if let Err(e) = self.store.flush_states().await {
+            tracing::warn!(error = %format!("{e:#}"), "device states not written; the next start recomputes them");
+        }
         self.alerting.checkpoint(model::now_ms()).await;
     }
 }

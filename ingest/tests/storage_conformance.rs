@@ -55,6 +55,7 @@ conformance!(
     out_of_order_arrival_is_stored_and_never_rolls_state_back,
     refused_and_unstorable_readings_are_quarantined_without_blocking_their_batch,
     latest_state_per_device_is_the_newest_status,
+    device_states_are_written_behind_and_recomputed_after_a_crash,
     history_of_one_device_is_a_time_range_in_order,
     counts_per_kind,
     acks_are_published_only_after_the_commit,
@@ -378,6 +379,35 @@ async fn latest_state_per_device_is_the_newest_status(backend: Backend) {
     assert_eq!(devices[0].gateway, "gw-t");
     assert_eq!(devices[0].last_state["floor"], 2);
     assert_eq!(devices[0].last_seen, "2025-11-25T09:00:02.000Z");
+}
+
+/// Runs one statement on the store's own database, outside ingest.
+async fn execute(store: &Store, sql: &'static str) {
+    match store {
+        Store::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
+        Store::Postgres(p) => sqlx::query(sql).execute(p.pool()).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn device_states_are_written_behind_and_recomputed_after_a_crash(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    commit(&store, &[lift("L-1", 1), lift("L-2", 1), event("L-2", 2)]).await;
+    store.flush_states().await.unwrap();
+    commit(&store, &[lift("L-1", 2), lift("L-1", 3)]).await;
+    // A crash: the process ends before the states reach `devices` (here they are
+    // removed, so the flusher cannot have won the race either).
+    drop(store);
+    execute(&db.open().await, "DELETE FROM devices").await;
+
+    let store = db.open().await;
+    let devices = store.devices().await.unwrap();
+    let summary: Vec<(&str, i64)> = devices.iter().map(|d| (d.device_id.as_str(), d.last_seq)).collect();
+    assert_eq!(summary, [("L-1", 3), ("L-2", 1)], "recomputed from the readings");
+    assert_eq!(devices[0].last_state["floor"], 3);
+    assert_eq!(devices[0].last_seen, "2025-11-25T09:00:03.000Z");
+    assert_eq!(devices[0].gateway, "gw-t");
 }
 
 async fn history_of_one_device_is_a_time_range_in_order(backend: Backend) {
@@ -732,4 +762,27 @@ async fn external_broker_messages_are_acked_after_the_commit_and_kept_while_down
 
     // Leave no session behind on the shared broker.
     drop(Client::connect(broker, &ingest_id).await);
+}
+
+/// PostgreSQL refuses data SQLite takes (a NUL in text): the data-error path,
+/// where a refused batch is redone row by row and only the bad row is quarantined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.open().await;
+    let mut bad = lift("L-1", 2);
+    bad.gateway = "gw\0t".into();
+    let committed = commit(&store, &[lift("L-1", 1), bad, lift("L-1", 3)]).await;
+    assert_eq!(committed.new, [0, 2]);
+    assert_eq!(committed.quarantined, [1]);
+    let kept = store.quarantine(10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, "unstorable");
+    assert!(
+        kept[0].detail.contains("the database refused this reading"),
+        "{}",
+        kept[0].detail
+    );
+    assert_eq!(store.reading_count().await.unwrap(), 2);
+    assert_eq!(store.devices().await.unwrap()[0].last_seq, 3);
 }

@@ -3,9 +3,11 @@
 //! TimescaleDB when the server has it, see [`timescale`] and [`partitions`]).
 //!
 //! Every write of a batch is one transaction: readings (idempotent on
-//! `(device_id, seq, ts)`), the latest state per device, and quarantined input.
+//! `(device_id, seq, ts)`) and quarantined input. The latest state per device
+//! is written behind them, once a second ([`latest`]).
 //! Acknowledgements are sent only after [`Store::commit`] returns.
 //! `tests/storage_conformance.rs` runs the same tests against every backend.
+pub mod latest;
 pub mod limit;
 pub mod partitions;
 pub mod pg_copy;
@@ -93,12 +95,22 @@ impl Store {
         }
     }
 
-    /// Stores a batch in one transaction: new readings, the latest state per device,
-    /// and the quarantine (refused input and readings the database cannot hold).
+    /// Stores a batch in one transaction: new readings and the quarantine (refused
+    /// input and readings the database cannot hold). The batch's device states
+    /// are written behind ([`latest`]); reads see them at once.
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
         match self {
             Store::Sqlite(s) => s.commit(accepted, refused).await,
             Store::Postgres(s) => s.commit(accepted, refused).await,
+        }
+    }
+
+    /// Writes the device states committed since the last flush (done every
+    /// second in the background; call it before stopping).
+    pub async fn flush_states(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.flush_states().await,
+            Store::Postgres(s) => s.flush_states().await,
         }
     }
 

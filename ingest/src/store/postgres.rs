@@ -14,8 +14,9 @@
 //! [`PgStore::open`]; see [`timescale`] and [`partitions`].
 use crate::model::*;
 use crate::store::pg_copy::{CopyRows, READING_COLUMNS};
+use crate::store::latest::{self, State};
 use crate::store::{
-    Committed, DeviceState, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url,
+    Committed, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url,
     timescale,
 };
 use anyhow::{Context, Result};
@@ -41,18 +42,11 @@ pub enum Layout {
 pub struct PgStore {
     pool: PgPool,
     layout: Layout,
-    /// Stops the partition maintenance task when the last clone is dropped.
-    _maintenance: Arc<AbortOnDrop>,
-}
-
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
+    /// Device states committed and not yet written to `devices` (see [`latest`]).
+    latest: Arc<latest::Pending>,
+    /// Stop the partition maintenance and the state flusher when the last clone is dropped.
+    _maintenance: latest::Background,
+    _flusher: latest::Background,
 }
 
 pub(crate) const COPY_READINGS: &str =
@@ -117,11 +111,7 @@ impl PgStore {
                     database = %shown, timescaledb = %version,
                     "PostgreSQL storage: readings is a TimescaleDB hypertable (compression, retention, hourly aggregate)"
                 );
-                return Ok(Self {
-                    pool,
-                    layout: Layout::Hypertable,
-                    _maintenance: Arc::new(AbortOnDrop(None)),
-                });
+                return Self::with_layout(pool, Layout::Hypertable, None).await;
             }
             (Layout::Partitioned, _) => {
                 let plan = partitions::Plan::default();
@@ -152,11 +142,38 @@ impl PgStore {
                 "PostgreSQL storage: readings is a plain table (made for TimescaleDB, which this server lacks)"
             ),
         }
+        Self::with_layout(pool, layout, maintenance).await
+    }
+
+    /// Recomputes what a crash left unwritten of the device states, and starts writing them behind.
+    async fn with_layout(
+        pool: PgPool,
+        layout: Layout,
+        maintenance: Option<tokio::task::JoinHandle<()>>,
+    ) -> Result<Self> {
+        let maintenance = Arc::new(latest::AbortOnDrop(maintenance));
+        recover_states(&pool).await.context("recomputing device states")?;
+        let latest = Arc::new(latest::Pending::default());
+        let flusher = {
+            let (pool, latest) = (pool.clone(), latest.clone());
+            latest::spawn_flusher(move || {
+                let (pool, latest) = (pool.clone(), latest.clone());
+                async move { latest::flush(&latest, |states, at| write_states(pool, states, at)).await }
+            })
+        };
         Ok(Self {
             pool,
             layout,
-            _maintenance: Arc::new(AbortOnDrop(maintenance)),
+            latest,
+            _maintenance: maintenance,
+            _flusher: Arc::new(latest::AbortOnDrop(Some(flusher))),
         })
+    }
+
+    /// Writes the pending device states now (the flusher does it every second).
+    pub async fn flush_states(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        latest::flush(&self.latest, |states, at| write_states(pool, states, at)).await
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -212,9 +229,10 @@ impl PgStore {
             }
             Err(e) => return Err(e.into()),
         };
-        upsert_devices(&mut tx, &latest_states(accepted, &new, reading_json)?).await?;
+        let states = latest_states(accepted, &new, reading_json)?;
         insert_quarantine(&mut tx, &quarantine).await?;
         tx.commit().await?;
+        self.latest.merge(&states);
         Ok(Committed { new, quarantined })
     }
 
@@ -224,7 +242,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        let mut devices = rows
             .into_iter()
             .map(|r| DeviceRow {
                 device_id: r.get("device_id"),
@@ -234,7 +252,9 @@ impl PgStore {
                 last_seen: rfc3339(r.get("last_ts")),
                 last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        self.latest.overlay(&mut devices);
+        Ok(devices)
     }
 
     pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
@@ -454,36 +474,69 @@ async fn insert_row_by_row(
     Ok((new, refused))
 }
 
-/// Newest state per device among the new rows; an older reading never replaces a newer state.
-async fn upsert_devices(tx: &mut Transaction<'_, Postgres>, states: &[DeviceState<'_>]) -> Result<()> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let devices: Vec<&str> = states.iter().map(|s| s.device).collect();
+const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
+     last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
+     updated_at = excluded.updated_at \
+     WHERE excluded.last_seq > devices.last_seq";
+
+/// Writes device states and the time of this flush in one transaction; an older
+/// reading never replaces a newer state. Returns the states written.
+async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Result<Vec<State>> {
+    let devices: Vec<&str> = states.iter().map(|s| s.device.as_str()).collect();
     let kinds: Vec<&str> = states.iter().map(|s| s.kind).collect();
-    let gateways: Vec<&str> = states.iter().map(|s| s.gateway).collect();
+    let gateways: Vec<&str> = states.iter().map(|s| s.gateway.as_str()).collect();
     let seqs: Vec<i64> = states.iter().map(|s| s.seq).collect();
     let times: Vec<i64> = states.iter().map(|s| s.ts).collect();
-    let bodies: Vec<&str> = states.iter().map(|s| s.body.as_ref()).collect();
-    // Rows in device order: concurrent batches lock devices in the same order.
-    sqlx::query(
+    let bodies: Vec<&str> = states.iter().map(|s| s.body.as_str()).collect();
+    let mut tx = pool.begin().await?;
+    if !states.is_empty() {
+        // Rows in device order: a fixed lock order.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
+             SELECT d, k, g, s, t, b, $7 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[]) AS u(d, k, g, s, t, b) \
+             ORDER BY d {UPSERT_DEVICE}"
+        )))
+        .bind(&devices)
+        .bind(&kinds)
+        .bind(&gateways)
+        .bind(&seqs)
+        .bind(&times)
+        .bind(&bodies)
+        .bind(flushed_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE store_meta SET value = $1 WHERE key = $2")
+        .bind(flushed_at)
+        .bind(latest::FLUSHED_AT)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(states)
+}
+
+/// After a crash, the states of the readings received since the last flush may
+/// not be written: recompute them from the readings (see [`latest`]).
+async fn recover_states(pool: &PgPool) -> Result<()> {
+    let flushed_at: i64 = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
+        .bind(latest::FLUSHED_AT)
+        .fetch_one(pool)
+        .await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
-         SELECT d, k, g, s, t, b, (extract(epoch FROM now()) * 1000)::int8 \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[]) AS u(d, k, g, s, t, b) \
-         ORDER BY d \
-         ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
-           last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
-           updated_at = excluded.updated_at \
-         WHERE excluded.last_seq > devices.last_seq",
-    )
-    .bind(&devices)
-    .bind(&kinds)
-    .bind(&gateways)
-    .bind(&seqs)
-    .bind(&times)
-    .bind(&bodies)
-    .execute(&mut **tx)
+         SELECT DISTINCT ON (device_id) device_id, kind, gateway, seq, (extract(epoch FROM ts) * 1000)::int8, \
+                (body::jsonb -> 'body')::text, $2 \
+         FROM readings WHERE received_at >= $1 AND kind IN ('lift', 'sterilizer') \
+         ORDER BY device_id, seq DESC {UPSERT_DEVICE}"
+    )))
+    .bind(flushed_at - latest::RECOVERY_MARGIN_MS)
+    .bind(now_ms())
+    .execute(pool)
     .await?;
+    if done.rows_affected() > 0 {
+        tracing::info!(devices = done.rows_affected(), "recomputed device states the last run had not written");
+    }
     Ok(())
 }
 
@@ -491,9 +544,12 @@ async fn insert_quarantine(tx: &mut Transaction<'_, Postgres>, entries: &[Refuse
     if entries.is_empty() {
         return Ok(());
     }
-    let sources: Vec<&str> = entries.iter().map(|e| e.source.as_str()).collect();
+    // The quarantine must take anything: PostgreSQL text cannot hold NUL, so it is
+    // spelled out (the payload column is bytea and keeps the bytes as they came).
+    let text = |s: &str| s.replace('\0', "\\0");
+    let sources: Vec<String> = entries.iter().map(|e| text(&e.source)).collect();
     let reasons: Vec<&str> = entries.iter().map(|e| e.reason).collect();
-    let details: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
+    let details: Vec<String> = entries.iter().map(|e| text(&e.detail)).collect();
     let payloads: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
     sqlx::query(
         "INSERT INTO quarantine (received_at, source, reason, detail, payload) \

@@ -1,16 +1,21 @@
 //! The embedded default backend: one SQLite file in WAL mode with full sync,
 //! so a commit survives a process kill before anything is acknowledged.
 use crate::model::*;
-use crate::store::{Committed, DeviceState, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry};
+use crate::store::latest::{self, State};
+use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Device states committed and not yet written to `devices` (see [`latest`]).
+    latest: Arc<latest::Pending>,
+    _flusher: latest::Background,
 }
 
 impl SqliteStore {
@@ -33,7 +38,28 @@ impl SqliteStore {
             .run(&pool)
             .await
             .with_context(|| format!("migrating SQLite database {}", path.display()))?;
-        Ok(Self { pool })
+        recover_states(&pool)
+            .await
+            .with_context(|| format!("recomputing device states in {}", path.display()))?;
+        let latest = Arc::new(latest::Pending::default());
+        let flusher = {
+            let (pool, latest) = (pool.clone(), latest.clone());
+            latest::spawn_flusher(move || {
+                let (pool, latest) = (pool.clone(), latest.clone());
+                async move { latest::flush(&latest, |states, at| write_states(pool, states, at)).await }
+            })
+        };
+        Ok(Self {
+            pool,
+            latest,
+            _flusher: Arc::new(latest::AbortOnDrop(Some(flusher))),
+        })
+    }
+
+    /// Writes the pending device states now (the flusher does it every second).
+    pub async fn flush_states(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        latest::flush(&self.latest, |states, at| write_states(pool, states, at)).await
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -61,7 +87,7 @@ impl SqliteStore {
         }
         new.sort_unstable();
         quarantined.sort_unstable();
-        upsert_devices(&mut tx, &latest_states(accepted, &new, |_| None)?, now).await?;
+        let states = latest_states(accepted, &new, |_| None)?;
         for r in &quarantine {
             sqlx::query("INSERT INTO quarantine (received_at, source, reason, detail, payload) VALUES (?, ?, ?, ?, ?)")
                 .bind(now)
@@ -73,6 +99,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        self.latest.merge(&states);
         Ok(Committed { new, quarantined })
     }
 
@@ -82,7 +109,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        let mut devices = rows
             .into_iter()
             .map(|r| DeviceRow {
                 device_id: r.get("device_id"),
@@ -92,7 +119,9 @@ impl SqliteStore {
                 last_seen: rfc3339(r.get("last_ts")),
                 last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        self.latest.overlay(&mut devices);
+        Ok(devices)
     }
 
     pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
@@ -258,8 +287,10 @@ fn is_data_error(e: &sqlx::Error) -> bool {
     matches!(primary, Some(18..=20))
 }
 
-/// Keeps the newest state per device; an older reading never replaces a newer state.
-async fn upsert_devices(tx: &mut Transaction<'_, Sqlite>, states: &[DeviceState<'_>], now: i64) -> Result<()> {
+/// Writes device states and the time of this flush in one transaction; an older
+/// reading never replaces a newer state. Returns the states written.
+async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> Result<Vec<State>> {
+    let mut tx = pool.begin().await?;
     for chunk in states.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::with_capacity(400 + chunk.len() * 24);
         sql.push_str(
@@ -272,23 +303,55 @@ async fn upsert_devices(tx: &mut Transaction<'_, Sqlite>, states: &[DeviceState<
                 ", (?, ?, ?, ?, ?, ?, ?)"
             });
         }
-        sql.push_str(
-            " ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
-             last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
-             updated_at = excluded.updated_at WHERE excluded.last_seq > devices.last_seq",
-        );
+        sql.push_str(UPSERT_DEVICE);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
             query = query
-                .bind(s.device)
+                .bind(&s.device)
                 .bind(s.kind)
-                .bind(s.gateway)
+                .bind(&s.gateway)
                 .bind(s.seq)
                 .bind(s.ts)
-                .bind(s.body.as_ref())
-                .bind(now);
+                .bind(&s.body)
+                .bind(flushed_at);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
+    }
+    sqlx::query("UPDATE store_meta SET value = ? WHERE key = ?")
+        .bind(flushed_at)
+        .bind(latest::FLUSHED_AT)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(states)
+}
+
+const UPSERT_DEVICE: &str = " ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
+     last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
+     updated_at = excluded.updated_at WHERE excluded.last_seq > devices.last_seq";
+
+/// After a crash, the states of the readings received since the last flush may
+/// not be written: recompute them from the readings (see [`latest`]).
+async fn recover_states(pool: &SqlitePool) -> Result<()> {
+    let flushed_at: i64 = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = ?")
+        .bind(latest::FLUSHED_AT)
+        .fetch_one(pool)
+        .await?;
+    let sql = format!(
+        "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
+         SELECT device_id, kind, gateway, seq, ts, json_extract(body, '$.body'), ?2 FROM ( \
+           SELECT device_id, kind, gateway, seq, ts, body, \
+                  row_number() OVER (PARTITION BY device_id ORDER BY seq DESC) AS newest \
+           FROM readings WHERE received_at >= ?1 AND kind IN ('lift', 'sterilizer')) \
+         WHERE newest = 1{UPSERT_DEVICE}"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(flushed_at - latest::RECOVERY_MARGIN_MS)
+        .bind(now_ms())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() > 0 {
+        tracing::info!(devices = done.rows_affected(), "recomputed device states the last run had not written");
     }
     Ok(())
 }

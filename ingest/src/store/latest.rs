@@ -1,0 +1,252 @@
+//! The latest state per device (the `devices` table), written behind the readings.
+//!
+//! Readings are stored in their batch's transaction; their summary per device is
+//! not. Written in every batch, it cost one row update per reading whenever a
+//! batch held one reading per device (measured: as much database time as the
+//! COPY of the readings themselves). Instead a commit leaves the newest state per
+//! device here, and [`flush`] writes them all once per [`FLUSH_EVERY`], newest per
+//! device, in one transaction that also records when (`store_meta`).
+//!
+//! - Reads ([`Pending::overlay`]) add what is not written yet, so they see every
+//!   committed reading, as before.
+//! - A crash loses only this summary, never a reading: start-up recomputes the
+//!   states from the readings received since the last flush, less
+//!   [`RECOVERY_MARGIN`] (commits that started before a flush may end after it).
+use crate::model::{DeviceRow, rfc3339};
+use crate::store::DeviceState;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often pending states are written.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How far before the last flush start-up looks for states to recompute: longer
+/// than any one commit attempt takes (a retried commit stamps its rows anew).
+pub const RECOVERY_MARGIN_MS: i64 = 5 * 60 * 1000;
+
+/// The `store_meta` key of the time (ingest clock, ms) of the last flush.
+pub const FLUSHED_AT: &str = "device_states_flushed_at";
+
+/// One device's newest state, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub device: String,
+    pub kind: &'static str,
+    pub gateway: String,
+    pub seq: i64,
+    pub ts: i64,
+    /// The status body as JSON.
+    pub body: String,
+}
+
+impl State {
+    pub fn as_row(&self) -> DeviceState<'_> {
+        DeviceState {
+            device: &self.device,
+            kind: self.kind,
+            gateway: &self.gateway,
+            seq: self.seq,
+            ts: self.ts,
+            body: std::borrow::Cow::Borrowed(&self.body),
+        }
+    }
+}
+
+/// States committed and not yet written, newest per device, in device order (the
+/// lock order of the writing transaction).
+#[derive(Default)]
+pub struct Pending {
+    states: Mutex<BTreeMap<String, State>>,
+    /// One flush at a time: a periodic one and one on shutdown may meet.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl Pending {
+    /// Keeps the states of a committed batch; an older reading never replaces a newer state.
+    pub fn merge(&self, states: &[DeviceState<'_>]) {
+        let mut pending = self.states.lock().expect("pending states lock");
+        for s in states {
+            match pending.get_mut(s.device) {
+                Some(known) if known.seq >= s.seq => {}
+                Some(known) => {
+                    known.kind = s.kind;
+                    known.gateway.replace_range(.., s.gateway);
+                    known.seq = s.seq;
+                    known.ts = s.ts;
+                    known.body.replace_range(.., &s.body);
+                }
+                None => {
+                    pending.insert(
+                        s.device.to_string(),
+                        State {
+                            device: s.device.to_string(),
+                            kind: s.kind,
+                            gateway: s.gateway.to_string(),
+                            seq: s.seq,
+                            ts: s.ts,
+                            body: s.body.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        metrics::gauge!("gridwatch_ingest_device_states_pending").set(pending.len() as f64);
+    }
+
+    /// Replaces rows read from the `devices` table by newer pending states, and adds
+    /// devices not written yet; the result stays in device order.
+    pub fn overlay(&self, rows: &mut Vec<DeviceRow>) {
+        let pending = self.states.lock().expect("pending states lock");
+        if pending.is_empty() {
+            return;
+        }
+        let mut merged: BTreeMap<String, DeviceRow> = rows.drain(..).map(|r| (r.device_id.clone(), r)).collect();
+        for s in pending.values() {
+            let newer = merged.get(&s.device).is_none_or(|row| row.last_seq < s.seq);
+            if newer {
+                merged.insert(
+                    s.device.clone(),
+                    DeviceRow {
+                        device_id: s.device.clone(),
+                        kind: s.kind.to_string(),
+                        gateway: s.gateway.clone(),
+                        last_seq: s.seq,
+                        last_seen: rfc3339(s.ts),
+                        last_state: serde_json::from_str(&s.body).unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        rows.extend(merged.into_values());
+    }
+
+    fn snapshot(&self) -> Vec<State> {
+        self.states
+            .lock()
+            .expect("pending states lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets written states, unless a newer one arrived meanwhile.
+    fn written(&self, states: &[State]) {
+        let mut pending = self.states.lock().expect("pending states lock");
+        for s in states {
+            if pending.get(&s.device).is_some_and(|p| p.seq <= s.seq) {
+                pending.remove(&s.device);
+            }
+        }
+        metrics::gauge!("gridwatch_ingest_device_states_pending").set(pending.len() as f64);
+    }
+}
+
+/// Writes every pending state with `write(states, flushed_at)`, which must store
+/// them and `flushed_at` in one transaction. Nothing is forgotten when it fails.
+pub async fn flush<F, Fut>(pending: &Pending, write: F) -> Result<()>
+where
+    F: FnOnce(Vec<State>, i64) -> Fut,
+    Fut: Future<Output = Result<Vec<State>>>,
+{
+    let _one_at_a_time = pending.flushing.lock().await;
+    // Stamped before the snapshot: every commit that ended before this is in it.
+    let flushed_at = crate::model::now_ms();
+    let states = pending.snapshot();
+    let written = write(states, flushed_at).await?;
+    pending.written(&written);
+    Ok(())
+}
+
+/// Runs `flush_once` every [`FLUSH_EVERY`] until aborted; failures are logged and
+/// retried at the next tick (the states stay pending).
+pub fn spawn_flusher<F, Fut>(flush_once: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(FLUSH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = flush_once().await {
+                metrics::counter!("gridwatch_ingest_store_failures_total", "op" => "device_states").increment(1);
+                tracing::error!(error = %format!("{e:#}"), "writing device states failed; retrying");
+            }
+        }
+    })
+}
+
+/// Aborts a background task when the last clone of its owner is dropped.
+pub struct AbortOnDrop(pub Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A shared [`AbortOnDrop`] for cloneable stores.
+pub type Background = Arc<AbortOnDrop>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn state(device: &str, seq: i64) -> DeviceState<'_> {
+        DeviceState {
+            device,
+            kind: "lift",
+            gateway: "gw",
+            seq,
+            ts: seq * 1000,
+            body: Cow::Owned(format!("{{\"floor\":{seq}}}")),
+        }
+    }
+
+    #[test]
+    fn the_newest_state_per_device_is_kept() {
+        let pending = Pending::default();
+        pending.merge(&[state("a", 5), state("b", 1)]);
+        pending.merge(&[state("a", 3), state("b", 2)]);
+        let seqs: Vec<(String, i64)> = pending.snapshot().into_iter().map(|s| (s.device, s.seq)).collect();
+        assert_eq!(seqs, vec![("a".into(), 5), ("b".into(), 2)]);
+    }
+
+    #[test]
+    fn a_state_newer_than_the_one_written_stays_pending() {
+        let pending = Pending::default();
+        pending.merge(&[state("a", 5)]);
+        let snapshot = pending.snapshot();
+        pending.merge(&[state("a", 6)]);
+        pending.written(&snapshot);
+        assert_eq!(pending.snapshot()[0].seq, 6);
+        pending.written(&pending.snapshot());
+        assert!(pending.snapshot().is_empty());
+    }
+
+    #[test]
+    fn reads_see_pending_states_over_written_ones() {
+        let pending = Pending::default();
+        pending.merge(&[state("b", 7), state("c", 1)]);
+        let row = |device: &str, seq| DeviceRow {
+            device_id: device.into(),
+            kind: "lift".into(),
+            gateway: "gw".into(),
+            last_seq: seq,
+            last_seen: rfc3339(0),
+            last_state: serde_json::json!({}),
+        };
+        let mut rows = vec![row("a", 1), row("b", 9), row("c", 0)];
+        pending.overlay(&mut rows);
+        let seen: Vec<(&str, i64)> = rows.iter().map(|r| (r.device_id.as_str(), r.last_seq)).collect();
+        assert_eq!(seen, vec![("a", 1), ("b", 9), ("c", 1)]);
+        assert_eq!(rows[2].last_state["floor"], 1);
+    }
+}
