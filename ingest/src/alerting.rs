@@ -52,10 +52,22 @@ impl Alerting {
         domain.mark_saved(&fx);
     }
 
+    /// Saves the engine state changed since the last checkpoint. The domain is
+    /// locked only to take the changes, not while they are written.
     pub async fn checkpoint(&self, clock_now_ms: i64) {
-        let mut domain = self.domain.lock().await;
-        if let Err(e) = persist::checkpoint(&self.store, &mut domain, clock_now_ms).await {
-            tracing::error!(error = %e, "engine checkpoint failed; will retry at the next one");
+        let taken = persist::take_checkpoint(&mut *self.domain.lock().await, clock_now_ms);
+        let written = match taken {
+            Ok(checkpoint) => match persist::write_checkpoint(&self.store, &checkpoint).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    self.domain.lock().await.mark_unsaved(checkpoint.changes);
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
         }
     }
 }

@@ -18,7 +18,7 @@ use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -376,7 +376,7 @@ async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
     let mut embedded: Vec<AckMessage> = Vec::new();
     let mut external: Vec<AckMessage> = Vec::new();
     // (external?, gateway, device) → highest committed seq in this batch.
-    let mut node_tops: BTreeMap<(bool, &str, &str), u64> = BTreeMap::new();
+    let mut node_tops: HashMap<(bool, &str, &str), u64> = HashMap::new();
     let mut offset = 0;
     for origin in &batch.origins {
         let mine = offset..offset + origin.accepted;
@@ -410,22 +410,9 @@ async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
         }
     }
     for ((is_external, gateway, device), seq) in node_tops {
-        let Ok(id) = DeviceId::try_from(device) else {
-            continue;
-        };
-        let topic = Topic::Node {
-            gateway,
-            device,
-            kind: Kind::Ack,
+        if let Some(message) = node_ack(gateway, device, seq) {
+            if is_external { &mut external } else { &mut embedded }.push(message);
         }
-        .write()
-        .to_string();
-        let payload = json::encode(&NodeAck {
-            v: SCHEMA_VERSION,
-            device: id,
-            seq,
-        });
-        if is_external { &mut external } else { &mut embedded }.push((topic, payload));
     }
     if let Some(link) = acks.embedded.as_mut() {
         publish_on_link(link, embedded).await;
@@ -433,6 +420,24 @@ async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
     if let Some(client) = acks.external.as_ref() {
         crate::external::acknowledge(client, external, batch.origins.iter().map(|o| &o.via));
     }
+}
+
+/// The `NodeAck` of `device` up to `seq`, on its ack topic.
+fn node_ack(gateway: &str, device: &str, seq: u64) -> Option<AckMessage> {
+    let id = DeviceId::try_from(device).ok()?;
+    let topic = Topic::Node {
+        gateway,
+        device,
+        kind: Kind::Ack,
+    }
+    .write()
+    .to_string();
+    let payload = json::encode(&NodeAck {
+        v: SCHEMA_VERSION,
+        device: id,
+        seq,
+    });
+    Some((topic, payload))
 }
 
 /// Acks handed to the broker's router at once, and waiting in the local link at

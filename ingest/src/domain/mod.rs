@@ -207,8 +207,13 @@ impl Domain {
             }
         }
         let changes = self.engine.take_changes();
+        self.mark_unsaved(changes);
+        fx
+    }
+
+    /// Marks engine state as changed since the last checkpoint (again, when a checkpoint of it failed).
+    pub(crate) fn mark_unsaved(&mut self, changes: gridwatch_alerts::Changes) {
         self.unsaved_engine.devices.extend(changes.devices);
         self.unsaved_engine.gateways.extend(changes.gateways);
-        fx
     }
 }

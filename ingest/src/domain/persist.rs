@@ -131,42 +131,73 @@ fn json_str<T: Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_value(value)?.as_str().unwrap_or_default().to_string())
 }
 
-/// Saves the engine state changed since the last checkpoint. `replay_from` is the
-/// ingest-clock time from which readings must be replayed after a restart.
-pub async fn checkpoint(store: &Store, domain: &mut Domain, replay_from: i64) -> Result<usize> {
+/// The engine state changed since the last checkpoint, serialised. It is taken
+/// under the domain lock ([`take_checkpoint`]) and written without it
+/// ([`write_checkpoint`]): the write path needs that lock for every batch, and
+/// ten thousand changed devices take a while to write.
+pub struct Checkpoint {
+    /// What the rows cover, handed back to the domain if writing them fails.
+    pub changes: gridwatch_alerts::Changes,
+    rows: Vec<(String, String)>,
+}
+
+/// Serialises the engine state changed since the last checkpoint. `replay_from` is
+/// the ingest-clock time from which readings must be replayed after a restart.
+pub fn take_checkpoint(domain: &mut Domain, replay_from: i64) -> Result<Checkpoint> {
     let changes = std::mem::take(&mut domain.unsaved_engine);
     let state = domain.engine.state();
-    let mut rows = Vec::new();
-    for id in &changes.devices {
-        if let Some(m) = state.devices.get(id) {
-            rows.push((format!("device/{id}"), serde_json::to_string(m)?));
+    let mut rows = Vec::with_capacity(changes.devices.len() + changes.gateways.len() + 1);
+    let serialised = (|| -> Result<()> {
+        for id in &changes.devices {
+            if let Some(m) = state.devices.get(id) {
+                rows.push((format!("device/{id}"), serde_json::to_string(m)?));
+            }
         }
-    }
-    for id in &changes.gateways {
-        if let Some(g) = state.gateways.get(id) {
-            rows.push((format!("gateway/{id}"), serde_json::to_string(g)?));
+        for id in &changes.gateways {
+            if let Some(g) = state.gateways.get(id) {
+                rows.push((format!("gateway/{id}"), serde_json::to_string(g)?));
+            }
         }
+        let meta = EngineMeta {
+            last_tick: state.last_tick,
+            due_date: state.due_date,
+            replay_from: replay_from - REPLAY_MARGIN_MS,
+        };
+        rows.push(("engine".to_string(), serde_json::to_string(&meta)?));
+        Ok(())
+    })();
+    if let Err(e) = serialised {
+        domain.mark_unsaved(changes);
+        return Err(e);
     }
-    let meta = EngineMeta {
-        last_tick: state.last_tick,
-        due_date: state.due_date,
-        replay_from: replay_from - REPLAY_MARGIN_MS,
-    };
-    rows.push(("engine".to_string(), serde_json::to_string(&meta)?));
-    let saved = rows.len();
+    Ok(Checkpoint { changes, rows })
+}
+
+/// Engine state rows per statement (two parameters each, within both databases' limits).
+const CHECKPOINT_ROWS_PER_STATEMENT: usize = 500;
+
+/// Writes a checkpoint in one transaction; returns the rows written.
+pub async fn write_checkpoint(store: &Store, checkpoint: &Checkpoint) -> Result<usize> {
     with_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
-        for (key, body) in &rows {
-            sqlx::query("INSERT INTO engine_state (key, body) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET body = excluded.body")
-                .bind(key)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in checkpoint.rows.chunks(CHECKPOINT_ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO engine_state (key, body) VALUES {} ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (key, body) in chunk {
+                query = query.bind(key).bind(body);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         anyhow::Ok(())
     })?;
-    Ok(saved)
+    Ok(checkpoint.rows.len())
 }
 
 /// Loads the register, the cases and the engine checkpoint, then replays the readings

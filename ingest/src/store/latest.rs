@@ -15,7 +15,7 @@
 use crate::model::{DeviceRow, rfc3339};
 use crate::store::DeviceState;
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,11 +55,10 @@ impl State {
     }
 }
 
-/// States committed and not yet written, newest per device, in device order (the
-/// lock order of the writing transaction).
+/// States committed and not yet written, newest per device.
 #[derive(Default)]
 pub struct Pending {
-    states: Mutex<BTreeMap<String, State>>,
+    states: Mutex<HashMap<String, State>>,
     /// One flush at a time: a periodic one and one on shutdown may meet.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -123,13 +122,17 @@ impl Pending {
         rows.extend(merged.into_values());
     }
 
+    /// The pending states in device order (the lock order of the writing transaction).
     fn snapshot(&self) -> Vec<State> {
-        self.states
+        let mut states: Vec<State> = self
+            .states
             .lock()
             .expect("pending states lock")
             .values()
             .cloned()
-            .collect()
+            .collect();
+        states.sort_unstable_by(|a, b| a.device.cmp(&b.device));
+        states
     }
 
     /// Forgets written states, unless a newer one arrived meanwhile.
