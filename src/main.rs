@@ -1,5 +1,6 @@
 //! `gridwatch`: one binary, one subcommand per component. Each subcommand (in
 //! [`cmd`]) parses its options and calls the component crate's `start`/`run`.
+mod allocator;
 mod cmd;
 
 use anyhow::Result;
@@ -55,8 +56,16 @@ fn init_logging(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Before the runtime starts its threads.
+    allocator::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     match cli.command {

@@ -479,30 +479,30 @@ const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = exclud
      updated_at = excluded.updated_at \
      WHERE excluded.last_seq > devices.last_seq";
 
+/// Device states per statement: a connection's write buffer keeps the largest
+/// capacity it once needed, so ten thousand bodies in one statement would pin
+/// megabytes on every pooled connection.
+const STATES_PER_STATEMENT: usize = 1000;
+
 /// Writes device states and the time of this flush in one transaction; an older
 /// reading never replaces a newer state. Returns the states written.
 async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Result<Vec<State>> {
-    let devices: Vec<&str> = states.iter().map(|s| s.device.as_str()).collect();
-    let kinds: Vec<&str> = states.iter().map(|s| s.kind).collect();
-    let gateways: Vec<&str> = states.iter().map(|s| s.gateway.as_str()).collect();
-    let seqs: Vec<i64> = states.iter().map(|s| s.seq).collect();
-    let times: Vec<i64> = states.iter().map(|s| s.ts).collect();
-    let bodies: Vec<&str> = states.iter().map(|s| s.body.as_str()).collect();
     let mut tx = pool.begin().await?;
-    if !states.is_empty() {
-        // Rows in device order: a fixed lock order.
+    // In device order (as given): a fixed lock order.
+    for chunk in states.chunks(STATES_PER_STATEMENT) {
+        let column = |f: fn(&State) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
              SELECT d, k, g, s, t, b, $7 \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[]) AS u(d, k, g, s, t, b) \
              ORDER BY d {UPSERT_DEVICE}"
         )))
-        .bind(&devices)
-        .bind(&kinds)
-        .bind(&gateways)
-        .bind(&seqs)
-        .bind(&times)
-        .bind(&bodies)
+        .bind(column(|s| &s.device))
+        .bind(column(|s| s.kind))
+        .bind(column(|s| &s.gateway))
+        .bind(chunk.iter().map(|s| s.seq).collect::<Vec<i64>>())
+        .bind(chunk.iter().map(|s| s.ts).collect::<Vec<i64>>())
+        .bind(column(|s| &s.body))
         .bind(flushed_at)
         .execute(&mut *tx)
         .await?;
