@@ -21,12 +21,14 @@ use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct NodeAcks {
-    devices: HashMap<(String, String), Seen>,
+    /// By device id (unique across gateways; a device heard through another gateway starts afresh).
+    devices: HashMap<String, Seen>,
     /// Broker drops seen so far.
     drops: u64,
 }
 
 struct Seen {
+    gateway: String,
     /// Highest seq with no unexplained gap below it.
     contiguous: u64,
     max: u64,
@@ -47,12 +49,14 @@ impl NodeAcks {
     /// seq it may be acknowledged up to, if limited.
     pub fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
         let drops = self.drops;
-        let Some(seen) = self.devices.get_mut(&(gateway.to_string(), device.to_string())) else {
+        // Looked up by &str: this runs for every message of a direct node.
+        let Some(seen) = self.devices.get_mut(device).filter(|seen| seen.gateway == gateway) else {
             let held = drops > 0 && seq > 1;
             let contiguous = if held { 0 } else { seq };
             self.devices.insert(
-                (gateway.to_string(), device.to_string()),
+                device.to_string(),
                 Seen {
+                    gateway: gateway.to_string(),
                     contiguous,
                     max: seq,
                     held,
