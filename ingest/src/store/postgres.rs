@@ -13,11 +13,10 @@
 //! Layout of `readings` (hypertable or native partitions) is decided at
 //! [`PgStore::open`]; see [`timescale`] and [`partitions`].
 use crate::model::*;
-use crate::store::pg_copy::{CopyRows, READING_COLUMNS};
 use crate::store::latest::{self, State};
+use crate::store::pg_copy::{CopyRows, READING_COLUMNS};
 use crate::store::{
-    Committed, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url,
-    timescale,
+    Committed, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url, timescale,
 };
 use anyhow::{Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -535,7 +534,10 @@ async fn recover_states(pool: &PgPool) -> Result<()> {
     .execute(pool)
     .await?;
     if done.rows_affected() > 0 {
-        tracing::info!(devices = done.rows_affected(), "recomputed device states the last run had not written");
+        tracing::info!(
+            devices = done.rows_affected(),
+            "recomputed device states the last run had not written"
+        );
     }
     Ok(())
 }
