@@ -52,6 +52,7 @@ conformance!(
     migrations_run_from_empty_and_again,
     redelivery_changes_nothing,
     a_key_twice_in_one_batch_is_new_once,
+    a_large_batch_of_old_and_new_readings_reports_exactly_the_new,
     out_of_order_arrival_is_stored_and_never_rolls_state_back,
     refused_and_unstorable_readings_are_quarantined_without_blocking_their_batch,
     latest_state_per_device_is_the_newest_status,
@@ -301,6 +302,35 @@ async fn a_key_twice_in_one_batch_is_new_once(backend: Backend) {
     let committed = commit(&store, &[lift("L-1", 1), lift("L-1", 1), lift("L-1", 2)]).await;
     assert_eq!(committed.new, [0, 2]);
     assert_eq!(store.reading_count().await.unwrap(), 2);
+}
+
+/// More readings than one INSERT statement takes, from several devices, in no
+/// key order: a redelivery mixed with new readings (and a new key twice) reports
+/// exactly the new ones, by their index in the batch.
+async fn a_large_batch_of_old_and_new_readings_reports_exactly_the_new(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let first: Vec<Accepted> = (0..1200u64).map(|n| lift(&format!("L-{}", n % 7), n / 7 + 1)).collect();
+    assert_eq!(commit(&store, &first).await.new, (0..1200).collect::<Vec<_>>());
+    let (mut second, mut expected) = (Vec::new(), Vec::new());
+    for n in 0..1200u64 {
+        if n % 2 == 1 {
+            expected.push(second.len());
+            second.push(lift(&format!("L-{}", n % 7), 1000 + n));
+        } else {
+            second.push(lift(&format!("L-{}", n % 7), n / 7 + 1));
+        }
+    }
+    expected.push(second.len());
+    second.push(lift("L-0", 5000));
+    second.push(lift("L-0", 5000));
+    assert_eq!(commit(&store, &second).await.new, expected);
+    assert_eq!(
+        commit(&store, &second).await.new,
+        Vec::<usize>::new(),
+        "all of it again"
+    );
+    assert_eq!(store.reading_count().await.unwrap(), 1200 + 600 + 1);
 }
 
 async fn out_of_order_arrival_is_stored_and_never_rolls_state_back(backend: Backend) {

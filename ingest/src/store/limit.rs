@@ -4,7 +4,8 @@
 //! no device state), into an empty `readings` table.
 //!
 //! - PostgreSQL: one binary COPY of every row in one transaction, encoded beforehand;
-//! - SQLite: multi-row INSERTs of 500 rows in one transaction.
+//! - SQLite: multi-row INSERTs of 500 rows in one transaction, on the store's
+//!   writer connection (its page cache and checkpointing, as ingest writes).
 use crate::model::Accepted;
 use crate::store::Store;
 use crate::store::pg_copy::{CopyRows, HEADER, TRAILER};
@@ -63,7 +64,7 @@ pub async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duratio
         }
         (Store::Sqlite(sqlite), Prepared::Rows(readings)) => {
             let now = crate::model::now_ms();
-            let mut tx = sqlite.pool().begin().await?;
+            let mut tx = sqlite.writer().begin_with("BEGIN IMMEDIATE").await?;
             for chunk in readings.chunks(500) {
                 let mut sql =
                     String::from("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");

@@ -1,5 +1,10 @@
 //! The embedded default backend: one SQLite file in WAL mode with full sync,
 //! so a commit survives a process kill before anything is acknowledged.
+//!
+//! Writes of readings and device states go through one connection of their own
+//! (SQLite has one writer): it alone gets a large page cache, so that a batch's
+//! dirty index pages stay in memory until its commit. The WAL is checkpointed in
+//! the background on another connection, off the writer's path (docs/storage.md).
 use crate::model::*;
 use crate::store::latest::{self, State};
 use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry};
@@ -12,11 +17,27 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Reads, the domain tables and migrations.
     pool: SqlitePool,
+    /// The one connection that writes readings and device states.
+    writer: SqlitePool,
     /// Device states committed and not yet written to `devices` (see [`latest`]).
     latest: Arc<latest::Pending>,
     _flusher: latest::Background,
+    _checkpointer: latest::Background,
 }
+
+/// Page cache of the writer connection, KiB: it must hold the pages a batch
+/// dirties (about one page of the `readings_key` index per reading of a batch
+/// spread over thousands of devices), or SQLite writes them to the WAL twice.
+const WRITER_CACHE_KIB: i64 = 24 * 1024;
+
+/// How often the background checkpoint copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// WAL pages after which the writer checkpoints itself, should the background
+/// checkpoint fall behind (SQLite's default is 1000).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
@@ -28,38 +49,59 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // Statement journals (multi-row INSERTs in a transaction) in memory, not in temp files.
+            .pragma("temp_store", "MEMORY")
+            // After a checkpoint restarts the WAL, keep its file no larger than this.
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("opening SQLite database {}", path.display()))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .with_context(|| format!("migrating SQLite database {}", path.display()))?;
-        recover_states(&pool)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options
+                    .pragma("cache_size", (-WRITER_CACHE_KIB).to_string())
+                    .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES.to_string()),
+            )
+            .await
+            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+        recover_states(&writer)
             .await
             .with_context(|| format!("recomputing device states in {}", path.display()))?;
         let latest = Arc::new(latest::Pending::default());
         let flusher = {
-            let (pool, latest) = (pool.clone(), latest.clone());
+            let (writer, latest) = (writer.clone(), latest.clone());
             latest::spawn_flusher(move || {
-                let (pool, latest) = (pool.clone(), latest.clone());
-                async move { latest::flush(&latest, |states, at| write_states(pool, states, at)).await }
+                let (writer, latest) = (writer.clone(), latest.clone());
+                async move { latest::flush(&latest, |states, at| write_states(writer, states, at)).await }
             })
         };
+        let checkpointer = spawn_checkpointer(pool.clone());
         Ok(Self {
             pool,
+            writer,
             latest,
             _flusher: Arc::new(latest::AbortOnDrop(Some(flusher))),
+            _checkpointer: Arc::new(latest::AbortOnDrop(Some(checkpointer))),
         })
+    }
+
+    /// The connection that writes readings (for the benchmark's limit).
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Writes the pending device states now (the flusher does it every second).
     pub async fn flush_states(&self) -> Result<()> {
-        let pool = self.pool.clone();
-        latest::flush(&self.latest, |states, at| write_states(pool, states, at)).await
+        let writer = self.writer.clone();
+        latest::flush(&self.latest, |states, at| write_states(writer, states, at)).await
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -67,16 +109,40 @@ impl SqliteStore {
     }
 
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
-        let (storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
+        let (mut storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
+        // In index order (a key's first reading first): each statement walks
+        // `readings_key` once from left to right.
+        storable.sort_unstable_by_key(|&i| {
+            let r = &accepted[i].reading;
+            (r.device(), r.ts(), r.seq(), i)
+        });
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        // Rows inserted by this transaction get rowids above the largest so far
+        // (SQLite picks rowids at random only once the largest is i64::MAX; then
+        // every statement reports its new rows with RETURNING instead).
+        let before: i64 = sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM readings")
+            .fetch_one(&mut *tx)
+            .await?;
+        let by_rowid = before < i64::MAX - storable.len() as i64;
         let mut new = Vec::with_capacity(storable.len());
-        for chunk in storable.chunks(ROWS_PER_STATEMENT) {
-            match insert_readings(&mut tx, accepted, chunk, now).await {
-                Ok(inserted) => new.extend(inserted),
+        let mut inserted = 0;
+        let mut refused_data = false;
+        for chunk in statement_chunks(&storable) {
+            let done = if by_rowid {
+                insert_counted(&mut tx, accepted, chunk, now).await
+            } else {
+                insert_readings(&mut tx, accepted, chunk, now)
+                    .await
+                    .map(|rows| new.extend(rows))
+                    .map(|()| 0)
+            };
+            match done {
+                Ok(n) => inserted += n,
                 // A failed statement leaves an SQLite transaction usable: retry the chunk row by row.
                 Err(e) if is_data_error(&e) => {
                     tracing::warn!(error = %e, rows = chunk.len(), "the database refused data in a batch; storing it row by row");
+                    refused_data = true;
                     for (i, why) in insert_row_by_row(&mut tx, accepted, chunk, now, &mut new).await? {
                         quarantine.push(quarantine_entry(&accepted[i], why));
                         quarantined.push(i);
@@ -84,6 +150,21 @@ impl SqliteStore {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        if by_rowid {
+            // The first reading of each key, in index order.
+            let firsts: Vec<usize> = storable
+                .iter()
+                .enumerate()
+                .filter(|&(n, &i)| n == 0 || key(&accepted[storable[n - 1]]) != key(&accepted[i]))
+                .map(|(_, &i)| i)
+                .collect();
+            new = if !refused_data && inserted == firsts.len() as u64 {
+                // Every key was new: the common case, no need to ask which.
+                firsts
+            } else {
+                new_since(&mut tx, accepted, &firsts, before).await?
+            };
         }
         new.sort_unstable();
         quarantined.sort_unstable();
@@ -194,9 +275,58 @@ impl SqliteStore {
 /// of 32766, and large enough that the per-statement cost vanishes.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// `rows` in statements of [`ROWS_PER_STATEMENT`], the rest in powers of two: a
+/// few statement shapes, each prepared once and cached, whatever the batch sizes
+/// (a statement of every size would fill the statement cache with large programs).
+fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= ROWS_PER_STATEMENT {
+            ROWS_PER_STATEMENT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Copies committed WAL frames into the database every [`CHECKPOINT_EVERY`], on
+/// a connection other than the writer's: a checkpoint runs alongside writes, and
+/// the writer's own automatic checkpoint (which would run inside its commit) is
+/// left for when this one falls behind. PASSIVE never waits for readers or the writer.
+fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying");
+            }
+        }
+    })
+}
+
 /// The multi-row INSERT for `rows` readings; `RETURNING` names the rows that were new.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(120 + rows * 24);
+    push_insert(&mut sql, rows);
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq, ts");
+    sql
+}
+
+/// The idempotency key of a reading.
+fn key(a: &Accepted) -> (&str, u64, u64) {
+    (a.reading.device(), a.reading.seq(), a.reading.ts())
+}
+
+/// Appends the INSERT of `rows` readings, without its conflict clause.
+fn push_insert(sql: &mut String, rows: usize) {
     sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");
     for i in 0..rows {
         sql.push_str(if i == 0 {
@@ -205,19 +335,15 @@ fn insert_sql(rows: usize) -> String {
             ", (?, ?, ?, ?, ?, ?, ?)"
         });
     }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq, ts");
-    sql
 }
 
-/// Inserts the readings at `rows`; returns the indices of those that were new
-/// (the others were stored before: redeliveries).
-async fn insert_readings(
-    tx: &mut Transaction<'_, Sqlite>,
-    accepted: &[Accepted],
+/// Binds the readings at `rows` in the order of [`push_insert`].
+fn bind_readings<'q>(
+    mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    accepted: &'q [Accepted],
     rows: &[usize],
     now: i64,
-) -> Result<Vec<usize>, sqlx::Error> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len())));
+) -> Result<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>, sqlx::Error> {
     for &i in rows {
         let a = &accepted[i];
         let r = &a.reading;
@@ -231,6 +357,67 @@ async fn insert_readings(
             .bind(body)
             .bind(now);
     }
+    Ok(query)
+}
+
+/// Inserts the readings at `rows`; returns how many were new.
+async fn insert_counted(
+    tx: &mut Transaction<'_, Sqlite>,
+    accepted: &[Accepted],
+    rows: &[usize],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut sql = String::with_capacity(120 + rows.len() * 24);
+    push_insert(&mut sql, rows.len());
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    let query = bind_readings(sqlx::query(sqlx::AssertSqlSafe(sql)), accepted, rows, now)?;
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// The readings among `firsts` (the first reading of each key) that this
+/// transaction inserted: the rows above rowid `before`.
+async fn new_since(
+    tx: &mut Transaction<'_, Sqlite>,
+    accepted: &[Accepted],
+    firsts: &[usize],
+    before: i64,
+) -> Result<Vec<usize>> {
+    let by_key: HashMap<(&str, i64, i64), usize> = firsts
+        .iter()
+        .map(|&i| {
+            let r = &accepted[i].reading;
+            ((r.device(), r.seq() as i64, r.ts() as i64), i)
+        })
+        .collect();
+    let rows = sqlx::query("SELECT device_id, seq, ts FROM readings WHERE rowid > ?")
+        .bind(before)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let device: &str = row.get(0);
+            by_key
+                .get(&(device, row.get::<i64, _>(1), row.get::<i64, _>(2)))
+                .copied()
+        })
+        .collect())
+}
+
+/// Inserts the readings at `rows`; returns the indices of those that were new
+/// (the others were stored before: redeliveries).
+async fn insert_readings(
+    tx: &mut Transaction<'_, Sqlite>,
+    accepted: &[Accepted],
+    rows: &[usize],
+    now: i64,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let query = bind_readings(
+        sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len()))),
+        accepted,
+        rows,
+        now,
+    )?;
     let inserted = query.fetch_all(&mut **tx).await?;
     // Key → first index with it: a key twice in one batch is new once.
     let mut by_key: HashMap<(&str, i64, i64), usize> = HashMap::with_capacity(rows.len());
@@ -291,7 +478,7 @@ fn is_data_error(e: &sqlx::Error) -> bool {
 /// reading never replaces a newer state. Returns the states written.
 async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> Result<Vec<State>> {
     let mut tx = pool.begin().await?;
-    for chunk in states.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&states) {
         let mut sql = String::with_capacity(400 + chunk.len() * 24);
         sql.push_str(
             "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) VALUES ",
@@ -351,7 +538,10 @@ async fn recover_states(pool: &SqlitePool) -> Result<()> {
         .execute(pool)
         .await?;
     if done.rows_affected() > 0 {
-        tracing::info!(devices = done.rows_affected(), "recomputed device states the last run had not written");
+        tracing::info!(
+            devices = done.rows_affected(),
+            "recomputed device states the last run had not written"
+        );
     }
     Ok(())
 }
