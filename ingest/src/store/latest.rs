@@ -27,8 +27,16 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// than any one commit attempt takes (a retried commit stamps its rows anew).
 pub const RECOVERY_MARGIN_MS: i64 = 5 * 60 * 1000;
 
-/// The `store_meta` key of the time (ingest clock, ms) of the last flush.
-pub const FLUSHED_AT: &str = "device_states_flushed_at";
+/// The time (ingest clock, ms) of the last flush, in `store_meta`: read and
+/// written with the same SQL on both backends.
+pub const READ_FLUSHED_AT: &str = "SELECT value FROM store_meta WHERE key = 'device_states_flushed_at'";
+pub const WRITE_FLUSHED_AT: &str = "UPDATE store_meta SET value = $1 WHERE key = 'device_states_flushed_at'";
+
+/// How both backends write a state: an older reading never replaces a newer state.
+pub const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, \
+     gateway = excluded.gateway, last_seq = excluded.last_seq, last_ts = excluded.last_ts, \
+     last_body = excluded.last_body, updated_at = excluded.updated_at \
+     WHERE excluded.last_seq > devices.last_seq";
 
 /// One device's newest state, owned.
 #[derive(Debug, Clone, PartialEq)]

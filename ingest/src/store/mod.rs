@@ -188,8 +188,8 @@ pub fn quarantine_entry(a: &Accepted, detail: String) -> Refused {
     }
 }
 
-/// The newest state per device among the `new` readings, sorted by device id
-/// (a fixed lock order for concurrent transactions). Only status readings
+/// The newest state per device among the `new` readings, in no particular order
+/// (the flush sorts what it writes). Only status readings
 /// (lift, sterilizer) are states; births, events and cycles are not.
 /// `reading_json` may give a reading's JSON as already serialised for storing
 /// (see [`status_body`]), which spares serialising its body again.
@@ -209,7 +209,7 @@ pub fn latest_states<'a>(
             *entry = i;
         }
     }
-    let mut states = newest
+    let states = newest
         .into_values()
         .map(|i| {
             let a = &accepted[i];
@@ -236,7 +236,6 @@ pub fn latest_states<'a>(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    states.sort_unstable_by(|a, b| a.device.cmp(b.device));
     Ok(states)
 }
 

@@ -473,11 +473,6 @@ async fn insert_row_by_row(
     Ok((new, refused))
 }
 
-const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
-     last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
-     updated_at = excluded.updated_at \
-     WHERE excluded.last_seq > devices.last_seq";
-
 /// Device states per statement: a connection's write buffer keeps the largest
 /// capacity it once needed, so ten thousand bodies in one statement would pin
 /// megabytes on every pooled connection.
@@ -494,7 +489,8 @@ async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Resu
             "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
              SELECT d, k, g, s, t, b, $7 \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[]) AS u(d, k, g, s, t, b) \
-             ORDER BY d {UPSERT_DEVICE}"
+             ORDER BY d {}",
+            latest::UPSERT_DEVICE
         )))
         .bind(column(|s| &s.device))
         .bind(column(|s| s.kind))
@@ -506,9 +502,8 @@ async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Resu
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE store_meta SET value = $1 WHERE key = $2")
+    sqlx::query(latest::WRITE_FLUSHED_AT)
         .bind(flushed_at)
-        .bind(latest::FLUSHED_AT)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -518,16 +513,14 @@ async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Resu
 /// After a crash, the states of the readings received since the last flush may
 /// not be written: recompute them from the readings (see [`latest`]).
 async fn recover_states(pool: &PgPool) -> Result<()> {
-    let flushed_at: i64 = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
-        .bind(latest::FLUSHED_AT)
-        .fetch_one(pool)
-        .await?;
+    let flushed_at: i64 = sqlx::query_scalar(latest::READ_FLUSHED_AT).fetch_one(pool).await?;
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
          SELECT DISTINCT ON (device_id) device_id, kind, gateway, seq, (extract(epoch FROM ts) * 1000)::int8, \
                 (body::jsonb -> 'body')::text, $2 \
          FROM readings WHERE received_at >= $1 AND kind IN ('lift', 'sterilizer') \
-         ORDER BY device_id, seq DESC {UPSERT_DEVICE}"
+         ORDER BY device_id, seq DESC {}",
+        latest::UPSERT_DEVICE
     )))
     .bind(flushed_at - latest::RECOVERY_MARGIN_MS)
     .bind(now_ms())

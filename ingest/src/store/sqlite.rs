@@ -490,7 +490,8 @@ async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> 
                 ", (?, ?, ?, ?, ?, ?, ?)"
             });
         }
-        sql.push_str(UPSERT_DEVICE);
+        sql.push(' ');
+        sql.push_str(latest::UPSERT_DEVICE);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for s in chunk {
             query = query
@@ -504,33 +505,26 @@ async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> 
         }
         query.execute(&mut *tx).await?;
     }
-    sqlx::query("UPDATE store_meta SET value = ? WHERE key = ?")
+    sqlx::query(latest::WRITE_FLUSHED_AT)
         .bind(flushed_at)
-        .bind(latest::FLUSHED_AT)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(states)
 }
 
-const UPSERT_DEVICE: &str = " ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, gateway = excluded.gateway, \
-     last_seq = excluded.last_seq, last_ts = excluded.last_ts, last_body = excluded.last_body, \
-     updated_at = excluded.updated_at WHERE excluded.last_seq > devices.last_seq";
-
 /// After a crash, the states of the readings received since the last flush may
 /// not be written: recompute them from the readings (see [`latest`]).
 async fn recover_states(pool: &SqlitePool) -> Result<()> {
-    let flushed_at: i64 = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = ?")
-        .bind(latest::FLUSHED_AT)
-        .fetch_one(pool)
-        .await?;
+    let flushed_at: i64 = sqlx::query_scalar(latest::READ_FLUSHED_AT).fetch_one(pool).await?;
     let sql = format!(
         "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
          SELECT device_id, kind, gateway, seq, ts, json_extract(body, '$.body'), ?2 FROM ( \
            SELECT device_id, kind, gateway, seq, ts, body, \
                   row_number() OVER (PARTITION BY device_id ORDER BY seq DESC) AS newest \
            FROM readings WHERE received_at >= ?1 AND kind IN ('lift', 'sterilizer')) \
-         WHERE newest = 1{UPSERT_DEVICE}"
+         WHERE newest = 1 {}",
+        latest::UPSERT_DEVICE
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(flushed_at - latest::RECOVERY_MARGIN_MS)
