@@ -88,11 +88,15 @@ impl LoadConfig {
         }
     }
 
-    /// 20,000 readings for direct nodes; 100,000 (200 batches of 500) for gateways.
+    /// 20,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
+    /// What ingest holds unread must fit its pipeline and its broker's log (by
+    /// default 64 queued messages, six batches of 5,000 and 8 MiB of log, about
+    /// 90,000 gateway readings); with 100,000 the broker dropped batches now and
+    /// then, and their resends put seconds on the p99.
     pub fn default_window(mode: Mode) -> usize {
         match mode {
             Mode::Direct => 20_000,
-            Mode::Gateway => 100_000,
+            Mode::Gateway => 60_000,
         }
     }
 

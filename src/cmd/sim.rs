@@ -129,7 +129,7 @@ pub struct LoadArgs {
     #[arg(long)]
     connections: Option<usize>,
     /// Readings unacknowledged at once over all connections (default: 20,000 direct,
-    /// 100,000 gateway).
+    /// 60,000 gateway).
     #[arg(long)]
     window: Option<usize>,
     /// Prefix of device and gateway ids.
