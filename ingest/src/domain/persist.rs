@@ -180,7 +180,7 @@ const CHECKPOINT_ROWS_PER_STATEMENT: usize = 500;
 pub async fn write_checkpoint(store: &Store, checkpoint: &Checkpoint) -> Result<usize> {
     with_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
-        for chunk in checkpoint.rows.chunks(CHECKPOINT_ROWS_PER_STATEMENT) {
+        for chunk in crate::store::statement_chunks(&checkpoint.rows, CHECKPOINT_ROWS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
                 .collect();

@@ -260,6 +260,26 @@ pub fn status_body(reading_json: &str) -> Option<&str> {
     (body.starts_with('{') && body.ends_with('}')).then_some(body)
 }
 
+/// `rows` in statements of `most` rows, the rest in powers of two: a few
+/// statement shapes, each prepared once and cached per connection, whatever the
+/// batch sizes (a statement of every size would churn the statement cache).
+pub(crate) fn statement_chunks<T>(rows: &[T], most: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= most {
+            most
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// Splits a batch into what can be stored and what goes to quarantine: the
 /// refused input plus readings no database can hold.
 pub(crate) fn plan_batch(accepted: &[Accepted], refused: &[Refused]) -> (Vec<usize>, Vec<usize>, Vec<Refused>) {
@@ -282,6 +302,16 @@ pub(crate) fn plan_batch(accepted: &[Accepted], refused: &[Refused]) -> (Vec<usi
 mod tests {
     use super::*;
     use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus, Motion, Power, ServiceMode};
+
+    #[test]
+    fn statements_come_in_a_few_sizes() {
+        let rows: Vec<u32> = (0..1234).collect();
+        let sizes: Vec<usize> = statement_chunks(&rows, 500).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [500, 500, 128, 64, 32, 8, 2]);
+        let all: Vec<u32> = statement_chunks(&rows, 500).flatten().copied().collect();
+        assert_eq!(all, rows);
+        assert_eq!(statement_chunks(&rows[..0], 500).count(), 0);
+    }
 
     #[test]
     fn the_status_body_is_cut_from_the_stored_json_exactly() {

@@ -7,7 +7,7 @@
 //! the background on another connection, off the writer's path (docs/storage.md).
 use crate::model::*;
 use crate::store::latest::{self, State};
-use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry};
+use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry, statement_chunks};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -128,7 +128,7 @@ impl SqliteStore {
         let mut new = Vec::with_capacity(storable.len());
         let mut inserted = 0;
         let mut refused_data = false;
-        for chunk in statement_chunks(&storable) {
+        for chunk in statement_chunks(&storable, ROWS_PER_STATEMENT) {
             let done = if by_rowid {
                 insert_counted(&mut tx, accepted, chunk, now).await
             } else {
@@ -274,26 +274,6 @@ impl SqliteStore {
 /// Readings per INSERT statement: 7 parameters each, well below SQLite's limit
 /// of 32766, and large enough that the per-statement cost vanishes.
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// `rows` in statements of [`ROWS_PER_STATEMENT`], the rest in powers of two: a
-/// few statement shapes, each prepared once and cached, whatever the batch sizes
-/// (a statement of every size would fill the statement cache with large programs).
-fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let n = if rest.len() >= ROWS_PER_STATEMENT {
-            ROWS_PER_STATEMENT
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
-    })
-}
 
 /// Copies committed WAL frames into the database every [`CHECKPOINT_EVERY`], on
 /// a connection other than the writer's: a checkpoint runs alongside writes, and
@@ -478,7 +458,7 @@ fn is_data_error(e: &sqlx::Error) -> bool {
 /// reading never replaces a newer state. Returns the states written.
 async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> Result<Vec<State>> {
     let mut tx = pool.begin().await?;
-    for chunk in statement_chunks(&states) {
+    for chunk in statement_chunks(&states, ROWS_PER_STATEMENT) {
         let mut sql = String::with_capacity(400 + chunk.len() * 24);
         sql.push_str(
             "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) VALUES ",
