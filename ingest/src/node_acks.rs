@@ -81,7 +81,7 @@ impl NodeAcks {
             seen.replaying = replayed;
             if seen.contiguous >= seen.max.max(seq) {
                 seen.held = false;
-                tracing::info!(
+                tracing::debug!(
                     gateway,
                     device,
                     seq,
@@ -93,7 +93,9 @@ impl NodeAcks {
             seen.replaying = false;
             seen.contiguous = seen.max;
             metrics::counter!("gridwatch_ingest_node_acks_held_total").increment(1);
-            tracing::warn!(
+            // Per device at debug: one broker drop holds thousands of devices at once
+            // (the drop is logged once, at error, with its count; holds are counted).
+            tracing::debug!(
                 gateway,
                 device,
                 from = seen.max + 1,
