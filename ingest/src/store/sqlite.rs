@@ -362,26 +362,34 @@ async fn new_since(
     firsts: &[usize],
     before: i64,
 ) -> Result<Vec<usize>> {
-    let by_key: HashMap<(&str, i64, i64), usize> = firsts
-        .iter()
-        .map(|&i| {
-            let r = &accepted[i].reading;
-            ((r.device(), r.seq() as i64, r.ts() as i64), i)
-        })
-        .collect();
     let rows = sqlx::query("SELECT device_id, seq, ts FROM readings WHERE rowid > ?")
         .bind(before)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(rows
-        .iter()
+    Ok(indices_of(&rows, &first_by_key(accepted, firsts)))
+}
+
+/// Key → index of the first reading with it among `rows`: a key twice in one
+/// batch is new once.
+fn first_by_key<'a>(accepted: &'a [Accepted], rows: &[usize]) -> HashMap<(&'a str, i64, i64), usize> {
+    let mut by_key = HashMap::with_capacity(rows.len());
+    for &i in rows {
+        let r = &accepted[i].reading;
+        by_key.entry((r.device(), r.seq() as i64, r.ts() as i64)).or_insert(i);
+    }
+    by_key
+}
+
+/// The batch indices of stored `(device_id, seq, ts)` rows.
+fn indices_of(rows: &[sqlx::sqlite::SqliteRow], by_key: &HashMap<(&str, i64, i64), usize>) -> Vec<usize> {
+    rows.iter()
         .filter_map(|row| {
             let device: &str = row.get(0);
             by_key
                 .get(&(device, row.get::<i64, _>(1), row.get::<i64, _>(2)))
                 .copied()
         })
-        .collect())
+        .collect()
 }
 
 /// Inserts the readings at `rows`; returns the indices of those that were new
@@ -399,21 +407,7 @@ async fn insert_readings(
         now,
     )?;
     let inserted = query.fetch_all(&mut **tx).await?;
-    // Key → first index with it: a key twice in one batch is new once.
-    let mut by_key: HashMap<(&str, i64, i64), usize> = HashMap::with_capacity(rows.len());
-    for &i in rows {
-        let r = &accepted[i].reading;
-        by_key.entry((r.device(), r.seq() as i64, r.ts() as i64)).or_insert(i);
-    }
-    Ok(inserted
-        .iter()
-        .filter_map(|row| {
-            let device: &str = row.get(0);
-            by_key
-                .get(&(device, row.get::<i64, _>(1), row.get::<i64, _>(2)))
-                .copied()
-        })
-        .collect())
+    Ok(indices_of(&inserted, &first_by_key(accepted, rows)))
 }
 
 /// The data-error path: every row in its own savepoint. Pushes new rows to `new`
