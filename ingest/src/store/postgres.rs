@@ -511,19 +511,25 @@ async fn write_states(pool: PgPool, states: Vec<State>, flushed_at: i64) -> Resu
 }
 
 /// After a crash, the states of the readings received since the last flush may
-/// not be written: recompute them from the readings (see [`latest`]).
+/// not be written: recompute them from the readings (see [`latest`]). Readings
+/// older than TimescaleDB's compression age (device time) are left out: the
+/// query then reads only recent partitions and never decompresses a chunk, and
+/// such a reading is rarely a device's newest state (its next reading mends it).
 async fn recover_states(pool: &PgPool) -> Result<()> {
     let flushed_at: i64 = sqlx::query_scalar(latest::READ_FLUSHED_AT).fetch_one(pool).await?;
+    let oldest = timescale::Policies::default().compress_after;
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) \
          SELECT DISTINCT ON (device_id) device_id, kind, gateway, seq, (extract(epoch FROM ts) * 1000)::int8, \
                 (body::jsonb -> 'body')::text, $2 \
          FROM readings WHERE received_at >= $1 AND kind IN ('lift', 'sterilizer') \
+           AND ts >= now() - $3 * interval '1 second' \
          ORDER BY device_id, seq DESC {}",
         latest::UPSERT_DEVICE
     )))
     .bind(flushed_at - latest::RECOVERY_MARGIN_MS)
     .bind(now_ms())
+    .bind(oldest.as_secs() as f64)
     .execute(pool)
     .await?;
     if done.rows_affected() > 0 {
