@@ -71,6 +71,9 @@ impl IngestConfig {
     }
 }
 
+/// How long a stop waits to write the pending device states.
+const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// A running ingest service.
 pub struct Ingest {
     pub http_addr: SocketAddr,
@@ -102,8 +105,17 @@ impl Ingest {
     /// Stops every task, then checkpoints the alert engine so a restart replays little.
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
-        if let Err(e) = self.store.flush_states().await {
-            tracing::warn!(error = %format!("{e:#}"), "device states not written; the next start recomputes them");
+        // Bounded: a stop must not wait on a busy database for this summary, which
+        // the next start recomputes from the readings anyway.
+        match tokio::time::timeout(STOP_FLUSH_LIMIT, self.store.flush_states()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "device states not written; the next start recomputes them")
+            }
+            Err(_) => tracing::warn!(
+                limit = ?STOP_FLUSH_LIMIT,
+                "device states not written in time; the next start recomputes them"
+            ),
         }
         self.alerting.checkpoint(model::now_ms()).await;
     }

@@ -339,7 +339,15 @@ impl Runner<'_> {
                 })
                 .collect();
             if waiting.is_empty() {
-                let behind = self.engine_behind().await;
+                // The domain lock is held while the alert engine saves; bounded, so a
+                // save that never ends fails the run with a reason instead of hanging it.
+                let Ok(behind) = tokio::time::timeout_at(deadline, self.engine_behind()).await else {
+                    bail!(
+                        "at {}: the alert engine's lock was not free within {:?} (a domain save stuck?)",
+                        self.offset(now),
+                        SETTLE_TIMEOUT
+                    );
+                };
                 if behind.is_empty() {
                     return Ok(());
                 }
