@@ -4,6 +4,23 @@
 //! Codemap: [`intake`] classifies messages, [`pipeline`] batches, commits and
 //! acknowledges, [`store`] is the storage backend, [`alerting`] the rules,
 //! [`http`] and [`dashboard`] the web side, [`metrics`] the Prometheus recorder.
+/// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
+/// backend: one SQL text (`$n` placeholders in order, portable upserts) serves both.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            crate::store::Store::Sqlite(s) => {
+                let $pool = s.pool();
+                $body
+            }
+            crate::store::Store::Postgres(s) => {
+                let $pool = s.pool();
+                $body
+            }
+        }
+    };
+}
+
 pub mod alerting;
 pub mod api;
 pub mod auth;

@@ -2,23 +2,6 @@
 //! case book, held in memory behind one lock and persisted after every change
 //! ([`persist`]). The pure logic lives in `gridwatch-alerts` and `gridwatch-cases`;
 //! this module only routes inputs to it and collects what must be saved.
-/// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
-/// backend: one SQL text (`$n` placeholders in order, portable upserts) serves both.
-macro_rules! with_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match $store {
-            crate::store::Store::Sqlite(s) => {
-                let $pool = s.pool();
-                $body
-            }
-            crate::store::Store::Postgres(s) => {
-                let $pool = s.pool();
-                $body
-            }
-        }
-    };
-}
-
 pub mod persist;
 pub mod query;
 mod register;

@@ -22,6 +22,7 @@ use crate::model::*;
 use anyhow::{Result, bail};
 use gridwatch_protocol::batch::Reading;
 use serde::Serialize;
+use sqlx::Row;
 use std::path::Path;
 
 #[derive(Clone)]
@@ -114,12 +115,29 @@ impl Store {
         }
     }
 
-    /// Latest known state of every device, by device id.
+    /// Latest known state of every device, by device id: the `devices` table with
+    /// the states not written yet laid over it.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
+        let mut devices: Vec<DeviceRow> = with_pool!(self, |pool| {
+            sqlx::query("SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id")
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| DeviceRow {
+                    device_id: r.get("device_id"),
+                    kind: r.get("kind"),
+                    gateway: r.get("gateway"),
+                    last_seq: r.get("last_seq"),
+                    last_seen: rfc3339(r.get("last_ts")),
+                    last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
+                })
+                .collect()
+        });
         match self {
-            Store::Sqlite(s) => s.devices().await,
-            Store::Postgres(s) => s.devices().await,
+            Store::Sqlite(s) => s.pending_states().overlay(&mut devices),
+            Store::Postgres(s) => s.pending_states().overlay(&mut devices),
         }
+        Ok(devices)
     }
 
     /// Readings of one device with `from_ms <= ts < to_ms` (device time), oldest
@@ -141,17 +159,32 @@ impl Store {
 
     /// The newest quarantine entries first.
     pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
-        match self {
-            Store::Sqlite(s) => s.quarantine(limit).await,
-            Store::Postgres(s) => s.quarantine(limit).await,
-        }
+        Ok(with_pool!(self, |pool| {
+            sqlx::query(
+                "SELECT id, received_at, source, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| QuarantineRow {
+                id: r.get("id"),
+                received_at: rfc3339(r.get("received_at")),
+                source: r.get("source"),
+                reason: r.get("reason"),
+                detail: r.get("detail"),
+                payload: String::from_utf8_lossy(r.get::<&[u8], _>("payload")).into_owned(),
+            })
+            .collect()
+        }))
     }
 
     pub async fn reading_count(&self) -> Result<i64> {
-        match self {
-            Store::Sqlite(s) => s.reading_count().await,
-            Store::Postgres(s) => s.reading_count().await,
-        }
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT count(*) FROM readings")
+                .fetch_one(pool)
+                .await?
+        }))
     }
 }
 

@@ -175,6 +175,11 @@ impl PgStore {
         latest::flush(&self.latest, |states, at| write_states(pool, states, at)).await
     }
 
+    /// Device states committed and not yet written to `devices`.
+    pub fn pending_states(&self) -> &latest::Pending {
+        &self.latest
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -235,27 +240,6 @@ impl PgStore {
         Ok(Committed { new, quarantined })
     }
 
-    pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
-        let rows = sqlx::query(
-            "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut devices = rows
-            .into_iter()
-            .map(|r| DeviceRow {
-                device_id: r.get("device_id"),
-                kind: r.get("kind"),
-                gateway: r.get("gateway"),
-                last_seq: r.get("last_seq"),
-                last_seen: rfc3339(r.get("last_ts")),
-                last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
-            })
-            .collect();
-        self.latest.overlay(&mut devices);
-        Ok(devices)
-    }
-
     pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
         let rows = sqlx::query(
             "SELECT device_id, seq, (extract(epoch FROM ts) * 1000)::int8 AS ts_ms, kind, gateway, body \
@@ -298,32 +282,6 @@ impl PgStore {
                 readings: r.get("readings"),
             })
             .collect())
-    }
-
-    pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
-        let rows = sqlx::query(
-            "SELECT id, received_at, source, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QuarantineRow {
-                id: r.get("id"),
-                received_at: rfc3339(r.get("received_at")),
-                source: r.get("source"),
-                reason: r.get("reason"),
-                detail: r.get("detail"),
-                payload: String::from_utf8_lossy(r.get::<&[u8], _>("payload")).into_owned(),
-            })
-            .collect())
-    }
-
-    pub async fn reading_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM readings")
-            .fetch_one(&self.pool)
-            .await?)
     }
 }
 

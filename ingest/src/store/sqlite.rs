@@ -104,6 +104,11 @@ impl SqliteStore {
         latest::flush(&self.latest, |states, at| write_states(writer, states, at)).await
     }
 
+    /// Device states committed and not yet written to `devices`.
+    pub fn pending_states(&self) -> &latest::Pending {
+        &self.latest
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -184,47 +189,6 @@ impl SqliteStore {
         Ok(Committed { new, quarantined })
     }
 
-    pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
-        let rows = sqlx::query(
-            "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut devices = rows
-            .into_iter()
-            .map(|r| DeviceRow {
-                device_id: r.get("device_id"),
-                kind: r.get("kind"),
-                gateway: r.get("gateway"),
-                last_seq: r.get("last_seq"),
-                last_seen: rfc3339(r.get("last_ts")),
-                last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
-            })
-            .collect();
-        self.latest.overlay(&mut devices);
-        Ok(devices)
-    }
-
-    pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
-        let rows = sqlx::query(
-            "SELECT id, received_at, source, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QuarantineRow {
-                id: r.get("id"),
-                received_at: rfc3339(r.get("received_at")),
-                source: r.get("source"),
-                reason: r.get("reason"),
-                detail: r.get("detail"),
-                payload: String::from_utf8_lossy(r.get::<&[u8], _>("payload")).into_owned(),
-            })
-            .collect())
-    }
-
     pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
         let rows = sqlx::query(
             "SELECT device_id, seq, ts, kind, gateway, body FROM readings \
@@ -262,12 +226,6 @@ impl SqliteStore {
                 readings: r.get("readings"),
             })
             .collect())
-    }
-
-    pub async fn reading_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM readings")
-            .fetch_one(&self.pool)
-            .await?)
     }
 }
 
