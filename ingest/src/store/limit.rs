@@ -7,8 +7,8 @@
 //! - SQLite: multi-row INSERTs of 500 rows in one transaction, on the store's
 //!   writer connection (its page cache and checkpointing, as ingest writes).
 use crate::model::Accepted;
-use crate::store::Store;
 use crate::store::pg_copy::{CopyRows, HEADER, TRAILER};
+use crate::store::{Store, sqlite};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
@@ -65,29 +65,14 @@ pub async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duratio
         (Store::Sqlite(sqlite), Prepared::Rows(readings)) => {
             let now = crate::model::now_ms();
             let mut tx = sqlite.writer().begin_with("BEGIN IMMEDIATE").await?;
-            for chunk in readings.chunks(500) {
-                let mut sql =
-                    String::from("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");
-                for i in 0..chunk.len() {
-                    sql.push_str(if i == 0 {
-                        "(?, ?, ?, ?, ?, ?, ?)"
-                    } else {
-                        ", (?, ?, ?, ?, ?, ?, ?)"
-                    });
-                }
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for a in chunk {
-                    let r = &a.reading;
-                    query = query
-                        .bind(r.device())
-                        .bind(r.seq() as i64)
-                        .bind(r.ts() as i64)
-                        .bind(r.kind().as_str())
-                        .bind(&a.gateway)
-                        .bind(serde_json::to_string(r)?)
-                        .bind(now);
-                }
-                query.execute(&mut *tx).await?;
+            // The statements ingest uses, without its conflict clause (the table is empty).
+            let all: Vec<usize> = (0..readings.len()).collect();
+            for chunk in all.chunks(500) {
+                let mut sql = String::new();
+                sqlite::push_insert(&mut sql, chunk.len());
+                sqlite::bind_readings(sqlx::query(sqlx::AssertSqlSafe(sql)), readings, chunk, now)?
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             readings.len() as u64

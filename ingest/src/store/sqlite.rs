@@ -264,7 +264,7 @@ fn key(a: &Accepted) -> (&str, u64, u64) {
 }
 
 /// Appends the INSERT of `rows` readings, without its conflict clause.
-fn push_insert(sql: &mut String, rows: usize) {
+pub(crate) fn push_insert(sql: &mut String, rows: usize) {
     sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");
     for i in 0..rows {
         sql.push_str(if i == 0 {
@@ -276,7 +276,7 @@ fn push_insert(sql: &mut String, rows: usize) {
 }
 
 /// Binds the readings at `rows` in the order of [`push_insert`].
-fn bind_readings<'q>(
+pub(crate) fn bind_readings<'q>(
     mut query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
     accepted: &'q [Accepted],
     rows: &[usize],
