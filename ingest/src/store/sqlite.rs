@@ -265,7 +265,14 @@ fn key(a: &Accepted) -> (&str, u64, u64) {
 
 /// Appends the INSERT of `rows` readings, without its conflict clause.
 pub(crate) fn push_insert(sql: &mut String, rows: usize) {
-    sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) VALUES ");
+    sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) ");
+    push_values(sql, rows);
+}
+
+/// `VALUES` with `rows` tuples of seven placeholders: readings and device states
+/// both have seven columns.
+fn push_values(sql: &mut String, rows: usize) {
+    sql.push_str("VALUES ");
     for i in 0..rows {
         sql.push_str(if i == 0 {
             "(?, ?, ?, ?, ?, ?, ?)"
@@ -412,16 +419,8 @@ async fn write_states(pool: SqlitePool, states: Vec<State>, flushed_at: i64) -> 
     let mut tx = pool.begin().await?;
     for chunk in statement_chunks(&states, ROWS_PER_STATEMENT) {
         let mut sql = String::with_capacity(400 + chunk.len() * 24);
-        sql.push_str(
-            "INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?, ?, ?, ?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?, ?, ?, ?)"
-            });
-        }
+        sql.push_str("INSERT INTO devices (device_id, kind, gateway, last_seq, last_ts, last_body, updated_at) ");
+        push_values(&mut sql, chunk.len());
         sql.push(' ');
         sql.push_str(latest::UPSERT_DEVICE);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
