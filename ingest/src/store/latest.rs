@@ -171,19 +171,20 @@ where
     Ok(())
 }
 
-/// Runs `flush_once` every [`FLUSH_EVERY`] until aborted; failures are logged and
-/// retried at the next tick (the states stay pending).
-pub fn spawn_flusher<F, Fut>(flush_once: F) -> tokio::task::JoinHandle<()>
+/// Flushes `pending` with `write` on `pool` every [`FLUSH_EVERY`] until aborted;
+/// failures are logged and retried at the next tick (the states stay pending).
+pub fn spawn_flusher<P, W, Fut>(pending: Arc<Pending>, pool: P, write: W) -> tokio::task::JoinHandle<()>
 where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<()>> + Send,
+    P: Clone + Send + Sync + 'static,
+    W: Fn(P, Vec<State>, i64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<State>>> + Send,
 {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(FLUSH_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if let Err(e) = flush_once().await {
+            if let Err(e) = flush(&pending, |states, at| write(pool.clone(), states, at)).await {
                 metrics::counter!("gridwatch_ingest_store_failures_total", "op" => "device_states").increment(1);
                 tracing::error!(error = %format!("{e:#}"), "writing device states failed; retrying");
             }

@@ -153,13 +153,7 @@ impl PgStore {
         let maintenance = Arc::new(latest::AbortOnDrop(maintenance));
         recover_states(&pool).await.context("recomputing device states")?;
         let latest = Arc::new(latest::Pending::default());
-        let flusher = {
-            let (pool, latest) = (pool.clone(), latest.clone());
-            latest::spawn_flusher(move || {
-                let (pool, latest) = (pool.clone(), latest.clone());
-                async move { latest::flush(&latest, |states, at| write_states(pool, states, at)).await }
-            })
-        };
+        let flusher = latest::spawn_flusher(latest.clone(), pool.clone(), write_states);
         Ok(Self {
             pool,
             layout,

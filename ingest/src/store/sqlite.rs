@@ -76,13 +76,7 @@ impl SqliteStore {
             .await
             .with_context(|| format!("recomputing device states in {}", path.display()))?;
         let latest = Arc::new(latest::Pending::default());
-        let flusher = {
-            let (writer, latest) = (writer.clone(), latest.clone());
-            latest::spawn_flusher(move || {
-                let (writer, latest) = (writer.clone(), latest.clone());
-                async move { latest::flush(&latest, |states, at| write_states(writer, states, at)).await }
-            })
-        };
+        let flusher = latest::spawn_flusher(latest.clone(), writer.clone(), write_states);
         let checkpointer = spawn_checkpointer(pool.clone());
         Ok(Self {
             pool,
