@@ -21,6 +21,7 @@ macro_rules! with_pool {
     };
 }
 
+pub mod ack_pacing;
 pub mod alerting;
 pub mod api;
 pub mod auth;

@@ -4,11 +4,13 @@
 //! - Acks are published only after the commit returns (invariant 1), and in the
 //!   order the batches were formed, even when several batches commit at once: a
 //!   sender never hears "committed" for a reading while an earlier one of its
-//!   readings may still be lost.
+//!   readings may still be lost. A node is acked at most once per interval
+//!   ([`crate::ack_pacing`]); acks are cumulative, so that loses nothing.
 //! - The queue is bounded, so a slow database stops the readers instead of
 //!   growing memory: at most `queue` messages wait, plus `commits_in_flight + 2`
 //!   batches of `batch_max` readings (committing, formed and waiting, forming).
 //! - A failed commit is retried with back-off and never dropped.
+use crate::ack_pacing::AckPacer;
 use crate::alerting::Alerting;
 use crate::intake::{Incoming, Source};
 use crate::model::{Accepted, Refused};
@@ -37,6 +39,9 @@ pub struct PipelineConfig {
     pub queue: usize,
     /// Batches committing at once (PostgreSQL only; SQLite has one writer).
     pub commits_in_flight: usize,
+    /// A node is acked at most once per this interval (zero: after every commit
+    /// of its readings); see [`crate::ack_pacing`].
+    pub node_ack_interval: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -48,6 +53,9 @@ impl Default for PipelineConfig {
             // drains it as fast as it fills.
             queue: 64,
             commits_in_flight: 4,
+            // Far below any sender's resend timeout (a node's is 30 s). Longer
+            // saves more acks, but a fast sender needs a larger buffer.
+            node_ack_interval: Duration::from_millis(150),
         }
     }
 }
@@ -296,7 +304,8 @@ impl Drop for CommitTask {
 }
 
 /// Commits up to `commits_in_flight` batches at once, then acknowledges and
-/// alerts strictly in batch order.
+/// alerts strictly in batch order. A node is acked at most once per
+/// `node_ack_interval`.
 async fn commit_in_order(
     config: PipelineConfig,
     store: Store,
@@ -306,16 +315,23 @@ async fn commit_in_order(
 ) {
     let limit = config.commits_in_flight.clamp(1, store.max_concurrent_commits());
     let mut in_flight: VecDeque<CommitTask> = VecDeque::with_capacity(limit);
+    let mut pacer = AckPacer::new(config.node_ack_interval);
     let mut open = true;
     while open || !in_flight.is_empty() {
+        let next_due = pacer.next_due();
         tokio::select! {
             biased;
             done = async { in_flight.front_mut().expect("guarded by the condition").await }, if !in_flight.is_empty() => {
                 in_flight.pop_front();
                 match done {
-                    Ok((batch, committed)) => finish(&store, &mut acks, &mut alerting, batch, committed).await,
+                    Ok((batch, committed)) => finish(&store, &mut acks, &mut pacer, &mut alerting, batch, committed).await,
                     Err(e) => tracing::error!(error = %e, "a commit task failed; its readings stay unacknowledged"),
                 }
+            }
+            () = tokio::time::sleep_until(next_due.map_or_else(Instant::now, Instant::from_std)), if next_due.is_some() => {
+                let mut out = AckMessages::default();
+                pacer.release(Instant::now().into_std(), |external, gateway, device, seq| out.node_ack(external, gateway, device, seq));
+                out.publish(&mut acks, std::iter::empty()).await;
             }
             next = batches.recv(), if open && in_flight.len() < limit => match next {
                 Some(batch) => {
@@ -329,13 +345,23 @@ async fn commit_in_order(
             },
         }
     }
+    let mut out = AckMessages::default();
+    pacer.flush(|external, gateway, device, seq| out.node_ack(external, gateway, device, seq));
+    out.publish(&mut acks, std::iter::empty()).await;
 }
 
-async fn finish(store: &Store, acks: &mut Acks, alerting: &mut Alerting, batch: Batch, committed: Committed) {
+async fn finish(
+    store: &Store,
+    acks: &mut Acks,
+    pacer: &mut AckPacer,
+    alerting: &mut Alerting,
+    batch: Batch,
+    committed: Committed,
+) {
     let stored = batch.accepted.len() - committed.quarantined.len();
     metrics::counter!("gridwatch_ingest_readings_stored_total").increment(committed.new.len() as u64);
     metrics::counter!("gridwatch_ingest_readings_duplicate_total").increment((stored - committed.new.len()) as u64);
-    acknowledge(acks, &batch, &committed.quarantined).await;
+    acknowledge(acks, pacer, &batch, &committed.quarantined).await;
     let Batch { accepted, .. } = batch;
     alerting.on_committed(store, &accepted, committed.new).await;
 }
@@ -370,11 +396,10 @@ async fn commit_with_retry(store: &Store, accepted: &[Accepted], refused: &[Refu
 /// One application ack to publish: topic and payload.
 type AckMessage = (String, Vec<u8>);
 
-/// Publishes acks for everything just committed (stored or quarantined), each on
-/// the broker its message came through, then MQTT-acks external deliveries.
-async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
-    let mut embedded: Vec<AckMessage> = Vec::new();
-    let mut external: Vec<AckMessage> = Vec::new();
+/// After a commit: publishes the batch acks of gateway batches and MQTT-acks
+/// external deliveries at once; node acks go out as the pacer allows.
+async fn acknowledge(acks: &mut Acks, pacer: &mut AckPacer, batch: &Batch, quarantined: &[usize]) {
+    let mut out = AckMessages::default();
     // (external?, gateway, device) → highest committed seq in this batch.
     let mut node_tops: HashMap<(bool, &str, &str), u64> = HashMap::new();
     let mut offset = 0;
@@ -392,8 +417,10 @@ async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
                     stored: origin.accepted as u32 - lost_to_quarantine,
                     rejected: origin.refused as u32 + lost_to_quarantine,
                 };
-                let message = (Topic::BatchAck { gateway }.write().to_string(), json::encode(&ack));
-                if is_external { &mut external } else { &mut embedded }.push(message);
+                out.push(
+                    is_external,
+                    (Topic::BatchAck { gateway }.write().to_string(), json::encode(&ack)),
+                );
             }
             Source::Node { gateway, device } => {
                 let committed = batch.accepted[mine].iter().map(|a| a.reading.seq()).max();
@@ -409,16 +436,51 @@ async fn acknowledge(acks: &mut Acks, batch: &Batch, quarantined: &[usize]) {
             Source::None => {}
         }
     }
+    let now = Instant::now().into_std();
     for ((is_external, gateway, device), seq) in node_tops {
+        pacer.committed(
+            now,
+            is_external,
+            gateway,
+            device,
+            seq,
+            |external, gateway, device, seq| out.node_ack(external, gateway, device, seq),
+        );
+    }
+    out.publish(acks, batch.origins.iter().map(|o| &o.via)).await;
+}
+
+/// Application acks to publish, by the broker they go to.
+#[derive(Default)]
+struct AckMessages {
+    embedded: Vec<AckMessage>,
+    external: Vec<AckMessage>,
+}
+
+impl AckMessages {
+    fn push(&mut self, external: bool, message: AckMessage) {
+        if external {
+            &mut self.external
+        } else {
+            &mut self.embedded
+        }
+        .push(message);
+    }
+
+    fn node_ack(&mut self, external: bool, gateway: &str, device: &str, seq: u64) {
         if let Some(message) = node_ack(gateway, device, seq) {
-            if is_external { &mut external } else { &mut embedded }.push(message);
+            self.push(external, message);
         }
     }
-    if let Some(link) = acks.embedded.as_mut() {
-        publish_on_link(link, embedded).await;
-    }
-    if let Some(client) = acks.external.as_ref() {
-        crate::external::acknowledge(client, external, batch.origins.iter().map(|o| &o.via));
+
+    /// Publishes each on its broker, then MQTT-acks the external deliveries in `vias`.
+    async fn publish<'a>(self, acks: &mut Acks, vias: impl Iterator<Item = &'a Via>) {
+        if let Some(link) = acks.embedded.as_mut() {
+            publish_on_link(link, self.embedded).await;
+        }
+        if let Some(client) = acks.external.as_ref() {
+            crate::external::acknowledge(client, self.external, vias);
+        }
     }
 }
 

@@ -60,6 +60,7 @@ conformance!(
     history_of_one_device_is_a_time_range_in_order,
     counts_per_kind,
     acks_are_published_only_after_the_commit,
+    a_fast_node_gets_cumulative_acks_paced_by_the_interval,
     a_slow_database_stops_intake_at_the_queue_bound,
     external_broker_messages_are_acked_after_the_commit_and_kept_while_down,
 );
@@ -655,6 +656,45 @@ async fn acks_are_published_only_after_the_commit(backend: Backend) {
     ingest.stop().await;
 }
 
+async fn a_fast_node_gets_cumulative_acks_paced_by_the_interval(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = IngestConfig::embedded(dir.path());
+    config.database = db.url.clone();
+    config.pipeline.linger = Duration::from_millis(5);
+    let interval = Duration::from_secs(1);
+    config.pipeline.node_ack_interval = interval;
+    let ingest = gridwatch_ingest::start(config).await.unwrap();
+    let mut node = Client::connect(ingest.mqtt_addr.into(), "L-1").await;
+    node.subscribe("gw/gw-t/dev/L-1/ack").await;
+    let seq_of = |publish: rumqttc::Publish| serde_json::from_slice::<NodeAck>(&publish.payload).unwrap().seq;
+
+    // A node not acked lately is acked at once.
+    node.publish("gw/gw-t/dev/L-1/lift", node_payload("L-1", 1)).await;
+    assert_eq!(seq_of(node.next("the first ack").await), 1);
+    // Then more, each committed on its own: one cumulative ack when the interval
+    // is over, not one per commit.
+    let started = std::time::Instant::now();
+    for seq in 2..=20u64 {
+        node.publish("gw/gw-t/dev/L-1/lift", node_payload("L-1", seq)).await;
+        eventually("the reading committed", || async {
+            (ingest.store.reading_count().await.unwrap() == seq as i64).then_some(())
+        })
+        .await;
+    }
+    let intervals = (started.elapsed().as_secs_f64() / interval.as_secs_f64()).ceil() as usize;
+    let mut acked = Vec::new();
+    while acked.last() != Some(&20) {
+        acked.push(seq_of(node.next("the ack of the burst").await));
+    }
+    assert!(acked.is_sorted(), "acks never go backwards: {acked:?}");
+    assert!(
+        acked.len() <= intervals + 1,
+        "one ack per interval, not one per commit: {acked:?} for 19 commits in {intervals} intervals"
+    );
+    ingest.stop().await;
+}
+
 async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
@@ -670,6 +710,7 @@ async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
         linger: Duration::from_millis(1),
         queue: 16,
         commits_in_flight: 2,
+        node_ack_interval: Duration::ZERO,
     };
     let queue_size = config.queue;
     let in_flight = config.commits_in_flight.min(store.max_concurrent_commits());

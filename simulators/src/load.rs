@@ -88,14 +88,16 @@ impl LoadConfig {
         }
     }
 
-    /// 20,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
+    /// 30,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
     /// What ingest holds unread must fit its pipeline and its broker's log (by
     /// default 64 queued messages, six batches of 5,000 and 8 MiB of log, about
-    /// 90,000 gateway readings); with 100,000 the broker dropped batches now and
-    /// then, and their resends put seconds on the p99.
+    /// 30,000 node messages or 90,000 gateway readings); with 100,000 the broker
+    /// dropped batches now and then, and their resends put seconds on the p99.
+    /// Ingest acks a node at most every 150 ms, so direct nodes need about
+    /// 150 ms of their readings in flight: 30,000 readings is 200,000 a second.
     pub fn default_window(mode: Mode) -> usize {
         match mode {
-            Mode::Direct => 20_000,
+            Mode::Direct => 30_000,
             Mode::Gateway => 60_000,
         }
     }
@@ -311,6 +313,8 @@ struct Pending {
     batches: VecDeque<(u64, u32, Instant, Vec<u8>)>,
     /// Readings awaiting an application ack.
     outstanding: usize,
+    /// Readings acknowledged so far (the window opens with them, see [`slow_start`]).
+    acked: usize,
     /// Publishes awaiting a PUBACK (packet ids must not be reused before it).
     unpubacked: usize,
     latencies: Vec<u32>,
@@ -492,6 +496,19 @@ fn share(readings: u64, connections: usize, index: usize) -> u64 {
 
 /// How long a connection waits without any ack before it publishes everything
 /// unacknowledged again.
+/// The window a connection may use after `acked` readings were acknowledged: an
+/// eighth of it at first, growing by each ack (doubling per round trip), as TCP
+/// does. Thousands of devices sending their whole window at the same instant is
+/// an artefact of starting them together, and would overflow the broker's log
+/// (see [`LoadConfig::default_window`]).
+fn slow_start(window: usize, acked: usize) -> usize {
+    window.min((window / 8).max(1).saturating_add(acked))
+}
+
+/// The direct window against ingest on SQLite, whose one writer is slower: 30,000
+/// overflowed the broker's log there now and then.
+pub const SQLITE_DIRECT_WINDOW: usize = 20_000;
+
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
 
 /// The sending half of a connection and what it needs to write messages.
@@ -613,8 +630,7 @@ async fn publish(
                 bail!("{why}");
             }
             let pkids_free = 60_000usize.saturating_sub(p.unpubacked);
-            config
-                .window
+            slow_start(config.window, p.acked)
                 .saturating_sub(p.outstanding)
                 .min(pkids_free.saturating_mul(per_message))
         };
@@ -820,6 +836,7 @@ async fn read_acks(
                             }
                             acked += released.len() as u64;
                             p.outstanding -= released.len();
+                            p.acked += released.len();
                             p.latencies.extend(released);
                         }
                         (Mode::Gateway, _, _, Some(number)) => {
@@ -829,6 +846,7 @@ async fn read_acks(
                                 let (_, n, sent, _) = p.batches.remove(at).expect("found");
                                 acked += n as u64;
                                 p.outstanding -= n as usize;
+                                p.acked += n as usize;
                                 p.latencies.push(now.duration_since(sent).as_micros() as u32);
                             }
                         }
@@ -992,6 +1010,16 @@ mod mqtt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_opens_with_the_acks() {
+        assert_eq!(slow_start(8000, 0), 1000);
+        assert_eq!(slow_start(8000, 1000), 2000);
+        assert_eq!(slow_start(8000, 7000), 8000);
+        assert_eq!(slow_start(8000, 1_000_000), 8000);
+        // A window smaller than eight still lets one reading go.
+        assert_eq!(slow_start(3, 0), 1);
+    }
 
     #[test]
     fn readings_are_valid_protocol_messages_of_about_200_bytes() {

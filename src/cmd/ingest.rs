@@ -69,6 +69,11 @@ pub struct WritePathArgs {
     /// Batches committing at once (PostgreSQL; SQLite has one writer).
     #[arg(long, default_value_t = 4)]
     commits_in_flight: usize,
+    /// A node is acked at most once per this many ms (0: after every commit); one sending
+    /// faster gets one cumulative ack per interval, not one per batch. Acks are the broker's
+    /// other half of the work for one reading per message.
+    #[arg(long, default_value_t = 150)]
+    node_ack_interval_ms: u64,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
     #[arg(long, default_value_t = 2)]
     broker_log_mib: usize,
@@ -85,6 +90,7 @@ impl WritePathArgs {
         config.pipeline.batch_max = self.batch_max;
         config.pipeline.linger = std::time::Duration::from_millis(self.linger_ms);
         config.pipeline.commits_in_flight = self.commits_in_flight;
+        config.pipeline.node_ack_interval = std::time::Duration::from_millis(self.node_ack_interval_ms);
         config.broker_log.segment_size = self.broker_log_mib.max(1) * 1024 * 1024;
         config.broker_log.segment_count = self.broker_log_segments.max(1);
         config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;
