@@ -7,8 +7,9 @@
 //!   readings may still be lost. A node is acked at most once per interval
 //!   ([`crate::ack_pacing`]); acks are cumulative, so that loses nothing.
 //! - The queue is bounded, so a slow database stops the readers instead of
-//!   growing memory: at most `queue` messages wait, plus `commits_in_flight + 2`
-//!   batches of `batch_max` readings (committing, formed and waiting, forming).
+//!   growing memory: at most `queue` messages wait, plus `commits_in_flight +
+//!   BATCHES_WAITING + 1` batches of `batch_max` readings (committing, formed
+//!   and waiting, forming).
 //! - A failed commit is retried with back-off and never dropped.
 use crate::ack_pacing::AckPacer;
 use crate::alerting::Alerting;
@@ -135,6 +136,13 @@ pub struct Acks {
     pub external: Option<rumqttc::AsyncClient>,
 }
 
+/// Formed batches that may wait for a commit slot. Under load batches close at
+/// the linger, well below `batch_max`, and what ingest does not hold waits
+/// unread in the embedded broker's log, which drops it when full: ingest should
+/// hold what its senders may have in flight. (Their windows bound the memory,
+/// not this.)
+pub const BATCHES_WAITING: usize = 4;
+
 /// Starts the batcher and the committer; returns the queue to feed.
 pub fn spawn(
     tasks: &mut tokio::task::JoinSet<()>,
@@ -144,8 +152,8 @@ pub fn spawn(
     alerting: Alerting,
 ) -> mpsc::Sender<Delivery> {
     let (queue_tx, queue_rx) = mpsc::channel(config.queue.max(1));
-    // One formed batch waits while others commit: the batcher keeps gathering.
-    let (batch_tx, batch_rx) = mpsc::channel(1);
+    // Formed batches wait while others commit, and the batcher keeps gathering.
+    let (batch_tx, batch_rx) = mpsc::channel(BATCHES_WAITING);
     tasks.spawn(gather(config.clone(), queue_rx, batch_tx));
     tasks.spawn(commit_in_order(config, store, batch_rx, acks, alerting));
     queue_tx
@@ -160,7 +168,7 @@ pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Delivery>) {
         match link.next().await {
             Ok(Some(Notification::Forward(forward))) => {
                 if let Some((_, offset)) = forward.cursor {
-                    if note_broker_drops(last_offset, offset) {
+                    if note_broker_drops(last_offset, offset, queue.capacity()) {
                         node_acks.broker_dropped();
                     }
                     last_offset = Some(offset);
@@ -202,13 +210,15 @@ pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Delivery>) {
 /// The broker drops the oldest part of its log when ingest falls that far behind
 /// (rumqttd cannot push back on publishers). Dropped messages were never
 /// acknowledged by ingest, but they are gone from here: count them, loudly.
-fn note_broker_drops(last: Option<u64>, offset: u64) -> bool {
+/// `queue_free` tells whether the pipeline held ingest back (none free) or its reading did.
+fn note_broker_drops(last: Option<u64>, offset: u64, queue_free: usize) -> bool {
     let Some(last) = last else { return false };
     if offset > last + 1 {
         let dropped = offset - last - 1;
         metrics::counter!("gridwatch_ingest_broker_dropped_total").increment(dropped);
         tracing::error!(
             dropped,
+            queue_free,
             "the embedded broker dropped messages before ingest read them (ingest fell behind by more \
              than its log holds); their senders still hold them unacknowledged"
         );

@@ -714,8 +714,8 @@ async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
     };
     let queue_size = config.queue;
     let in_flight = config.commits_in_flight.min(store.max_concurrent_commits());
-    // The queue, the commits in flight, one formed batch waiting, one being formed.
-    let bound = config.queue + config.batch_max * (in_flight + 2);
+    // The queue, the commits in flight, formed batches waiting, one being formed.
+    let bound = config.queue + config.batch_max * (in_flight + pipeline::BATCHES_WAITING + 1);
     let mut tasks = tokio::task::JoinSet::new();
     let queue = pipeline::spawn(&mut tasks, config, store.clone(), Acks::default(), alerting);
 
