@@ -9,9 +9,10 @@ use crate::due::DeviceProfile;
 use crate::lifecycle::{Alert, Condition};
 use crate::monitor::DeviceMonitor;
 use crate::offline::{GatewayMonitor, GatewayView};
+use foldhash::{HashMap, HashSet};
 use gridwatch_protocol::batch::Reading;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything the engine knows; serializable so another ingest instance can take over.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ impl Engine {
         Engine {
             config,
             state,
-            changed_devices: HashSet::new(),
+            changed_devices: HashSet::default(),
             changed_gateways: BTreeSet::new(),
             evaluate_all_on_tick: false,
         }

@@ -9,7 +9,8 @@
 //! release, stay spread out instead of arriving all at once on a common tick.
 //!
 //! Time is a parameter: the pipeline passes `Instant::now()`, tests pass their own.
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub struct AckPacer {
@@ -33,7 +34,7 @@ impl AckPacer {
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,
-            cooling: HashMap::new(),
+            cooling: HashMap::default(),
             due: VecDeque::new(),
         }
     }

@@ -17,7 +17,7 @@
 //! reported so) and hold nothing. A node first heard of after a drop may have
 //! lost earlier readings in it, and which is unknown: it gets no ack at all
 //! (unless its first seq is 1) until its replay shows where it starts.
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 #[derive(Default)]
 pub struct NodeAcks {

@@ -16,12 +16,13 @@ use crate::alerting::Alerting;
 use crate::intake::{Incoming, Source};
 use crate::model::{Accepted, Refused};
 use crate::store::{Committed, Store};
+use foldhash::HashMap;
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -411,7 +412,7 @@ type AckMessage = (String, Vec<u8>);
 async fn acknowledge(acks: &mut Acks, pacer: &mut AckPacer, batch: &Batch, quarantined: &[usize]) {
     let mut out = AckMessages::default();
     // (external?, gateway, device) → highest committed seq in this batch.
-    let mut node_tops: HashMap<(bool, &str, &str), u64> = HashMap::new();
+    let mut node_tops: HashMap<(bool, &str, &str), u64> = HashMap::default();
     let mut offset = 0;
     for origin in &batch.origins {
         let mine = offset..offset + origin.accepted;

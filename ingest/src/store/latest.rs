@@ -15,7 +15,8 @@
 use crate::model::{DeviceRow, rfc3339};
 use crate::store::DeviceState;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

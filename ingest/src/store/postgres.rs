@@ -19,9 +19,9 @@ use crate::store::{
     Committed, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url, timescale,
 };
 use anyhow::{Context, Result};
+use foldhash::HashMap;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -361,7 +361,8 @@ async fn insert_via_staging(
     .fetch_all(&mut **tx)
     .await?;
     // Key → first index with it: a key twice in one batch is new once.
-    let mut by_key: HashMap<(&str, i64, i64), usize> = HashMap::with_capacity(storable.len());
+    let mut by_key: HashMap<(&str, i64, i64), usize> =
+        HashMap::with_capacity_and_hasher(storable.len(), Default::default());
     for &i in storable {
         let r = &accepted[i].reading;
         by_key.entry((r.device(), r.seq() as i64, r.ts() as i64)).or_insert(i);
