@@ -73,11 +73,12 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// Embedded defaults: SQLite under `data_dir`, both listeners on loopback port 0.
     pub fn embedded(data_dir: &Path) -> Self {
+        let database = format!("sqlite://{}", data_dir.join("gridwatch.db").display());
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database: format!("sqlite://{}", data_dir.join("gridwatch.db").display()),
-            pipeline: pipeline::PipelineConfig::default(),
+            pipeline: pipeline::PipelineConfig::for_database(&database),
+            database,
             external: None,
             broker_log: pipeline::BrokerLog::default(),
             domain: domain::DomainConfig::default(),

@@ -46,6 +46,26 @@ pub struct PipelineConfig {
     pub node_ack_interval: Duration,
 }
 
+impl PipelineConfig {
+    /// The defaults for the database at `url`. SQLite has one writer, and every
+    /// commit writes each index page it touched to the WAL: with readings arriving
+    /// round-robin from many devices that is a page per reading, unless a batch
+    /// holds several readings of each device. So SQLite batches are larger and
+    /// linger longer (direct benchmark: 50k msg/s at 5,000 and 20 ms, 82-90k at
+    /// 20,000 and 100 ms).
+    pub fn for_database(url: &str) -> Self {
+        if crate::store::is_sqlite(url) {
+            Self {
+                batch_max: 20_000,
+                linger: Duration::from_millis(100),
+                ..Self::default()
+            }
+        } else {
+            Self::default()
+        }
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
@@ -544,5 +564,19 @@ async fn publish_on_link(link: &mut LinkTx, messages: Vec<AckMessage>) {
             tracing::error!(error = %e, "publishing acks on the embedded broker failed");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_batches_are_larger_and_linger_longer() {
+        let sqlite = PipelineConfig::for_database("sqlite://data/gridwatch.db");
+        let postgres = PipelineConfig::for_database("postgres:///gridwatch?host=/var/run/postgresql");
+        assert_eq!((sqlite.batch_max, sqlite.linger), (20_000, Duration::from_millis(100)));
+        assert_eq!((postgres.batch_max, postgres.linger), (5000, Duration::from_millis(20)));
+        assert_eq!(sqlite.node_ack_interval, postgres.node_ack_interval);
     }
 }

@@ -60,12 +60,14 @@ pub struct WritePathArgs {
     /// Topic filters to consume on --broker (repeatable).
     #[arg(long = "broker-filter", default_value = "gw/#")]
     broker_filters: Vec<String>,
-    /// Commit once this many readings are gathered...
-    #[arg(long, default_value_t = 5000)]
-    batch_max: usize,
-    /// ...or this many ms after the first one arrived.
-    #[arg(long, default_value_t = 20)]
-    linger_ms: u64,
+    /// Commit once this many readings are gathered... (default: 5000 on PostgreSQL, 20,000
+    /// on SQLite, whose one writer gains from several readings of a device per commit)
+    #[arg(long)]
+    batch_max: Option<usize>,
+    /// ...or this many ms after the first one arrived (default: 20 on PostgreSQL, 100 on
+    /// SQLite).
+    #[arg(long)]
+    linger_ms: Option<u64>,
     /// Batches committing at once (PostgreSQL; SQLite has one writer).
     #[arg(long, default_value_t = 4)]
     commits_in_flight: usize,
@@ -87,8 +89,9 @@ pub struct WritePathArgs {
 
 impl WritePathArgs {
     fn apply(self, config: &mut gridwatch_ingest::IngestConfig) {
-        config.pipeline.batch_max = self.batch_max;
-        config.pipeline.linger = std::time::Duration::from_millis(self.linger_ms);
+        let defaults = gridwatch_ingest::pipeline::PipelineConfig::for_database(&config.database);
+        config.pipeline.batch_max = self.batch_max.unwrap_or(defaults.batch_max);
+        config.pipeline.linger = self.linger_ms.map_or(defaults.linger, std::time::Duration::from_millis);
         config.pipeline.commits_in_flight = self.commits_in_flight;
         config.pipeline.node_ack_interval = std::time::Duration::from_millis(self.node_ack_interval_ms);
         config.broker_log.segment_size = self.broker_log_mib.max(1) * 1024 * 1024;

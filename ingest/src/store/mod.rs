@@ -61,12 +61,22 @@ pub struct KindCount {
     pub readings: i64,
 }
 
+/// The file of a `sqlite://PATH` (or `sqlite:PATH`) URL.
+fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))
+}
+
+/// Whether `url` names an SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
+    sqlite_path(url).is_some()
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs migrations.
     /// `sqlite://PATH` (or `sqlite:PATH`) is SQLite; `postgres://...` or
     /// `postgresql://...` is PostgreSQL, e.g. `postgres:///gridwatch?host=/var/run/postgresql`.
     pub async fn open(url: &str) -> Result<Store> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = sqlite_path(url) {
             return Ok(Store::Sqlite(sqlite::SqliteStore::open(Path::new(path)).await?));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
