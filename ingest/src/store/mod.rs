@@ -241,7 +241,7 @@ pub fn latest_states<'a>(
     new: &[usize],
     reading_json: impl Fn(usize) -> Option<&'a str>,
 ) -> Result<Vec<DeviceState<'a>>> {
-    let mut newest: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut newest: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
     for &i in new {
         let r = &accepted[i].reading;
         if !matches!(r, Reading::Lift(_) | Reading::Sterilizer(_)) {
