@@ -486,6 +486,7 @@ async fn acknowledge(acks: &mut Acks, pacer: &mut AckPacer, batch: &Batch, quara
 struct AckMessages {
     embedded: Vec<AckMessage>,
     external: Vec<AckMessage>,
+    node_acks: u64,
 }
 
 impl AckMessages {
@@ -501,11 +502,15 @@ impl AckMessages {
     fn node_ack(&mut self, external: bool, gateway: &str, device: &str, seq: u64) {
         if let Some(message) = node_ack(gateway, device, seq) {
             self.push(external, message);
+            self.node_acks += 1;
         }
     }
 
     /// Publishes each on its broker, then MQTT-acks the external deliveries in `vias`.
     async fn publish<'a>(self, acks: &mut Acks, vias: impl Iterator<Item = &'a Via>) {
+        if self.node_acks > 0 {
+            metrics::counter!("gridwatch_ingest_node_acks_total").increment(self.node_acks);
+        }
         if let Some(link) = acks.embedded.as_mut() {
             publish_on_link(link, self.embedded).await;
         }
