@@ -187,7 +187,9 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
         acks,
         alerting.clone(),
     );
-    tasks.spawn(pipeline::read_broker(link_rx, queue.clone()));
+    let (undecoded_tx, undecoded_rx) = tokio::sync::mpsc::channel(pipeline::UNDECODED_BACKLOG);
+    tasks.spawn(pipeline::read_broker(link_rx, undecoded_tx));
+    tasks.spawn(pipeline::decode_broker(undecoded_rx, queue.clone()));
     if let (Some((client, events)), Some(external_config)) = (external, config.external.clone()) {
         tasks.spawn(external::read(client, events, external_config, queue));
     }

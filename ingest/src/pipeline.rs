@@ -20,8 +20,8 @@ use foldhash::HashMap;
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
-use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::{Forward, Notification};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -180,36 +180,21 @@ pub fn spawn(
     queue_tx
 }
 
-/// Reads the embedded broker's local link and queues what must be stored.
-pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Delivery>) {
-    // Offset of the last message read from the broker's log: the next one must follow it.
-    let mut last_offset: Option<u64> = None;
-    let mut node_acks = crate::node_acks::NodeAcks::default();
+/// Messages read off the embedded broker's link and not decoded yet, at most.
+/// The broker drops what ingest has not read once its log is full, and it fills
+/// fastest in bursts (senders released by acks, reconnecting nodes replaying),
+/// when decoding one message at a time fell behind even with the pipeline idle.
+/// Reading only moves each message here; decoding runs on another worker. What
+/// waits here is bounded by what the senders have in flight, as in the log.
+pub const UNDECODED_BACKLOG: usize = 32_768;
+
+/// Reads the embedded broker's local link as fast as it forwards, into `undecoded`.
+pub async fn read_broker(mut link: LinkRx, undecoded: mpsc::Sender<Forward>) {
     loop {
         match link.next().await {
             Ok(Some(Notification::Forward(forward))) => {
-                if let Some((_, offset)) = forward.cursor {
-                    if note_broker_drops(last_offset, offset, queue.capacity()) {
-                        node_acks.broker_dropped();
-                    }
-                    last_offset = Some(offset);
-                }
-                let topic = String::from_utf8_lossy(&forward.publish.topic);
-                if let Some(incoming) = crate::intake::classify(&topic, &forward.publish.payload) {
-                    let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
-                        (Source::Node { gateway, device }, Some(a)) => {
-                            node_acks.arrived(gateway, device, a.reading.seq())
-                        }
-                        _ => None,
-                    };
-                    let delivery = Delivery {
-                        incoming,
-                        via: Via::Embedded,
-                        ack_ceiling,
-                    };
-                    if queue.send(delivery).await.is_err() {
-                        return;
-                    }
+                if undecoded.send(forward).await.is_err() {
+                    return;
                 }
             }
             // rumqttd stops forwarding to a link whose buffer filled up and says so
@@ -228,17 +213,50 @@ pub async fn read_broker(mut link: LinkRx, queue: mpsc::Sender<Delivery>) {
     }
 }
 
+/// Decodes what [`read_broker`] read, in the broker's order, and queues what must be stored.
+pub async fn decode_broker(mut undecoded: mpsc::Receiver<Forward>, queue: mpsc::Sender<Delivery>) {
+    // Offset of the last message read from the broker's log: the next one must follow it.
+    let mut last_offset: Option<u64> = None;
+    let mut node_acks = crate::node_acks::NodeAcks::default();
+    while let Some(forward) = undecoded.recv().await {
+        if let Some((_, offset)) = forward.cursor {
+            if note_broker_drops(last_offset, offset, undecoded.len(), queue.capacity()) {
+                node_acks.broker_dropped();
+            }
+            last_offset = Some(offset);
+        }
+        let topic = String::from_utf8_lossy(&forward.publish.topic);
+        let Some(incoming) = crate::intake::classify(&topic, &forward.publish.payload) else {
+            continue;
+        };
+        let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
+            (Source::Node { gateway, device }, Some(a)) => node_acks.arrived(gateway, device, a.reading.seq()),
+            _ => None,
+        };
+        let delivery = Delivery {
+            incoming,
+            via: Via::Embedded,
+            ack_ceiling,
+        };
+        if queue.send(delivery).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The broker drops the oldest part of its log when ingest falls that far behind
 /// (rumqttd cannot push back on publishers). Dropped messages were never
 /// acknowledged by ingest, but they are gone from here: count them, loudly.
-/// `queue_free` tells whether the pipeline held ingest back (none free) or its reading did.
-fn note_broker_drops(last: Option<u64>, offset: u64, queue_free: usize) -> bool {
+/// `undecoded` and `queue_free` tell where ingest was behind: reading, decoding
+/// (`undecoded` high) or storing (no `queue_free`).
+fn note_broker_drops(last: Option<u64>, offset: u64, undecoded: usize, queue_free: usize) -> bool {
     let Some(last) = last else { return false };
     if offset > last + 1 {
         let dropped = offset - last - 1;
         metrics::counter!("gridwatch_ingest_broker_dropped_total").increment(dropped);
         tracing::error!(
             dropped,
+            undecoded,
             queue_free,
             "the embedded broker dropped messages before ingest read them (ingest fell behind by more \
              than its log holds); their senders still hold them unacknowledged"
