@@ -90,7 +90,7 @@ impl LoadConfig {
 
     /// 30,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
     /// What ingest holds unread must fit its pipeline and its broker's log (by
-    /// default 64 queued messages, six batches of 5,000 and 8 MiB of log, about
+    /// default 64 queued messages, nine batches of 5,000 and 8 MiB of log, about
     /// 30,000 node messages or 90,000 gateway readings); with 100,000 the broker
     /// dropped batches now and then, and their resends put seconds on the p99.
     /// Ingest acks a node at most every 150 ms, so direct nodes need about
@@ -494,8 +494,6 @@ fn share(readings: u64, connections: usize, index: usize) -> u64 {
     base + u64::from((index as u64) < readings % connections as u64)
 }
 
-/// How long a connection waits without any ack before it publishes everything
-/// unacknowledged again.
 /// The window a connection may use after `acked` readings were acknowledged: an
 /// eighth of it at first, growing by each ack (doubling per round trip), as TCP
 /// does. Thousands of devices sending their whole window at the same instant is
@@ -509,6 +507,8 @@ fn slow_start(window: usize, acked: usize) -> usize {
 /// overflowed the broker's log there now and then.
 pub const SQLITE_DIRECT_WINDOW: usize = 20_000;
 
+/// How long a connection waits without any ack before it publishes everything
+/// unacknowledged again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
 
 /// The sending half of a connection and what it needs to write messages.

@@ -204,7 +204,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     if let Some(connections) = args.connections {
         plan.connections = connections;
     }
-    if mode == Mode::Direct && databases.ingest.starts_with("sqlite:") {
+    if mode == Mode::Direct && gridwatch_ingest::store::is_sqlite(&databases.ingest) {
         // SQLite's one writer commits less per second, so less of the window fits in
         // what ingest holds; the rest would overflow its broker's log.
         plan.window = load::SQLITE_DIRECT_WINDOW;
