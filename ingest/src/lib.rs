@@ -188,7 +188,8 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
         alerting.clone(),
     );
     let (undecoded_tx, undecoded_rx) = tokio::sync::mpsc::channel(pipeline::UNDECODED_BACKLOG);
-    tasks.spawn(pipeline::read_broker(link_rx, undecoded_tx));
+    let budget = pipeline::ByteBudget::new(pipeline::UNDECODED_BYTES);
+    tasks.spawn(pipeline::read_broker(link_rx, undecoded_tx, budget));
     tasks.spawn(pipeline::decode_broker(undecoded_rx, queue.clone()));
     if let (Some((client, events)), Some(external_config)) = (external, config.external.clone()) {
         tasks.spawn(external::read(client, events, external_config, queue));

@@ -25,9 +25,10 @@ use rumqttd::{Forward, Notification};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -180,20 +181,57 @@ pub fn spawn(
     queue_tx
 }
 
-/// Messages read off the embedded broker's link and not decoded yet, at most.
+/// Messages read off the embedded broker's link and not decoded yet, at most...
 /// The broker drops what ingest has not read once its log is full, and it fills
 /// fastest in bursts (senders released by acks, reconnecting nodes replaying),
 /// when decoding one message at a time fell behind even with the pipeline idle.
-/// Reading only moves each message here; decoding runs on another worker. What
-/// waits here is bounded by what the senders have in flight, as in the log.
+/// Reading only moves each message here; decoding runs on another worker.
 pub const UNDECODED_BACKLOG: usize = 32_768;
+/// ...and bytes of topic and payload (a gateway's message may hold 500
+/// readings): beyond them the reader stops, and the broker's log takes the rest.
+pub const UNDECODED_BYTES: usize = 8 * 1024 * 1024;
 
-/// Reads the embedded broker's local link as fast as it forwards, into `undecoded`.
-pub async fn read_broker(mut link: LinkRx, undecoded: mpsc::Sender<Forward>) {
+/// A message read off the link, holding its share of [`UNDECODED_BYTES`] until decoded.
+pub struct Undecoded {
+    forward: Forward,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// The byte bound of the undecoded messages.
+#[derive(Clone)]
+pub struct ByteBudget {
+    free: Arc<Semaphore>,
+    size: u32,
+}
+
+impl ByteBudget {
+    pub fn new(bytes: usize) -> Self {
+        let size = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
+        Self {
+            free: Arc::new(Semaphore::new(size as usize)),
+            size,
+        }
+    }
+
+    /// Waits until `bytes` are free (a message larger than the whole budget waits
+    /// for all of it) and holds them until the permit is dropped.
+    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.size);
+        self.free.clone().acquire_many_owned(bytes).await.ok()
+    }
+}
+
+/// Reads the embedded broker's local link as fast as it forwards, into `undecoded`,
+/// within `budget`.
+pub async fn read_broker(mut link: LinkRx, undecoded: mpsc::Sender<Undecoded>, budget: ByteBudget) {
     loop {
         match link.next().await {
             Ok(Some(Notification::Forward(forward))) => {
-                if undecoded.send(forward).await.is_err() {
+                let size = forward.publish.topic.len() + forward.publish.payload.len();
+                let Some(bytes) = budget.reserve(size).await else {
+                    return;
+                };
+                if undecoded.send(Undecoded { forward, _bytes: bytes }).await.is_err() {
                     return;
                 }
             }
@@ -214,11 +252,11 @@ pub async fn read_broker(mut link: LinkRx, undecoded: mpsc::Sender<Forward>) {
 }
 
 /// Decodes what [`read_broker`] read, in the broker's order, and queues what must be stored.
-pub async fn decode_broker(mut undecoded: mpsc::Receiver<Forward>, queue: mpsc::Sender<Delivery>) {
+pub async fn decode_broker(mut undecoded: mpsc::Receiver<Undecoded>, queue: mpsc::Sender<Delivery>) {
     // Offset of the last message read from the broker's log: the next one must follow it.
     let mut last_offset: Option<u64> = None;
     let mut node_acks = crate::node_acks::NodeAcks::default();
-    while let Some(forward) = undecoded.recv().await {
+    while let Some(Undecoded { forward, _bytes }) = undecoded.recv().await {
         if let Some((_, offset)) = forward.cursor {
             if note_broker_drops(last_offset, offset, undecoded.len(), queue.capacity()) {
                 node_acks.broker_dropped();
@@ -593,6 +631,22 @@ async fn publish_on_link(link: &mut LinkTx, messages: Vec<AckMessage>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn undecoded_messages_hold_their_bytes_until_dropped() {
+        let budget = ByteBudget::new(1000);
+        let first = budget.reserve(600).await.unwrap();
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(600).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "600 + 600 bytes exceed the budget of 1000");
+        drop(first);
+        waiting.await.unwrap().expect("room once the first is decoded");
+        // A message larger than the whole budget still goes, alone.
+        assert!(budget.reserve(5000).await.is_some());
+    }
 
     #[test]
     fn sqlite_batches_are_larger_and_linger_longer() {
