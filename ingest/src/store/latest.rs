@@ -7,7 +7,7 @@
 //! device here, and [`flush`] writes them all once per [`FLUSH_EVERY`], newest per
 //! device, in one transaction that also records when (`store_meta`).
 //!
-//! - Reads ([`Pending::overlay`]) add what is not written yet, so they see every
+//! - Reads ([`overlay`]) add what is not written yet, so they see every
 //!   committed reading, as before.
 //! - A crash loses only this summary, never a reading: start-up recomputes the
 //!   states from the readings received since the last flush, less
@@ -104,31 +104,23 @@ impl Pending {
         metrics::gauge!("gridwatch_ingest_device_states_pending").set(pending.len() as f64);
     }
 
-    /// Replaces rows read from the `devices` table by newer pending states, and adds
-    /// devices not written yet; the result stays in device order.
-    pub fn overlay(&self, rows: &mut Vec<DeviceRow>) {
+    /// The pending states as rows, for [`overlay`]. A read takes them *before* it
+    /// reads the `devices` table: a state the flusher writes and then forgets
+    /// meanwhile is in one or the other. (Taken after the read, it was for an
+    /// instant in neither, and a device vanished from the list.)
+    pub fn rows(&self) -> Vec<DeviceRow> {
         let pending = self.states.lock().expect("pending states lock");
-        if pending.is_empty() {
-            return;
-        }
-        let mut merged: BTreeMap<String, DeviceRow> = rows.drain(..).map(|r| (r.device_id.clone(), r)).collect();
-        for s in pending.values() {
-            let newer = merged.get(&s.device).is_none_or(|row| row.last_seq < s.seq);
-            if newer {
-                merged.insert(
-                    s.device.clone(),
-                    DeviceRow {
-                        device_id: s.device.clone(),
-                        kind: s.kind.to_string(),
-                        gateway: s.gateway.clone(),
-                        last_seq: s.seq,
-                        last_seen: rfc3339(s.ts),
-                        last_state: serde_json::from_str(&s.body).unwrap_or_default(),
-                    },
-                );
-            }
-        }
-        rows.extend(merged.into_values());
+        pending
+            .values()
+            .map(|s| DeviceRow {
+                device_id: s.device.clone(),
+                kind: s.kind.to_string(),
+                gateway: s.gateway.clone(),
+                last_seq: s.seq,
+                last_seen: rfc3339(s.ts),
+                last_state: serde_json::from_str(&s.body).unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The pending states in device order (the lock order of the writing transaction).
@@ -154,6 +146,21 @@ impl Pending {
         }
         metrics::gauge!("gridwatch_ingest_device_states_pending").set(pending.len() as f64);
     }
+}
+
+/// Replaces rows read from the `devices` table by newer `pending` rows (from
+/// [`Pending::rows`]), and adds devices not written yet; the result is in device order.
+pub fn overlay(pending: Vec<DeviceRow>, rows: &mut Vec<DeviceRow>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut merged: BTreeMap<String, DeviceRow> = rows.drain(..).map(|r| (r.device_id.clone(), r)).collect();
+    for p in pending {
+        if merged.get(&p.device_id).is_none_or(|row| row.last_seq < p.last_seq) {
+            merged.insert(p.device_id.clone(), p);
+        }
+    }
+    rows.extend(merged.into_values());
 }
 
 /// Writes every pending state with `write(states, flushed_at)`, which must store
@@ -257,7 +264,7 @@ mod tests {
             last_state: serde_json::json!({}),
         };
         let mut rows = vec![row("a", 1), row("b", 9), row("c", 0)];
-        pending.overlay(&mut rows);
+        overlay(pending.rows(), &mut rows);
         let seen: Vec<(&str, i64)> = rows.iter().map(|r| (r.device_id.as_str(), r.last_seq)).collect();
         assert_eq!(seen, vec![("a", 1), ("b", 9), ("c", 1)]);
         assert_eq!(rows[2].last_state["floor"], 1);

@@ -128,6 +128,11 @@ impl Store {
     /// Latest known state of every device, by device id: the `devices` table with
     /// the states not written yet laid over it.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
+        // Before the read: see `Pending::rows`.
+        let pending = match self {
+            Store::Sqlite(s) => s.pending_states().rows(),
+            Store::Postgres(s) => s.pending_states().rows(),
+        };
         let mut devices: Vec<DeviceRow> = with_pool!(self, |pool| {
             sqlx::query("SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id")
                 .fetch_all(pool)
@@ -143,10 +148,7 @@ impl Store {
                 })
                 .collect()
         });
-        match self {
-            Store::Sqlite(s) => s.pending_states().overlay(&mut devices),
-            Store::Postgres(s) => s.pending_states().overlay(&mut devices),
-        }
+        latest::overlay(pending, &mut devices);
         Ok(devices)
     }
 
