@@ -104,34 +104,22 @@ impl Pending {
         metrics::gauge!("gridwatch_ingest_device_states_pending").set(pending.len() as f64);
     }
 
-    /// The pending states as rows, for [`overlay`]. A read takes them *before* it
+    /// A copy of the pending states, for [`overlay`]. A read takes it *before* it
     /// reads the `devices` table: a state the flusher writes and then forgets
     /// meanwhile is in one or the other. (Taken after the read, it was for an
     /// instant in neither, and a device vanished from the list.)
-    pub fn rows(&self) -> Vec<DeviceRow> {
-        let pending = self.states.lock().expect("pending states lock");
-        pending
+    pub fn states(&self) -> Vec<State> {
+        self.states
+            .lock()
+            .expect("pending states lock")
             .values()
-            .map(|s| DeviceRow {
-                device_id: s.device.clone(),
-                kind: s.kind.to_string(),
-                gateway: s.gateway.clone(),
-                last_seq: s.seq,
-                last_seen: rfc3339(s.ts),
-                last_state: serde_json::from_str(&s.body).unwrap_or_default(),
-            })
+            .cloned()
             .collect()
     }
 
     /// The pending states in device order (the lock order of the writing transaction).
     fn snapshot(&self) -> Vec<State> {
-        let mut states: Vec<State> = self
-            .states
-            .lock()
-            .expect("pending states lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut states = self.states();
         states.sort_unstable_by(|a, b| a.device.cmp(&b.device));
         states
     }
@@ -148,16 +136,24 @@ impl Pending {
     }
 }
 
-/// Replaces rows read from the `devices` table by newer `pending` rows (from
-/// [`Pending::rows`]), and adds devices not written yet; the result is in device order.
-pub fn overlay(pending: Vec<DeviceRow>, rows: &mut Vec<DeviceRow>) {
+/// Replaces rows read from the `devices` table by newer `pending` states (from
+/// [`Pending::states`]), and adds devices not written yet; the result is in device order.
+pub fn overlay(pending: Vec<State>, rows: &mut Vec<DeviceRow>) {
     if pending.is_empty() {
         return;
     }
     let mut merged: BTreeMap<String, DeviceRow> = rows.drain(..).map(|r| (r.device_id.clone(), r)).collect();
-    for p in pending {
-        if merged.get(&p.device_id).is_none_or(|row| row.last_seq < p.last_seq) {
-            merged.insert(p.device_id.clone(), p);
+    for s in pending {
+        if merged.get(&s.device).is_none_or(|row| row.last_seq < s.seq) {
+            let row = DeviceRow {
+                device_id: s.device.clone(),
+                kind: s.kind.to_string(),
+                gateway: s.gateway,
+                last_seq: s.seq,
+                last_seen: rfc3339(s.ts),
+                last_state: serde_json::from_str(&s.body).unwrap_or_default(),
+            };
+            merged.insert(s.device, row);
         }
     }
     rows.extend(merged.into_values());
@@ -264,7 +260,7 @@ mod tests {
             last_state: serde_json::json!({}),
         };
         let mut rows = vec![row("a", 1), row("b", 9), row("c", 0)];
-        overlay(pending.rows(), &mut rows);
+        overlay(pending.states(), &mut rows);
         let seen: Vec<(&str, i64)> = rows.iter().map(|r| (r.device_id.as_str(), r.last_seq)).collect();
         assert_eq!(seen, vec![("a", 1), ("b", 9), ("c", 1)]);
         assert_eq!(rows[2].last_state["floor"], 1);

@@ -128,10 +128,10 @@ impl Store {
     /// Latest known state of every device, by device id: the `devices` table with
     /// the states not written yet laid over it.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
-        // Before the read: see `Pending::rows`.
+        // Before the read: see `Pending::states`.
         let pending = match self {
-            Store::Sqlite(s) => s.pending_states().rows(),
-            Store::Postgres(s) => s.pending_states().rows(),
+            Store::Sqlite(s) => s.pending_states().states(),
+            Store::Postgres(s) => s.pending_states().states(),
         };
         let mut devices: Vec<DeviceRow> = with_pool!(self, |pool| {
             sqlx::query("SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id")
