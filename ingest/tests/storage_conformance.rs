@@ -629,13 +629,18 @@ fn node_payload(device: &str, seq: u64) -> Vec<u8> {
     serde_json::to_vec(&envelope).unwrap()
 }
 
+/// Ingest with its embedded broker on `db`, data under `dir`, batches closing after 5 ms.
+fn ingest_config(db: &TestDb, dir: &std::path::Path) -> IngestConfig {
+    let mut config = IngestConfig::embedded(dir);
+    config.database = db.url.clone();
+    config.pipeline.linger = Duration::from_millis(5);
+    config
+}
+
 async fn acks_are_published_only_after_the_commit(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = IngestConfig::embedded(dir.path());
-    config.database = db.url.clone();
-    config.pipeline.linger = Duration::from_millis(5);
-    let ingest = gridwatch_ingest::start(config).await.unwrap();
+    let ingest = gridwatch_ingest::start(ingest_config(&db, dir.path())).await.unwrap();
     let mut node = Client::connect(ingest.mqtt_addr.into(), "L-1").await;
     node.subscribe("gw/gw-t/dev/L-1/ack").await;
 
@@ -659,9 +664,7 @@ async fn acks_are_published_only_after_the_commit(backend: Backend) {
 async fn a_fast_node_gets_cumulative_acks_paced_by_the_interval(backend: Backend) {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = IngestConfig::embedded(dir.path());
-    config.database = db.url.clone();
-    config.pipeline.linger = Duration::from_millis(5);
+    let mut config = ingest_config(&db, dir.path());
     let interval = Duration::from_secs(1);
     config.pipeline.node_ack_interval = interval;
     let ingest = gridwatch_ingest::start(config).await.unwrap();
@@ -771,9 +774,7 @@ async fn external_broker_messages_are_acked_after_the_commit_and_kept_while_down
     let gateway = unique("gwx").replace('_', "-");
     let ingest_id = unique("ingest");
     let config = || {
-        let mut config = IngestConfig::embedded(dir.path());
-        config.database = db.url.clone();
-        config.pipeline.linger = Duration::from_millis(5);
+        let mut config = ingest_config(&db, dir.path());
         let mut external = external::ExternalConfig::new(broker.clone(), &ingest_id);
         external.filters = vec![format!("gw/{gateway}/#")];
         config.external = Some(external);
