@@ -52,22 +52,35 @@ impl Alerting {
         domain.mark_saved(&fx);
     }
 
-    /// Saves the engine state changed since the last checkpoint. The domain is
-    /// locked only to take the changes, not while they are written.
+    /// Saves the engine state changed since the last checkpoint, piece by piece
+    /// ([`persist::CHECKPOINT_PIECE_ROWS`]). The domain is locked to take the
+    /// changes and to serialise each piece, not while pieces are written.
     pub async fn checkpoint(&self, clock_now_ms: i64) {
-        let taken = persist::take_checkpoint(&mut *self.domain.lock().await, clock_now_ms);
-        let written = match taken {
-            Ok(checkpoint) => match persist::write_checkpoint(&self.store, &checkpoint).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    self.domain.lock().await.mark_unsaved(checkpoint.changes);
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e),
+        let begun = persist::Checkpoint::begin(&mut *self.domain.lock().await, clock_now_ms);
+        let mut checkpoint = match begun {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
+                return;
+            }
         };
-        if let Err(e) = written {
-            tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
+        while let Some(piece) = checkpoint.next_piece() {
+            let rows = persist::state_rows(&*self.domain.lock().await, &piece);
+            let written = match rows {
+                Ok(rows) => persist::write_state_rows(&self.store, &rows).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                let mut domain = self.domain.lock().await;
+                domain.mark_unsaved(piece);
+                checkpoint.abandon(&mut domain);
+                tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
+                return;
+            }
+        }
+        let meta = std::slice::from_ref(checkpoint.meta());
+        if let Err(e) = persist::write_state_rows(&self.store, meta).await {
+            tracing::error!(error = %format!("{e:#}"), "engine checkpoint's replay point not saved; a restart replays more");
         }
     }
 }
