@@ -31,6 +31,12 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Per-connection QoS 1 messages in flight.
     pub max_inflight: usize,
+    /// Most messages the router hands a QoS 0 subscriber per round. A local link
+    /// reading `#` (ingest) is refilled once per router round, which also takes in
+    /// what every connection published: at rumqttd's 200 a round, ingest fell
+    /// behind the publishers with its own queues empty until the log dropped
+    /// messages.
+    pub max_outgoing_packets: usize,
     /// username → password for MQTT logins; `None` accepts anonymous clients.
     pub credentials: Option<HashMap<String, String>>,
     /// Size and count of the router's in-memory log segments: the memory bound.
@@ -61,6 +67,7 @@ impl Default for BrokerConfig {
             // Far above real use: rumqttd panics when a client refused for this limit reconnects.
             max_connections: 200_000,
             max_inflight: 100,
+            max_outgoing_packets: 2000,
             credentials: None,
             segment_size: 16 * 1024 * 1024,
             segment_count: 4,
@@ -148,7 +155,7 @@ fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config
         id: 0,
         router: RouterConfig {
             max_connections: config.max_connections,
-            max_outgoing_packet_count: 200,
+            max_outgoing_packet_count: config.max_outgoing_packets as u64,
             max_segment_size: config.segment_size,
             max_segment_count: config.segment_count,
             custom_segment: (!config.filter_logs.is_empty()).then(|| {
