@@ -72,7 +72,7 @@ pub async fn read(client: AsyncClient, mut events: EventLoop, config: ExternalCo
                     Some(incoming) => {
                         let delivery = Delivery {
                             incoming,
-                            via: Via::External(ack_handle(&publish)),
+                            via: Via::External(Box::new(ack_handle(&publish))),
                             // An external broker does not say when it drops messages (Mosquitto's
                             // queue limit for an offline session): see docs/storage.md.
                             ack_ceiling: None,

@@ -88,16 +88,17 @@ impl LoadConfig {
         }
     }
 
-    /// 30,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
+    /// 36,000 readings for direct nodes; 60,000 (120 batches of 500) for gateways.
     /// What ingest holds unread must fit its pipeline and its broker's log (by
     /// default 64 queued messages, nine batches of 5,000 and 8 MiB of log, about
-    /// 30,000 node messages or 90,000 gateway readings); with 100,000 the broker
-    /// dropped batches now and then, and their resends put seconds on the p99.
-    /// Ingest acks a node at most every 150 ms, so direct nodes need about
-    /// 150 ms of their readings in flight: 30,000 readings is 200,000 a second.
+    /// 36,000 node messages between acks or 90,000 gateway readings); with 100,000
+    /// the broker dropped batches now and then, and their resends put seconds on
+    /// the p99. Ingest on PostgreSQL acks a node at most every 250 ms, and a node
+    /// that used its window waits for that ack: 36,000 readings in flight is at most
+    /// about 120,000 a second (36,000 / (250 ms + the commit)).
     pub fn default_window(mode: Mode) -> usize {
         match mode {
-            Mode::Direct => 30_000,
+            Mode::Direct => 36_000,
             Mode::Gateway => 60_000,
         }
     }
@@ -503,8 +504,9 @@ fn slow_start(window: usize, acked: usize) -> usize {
     window.min((window / 8).max(1).saturating_add(acked))
 }
 
-/// The direct window against ingest on SQLite, whose one writer is slower: 30,000
-/// overflowed the broker's log there now and then.
+/// The direct window against ingest on SQLite, whose one writer is slower and
+/// whose larger batches take memory: 30,000 overflowed the broker's log there now
+/// and then. SQLite acks a node every 150 ms, so this is about 100,000 a second.
 pub const SQLITE_DIRECT_WINDOW: usize = 20_000;
 
 /// How long a connection waits without any ack before it publishes everything

@@ -47,7 +47,7 @@ pub struct IngestBenchArgs {
     #[arg(long)]
     connections: Option<usize>,
     /// Readings the load may have unacknowledged at once over all connections (default:
-    /// 30,000 direct, 20,000 direct on SQLite, 60,000 gateway).
+    /// 36,000 direct, 20,000 direct on SQLite, 60,000 gateway).
     #[arg(long)]
     window: Option<usize>,
     /// Extra arguments for the ingest process, e.g. --ingest-arg=--batch-max=4000 (repeatable).

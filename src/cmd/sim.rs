@@ -128,7 +128,7 @@ pub struct LoadArgs {
     /// Connections the devices share (default: one per 1000 devices, at most 1000).
     #[arg(long)]
     connections: Option<usize>,
-    /// Readings unacknowledged at once over all connections (default: 20,000 direct,
+    /// Readings unacknowledged at once over all connections (default: 36,000 direct,
     /// 60,000 gateway).
     #[arg(long)]
     window: Option<usize>,
