@@ -30,8 +30,9 @@ pub struct SqliteStore {
 /// Page cache of the writer connection, KiB. A batch dirties about one page of
 /// the `readings_key` index per device in it; with 10,000 devices that is 40 MB,
 /// more than any cache within the memory target, and the direct benchmark ran as
-/// fast with 8 MiB as with 24 MiB (89-90k msg/s, 20,000-reading batches).
-const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// fast with 8 MiB as with 24 MiB (89-90k msg/s, 20,000-reading batches), and
+/// with 4 MiB as with 8 (41-48k msg/s on a slower machine, 4-9 MiB less RSS).
+const WRITER_CACHE_KIB: i64 = 4 * 1024;
 
 /// How often the background checkpoint copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
