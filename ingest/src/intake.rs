@@ -11,8 +11,10 @@ use gridwatch_protocol::{Kind, MAX_BATCH_BYTES, Topic, ValidationError};
 pub enum Source {
     /// A gateway batch: acknowledged with a `BatchAck` on `gw/{gateway}/ack`.
     Batch { gateway: String, batch: u64 },
-    /// A direct node: acknowledged with a `NodeAck` on `gw/{gateway}/dev/{device}/ack`.
-    Node { gateway: String, device: String },
+    /// A direct node: acknowledged with a `NodeAck` on `gw/{gateway}/dev/{device}/ack`,
+    /// the gateway and device of its one reading (a refused message is not
+    /// acknowledged). No copies of them here: every reading in a batch keeps its source.
+    Node,
     /// Nothing to acknowledge (unparseable input).
     None,
 }
@@ -90,10 +92,7 @@ fn node(topic: &str, gateway: &str, device: &str, kind: Kind, payload: &[u8]) ->
             Err(ValidationError::DeviceMismatch.into())
         }
     });
-    let source = Source::Node {
-        gateway: gateway.to_string(),
-        device: device.to_string(),
-    };
+    let source = Source::Node;
     match decoded {
         Ok(reading) => Incoming {
             source,

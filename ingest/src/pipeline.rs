@@ -276,7 +276,7 @@ pub async fn decode_broker(mut undecoded: mpsc::Receiver<Undecoded>, queue: mpsc
             continue;
         };
         let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
-            (Source::Node { gateway, device }, Some(a)) => node_acks.arrived(gateway, device, a.reading.seq()),
+            (Source::Node, Some(a)) => node_acks.arrived(&a.gateway, a.reading.device(), a.reading.seq()),
             _ => None,
         };
         let delivery = Delivery {
@@ -517,14 +517,18 @@ async fn acknowledge(acks: &mut Acks, pacer: &mut AckPacer, batch: &Batch, quara
                     (Topic::BatchAck { gateway }.write().to_string(), json::encode(&ack)),
                 );
             }
-            Source::Node { gateway, device } => {
-                let committed = batch.accepted[mine].iter().map(|a| a.reading.seq()).max();
+            Source::Node => {
+                let readings = &batch.accepted[mine];
+                let committed = readings.iter().map(|a| a.reading.seq()).max();
                 // A ceiling of 0 means no ack at all for now.
-                if let Some(top) = committed
-                    .map(|top| origin.ack_ceiling.map_or(top, |c| top.min(c)))
-                    .filter(|&t| t > 0)
-                {
-                    let entry = node_tops.entry((is_external, gateway, device)).or_default();
+                if let (Some(first), Some(top)) = (
+                    readings.first(),
+                    committed
+                        .map(|top| origin.ack_ceiling.map_or(top, |c| top.min(c)))
+                        .filter(|&t| t > 0),
+                ) {
+                    let key = (is_external, first.gateway.as_str(), first.reading.device());
+                    let entry = node_tops.entry(key).or_default();
                     *entry = (*entry).max(top);
                 }
             }
