@@ -4,7 +4,9 @@
 //! It exists as its own crate so both services start rumqttd the same way, with
 //! the same guards against rumqttd 0.20's known failure modes:
 //! - rumqttd binds its own socket from a fixed address, so port 0 is resolved here
-//!   first (bind, read the port, release) and readiness is polled with a deadline;
+//!   first (bind, read the port, release; another try if someone took it in
+//!   between) and readiness, a listening socket of this process, is polled with a
+//!   deadline;
 //! - a client rejected by `max_connections` that reconnects with the same id panics
 //!   the router, so the limit is set far above what we accept (see [`BrokerConfig`]);
 //! - a failed login closes the socket silently and an oversized publish resets the
@@ -85,9 +87,33 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts the broker on its own threads and opens one local link per name in `links`.
-    /// Returns once the listener accepts connections.
+    /// Returns once this process's listener accepts connections.
+    ///
+    /// Port 0 is resolved before rumqttd binds (see [`resolve_port`]); should another
+    /// process take the port in between, rumqttd's bind fails and a fresh port is
+    /// tried (the failed attempt's router thread stays behind: rumqttd cannot stop
+    /// it). Until it is ours, a socket listening on the port proves nothing: the
+    /// services would otherwise report a broker that is someone else's.
     pub fn start(name: &str, config: &BrokerConfig, links: &[&str]) -> Result<Self> {
-        let addr = resolve_port(config.listen)?;
+        const ATTEMPTS: usize = 5;
+        let attempts = if config.listen.port() == 0 { ATTEMPTS } else { 1 };
+        let mut failure = None;
+        for _ in 0..attempts {
+            let addr = resolve_port(config.listen)?;
+            match Self::start_on(name, addr, config, links)? {
+                Ok(broker) => return Ok(broker),
+                Err(e) => {
+                    tracing::warn!(%addr, broker = name, "{e:#}");
+                    failure = Some(e);
+                }
+            }
+        }
+        Err(failure.expect("at least one attempt"))
+    }
+
+    /// One start on `addr`: the outer error is fatal, the inner one says the
+    /// broker could not take the address.
+    fn start_on(name: &str, addr: SocketAddr, config: &BrokerConfig, links: &[&str]) -> Result<Result<Self>> {
         let mut broker = Broker::new(rumqttd_config(name, addr, config));
         let links = links
             .iter()
@@ -98,17 +124,31 @@ impl EmbeddedBroker {
                 Ok((id.to_string(), link))
             })
             .collect::<Result<HashMap<_, _>>>()?;
-        std::thread::Builder::new()
+        // rumqttd's start returns only once its listener thread has ended: at once
+        // when the bind failed.
+        let running = std::thread::Builder::new()
             .name(format!("{name}-broker"))
             .spawn(move || {
                 if let Err(e) = broker.start() {
                     tracing::error!(error = %e, "embedded broker stopped");
                 }
             })?;
-        wait_until_listening(addr, Duration::from_secs(10))
-            .with_context(|| format!("broker {name} did not start listening on {addr}"))?;
-        tracing::info!(%addr, broker = name, "embedded MQTT broker listening");
-        Ok(Self { addr, links })
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if listening_here(addr) {
+                tracing::info!(%addr, broker = name, "embedded MQTT broker listening");
+                return Ok(Ok(Self { addr, links }));
+            }
+            if running.is_finished() {
+                return Ok(Err(anyhow::anyhow!(
+                    "broker {name} could not listen on {addr} (is the address in use?)"
+                )));
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("broker {name} did not start listening on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Takes the local link opened at start under `id`.
@@ -189,30 +229,39 @@ fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
-/// Polls until something listens on `addr`, or fails after `timeout`.
-///
-/// rumqttd logs an error for every connection that goes away early, however
-/// politely, so on Linux readiness is read from the kernel's socket table
-/// instead of probing with a connection; elsewhere a plain connect decides.
-pub fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let listening = match listening_ports() {
-            Some(ports) => ports.contains(&addr.port()),
-            None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
-        };
-        if listening {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("nothing listens on {addr} after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+/// Whether a socket of this process listens on `addr`'s port, read from the
+/// kernel's socket table rather than probed with a connection (rumqttd logs an
+/// error for every connection that goes away early). Where there is no /proc,
+/// whether anything accepts a connection there.
+fn listening_here(addr: SocketAddr) -> bool {
+    let Some(listeners) = listening_sockets() else {
+        return std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+    };
+    let inodes: Vec<&str> = listeners
+        .iter()
+        .filter(|(port, _)| *port == addr.port())
+        .map(|(_, inode)| inode.as_str())
+        .collect();
+    if inodes.is_empty() {
+        return false;
     }
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    })
 }
 
-/// Local ports in the LISTEN state, from /proc/net/tcp{,6}; `None` where there is no /proc.
-fn listening_ports() -> Option<Vec<u16>> {
+/// (port, socket inode) of every socket in the LISTEN state, from
+/// /proc/net/tcp{,6}; `None` where there is no /proc.
+fn listening_sockets() -> Option<Vec<(u16, String)>> {
     const LISTEN: &str = "0A";
     let mut ports = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -220,14 +269,15 @@ fn listening_ports() -> Option<Vec<u16>> {
             continue;
         };
         for line in text.lines().skip(1) {
-            let mut fields = line.split_whitespace();
-            let (Some(local), Some(_remote), Some(state)) = (fields.nth(1), fields.next(), fields.next()) else {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
                 continue;
             };
-            if state == LISTEN
+            if *state == LISTEN
                 && let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
             {
-                ports.push(port);
+                ports.push((port, inode.to_string()));
             }
         }
     }
@@ -242,13 +292,49 @@ fn listening_ports() -> Option<Vec<u16>> {
 mod tests {
     use super::*;
 
+    /// Run by [`a_port_held_by_another_process_is_an_error_not_a_broker`] in a
+    /// child process: holds a listening port until its stdin closes.
     #[test]
-    fn readiness_follows_the_listening_socket() {
+    #[ignore = "a helper process for another test"]
+    fn hold_a_port_until_stdin_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("HOLDING={}", listener.local_addr().unwrap().port());
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    }
+
+    #[test]
+    fn a_port_held_by_another_process_is_an_error_not_a_broker() {
+        use std::io::BufRead;
+        let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "broker::tests::hold_a_port_until_stdin_closes"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let port: u16 = std::io::BufReader::new(holder.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            // libtest prints the test's name on the same line.
+            .find_map(|line| line.split_once("HOLDING=").map(|(_, p)| p.trim().parse().unwrap()))
+            .expect("the helper prints its port");
+        let config = BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            ..BrokerConfig::default()
+        };
+        let started = EmbeddedBroker::start("held", &config, &[]);
+        drop(holder.stdin.take());
+        holder.wait().unwrap();
+        let e = started.err().expect("someone else's listener is not our broker");
+        assert!(e.to_string().contains("could not listen on"), "{e:#}");
+    }
+
+    #[test]
+    fn readiness_follows_this_process_listening_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        wait_until_listening(addr, Duration::from_secs(5)).unwrap();
+        assert!(listening_here(addr));
         drop(listener);
-        let e = wait_until_listening(addr, Duration::from_millis(50)).unwrap_err();
-        assert!(e.to_string().contains("nothing listens"), "{e}");
+        assert!(!listening_here(addr));
     }
 }
