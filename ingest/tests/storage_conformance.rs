@@ -705,28 +705,20 @@ async fn a_fast_node_gets_cumulative_acks_paced_by_the_interval(backend: Backend
 async fn an_engine_checkpoint_of_many_devices_is_saved_in_pieces_and_loads_back(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let domain = domain::persist::load(&store, domain::DomainConfig::default())
-        .await
-        .unwrap();
-    let mut alerting = alerting::Alerting {
-        domain: Arc::new(tokio::sync::Mutex::new(domain)),
-        store: store.clone(),
-    };
+    let mut alerting = alerting_on(&store).await;
     let devices = 2 * domain::persist::CHECKPOINT_PIECE_ROWS + 1;
     let accepted: Vec<Accepted> = (0..devices).map(|i| lift(&format!("L-{i:04}"), 7)).collect();
     alerting.on_committed(&store, &accepted, (0..devices).collect()).await;
     alerting.checkpoint(T0 as i64).await;
 
-    let loaded = domain::persist::load(&store, domain::DomainConfig::default())
-        .await
-        .unwrap();
+    let loaded = load_domain(&store).await;
     let monitors = &loaded.engine().state().devices;
     assert_eq!(monitors.len(), devices);
     assert!(
         monitors.values().all(|m| m.last_seq == 7),
         "every device's state is the newest"
     );
-    // Nothing changed since: the next checkpoint writes only the engine row.
+    // Nothing changed since: the next checkpoint adds no rows.
     let before = engine_rows(&store).await;
     alerting.checkpoint(T0 as i64 + 1000).await;
     assert_eq!(engine_rows(&store).await, before);
@@ -738,10 +730,23 @@ async fn an_engine_checkpoint_of_many_devices_is_saved_in_pieces_and_loads_back(
     alerting.checkpoint(T0 as i64 + 2000).await;
     execute(&store, "ALTER TABLE engine_state_away RENAME TO engine_state").await;
     alerting.checkpoint(T0 as i64 + 3000).await;
-    let loaded = domain::persist::load(&store, domain::DomainConfig::default())
-        .await
-        .unwrap();
+    let loaded = load_domain(&store).await;
     assert!(loaded.engine().state().devices.values().all(|m| m.last_seq == 8));
+}
+
+/// The domain as ingest loads it from `store` at start-up.
+async fn load_domain(store: &Store) -> domain::Domain {
+    domain::persist::load(store, domain::DomainConfig::default())
+        .await
+        .unwrap()
+}
+
+/// The alert engine and cases over `store`, as ingest starts them.
+async fn alerting_on(store: &Store) -> alerting::Alerting {
+    alerting::Alerting {
+        domain: Arc::new(tokio::sync::Mutex::new(load_domain(store).await)),
+        store: store.clone(),
+    }
 }
 
 async fn engine_rows(store: &Store) -> i64 {
@@ -755,13 +760,7 @@ async fn engine_rows(store: &Store) -> i64 {
 async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let domain = domain::persist::load(&store, domain::DomainConfig::default())
-        .await
-        .unwrap();
-    let alerting = alerting::Alerting {
-        domain: Arc::new(tokio::sync::Mutex::new(domain)),
-        store: store.clone(),
-    };
+    let alerting = alerting_on(&store).await;
     let config = PipelineConfig {
         batch_max: 10,
         linger: Duration::from_millis(1),
