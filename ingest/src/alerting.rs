@@ -5,6 +5,7 @@
 use crate::domain::{Domain, Effects, persist};
 use crate::model::Accepted;
 use crate::store::Store;
+use anyhow::Context;
 use gridwatch_protocol::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,14 +57,13 @@ impl Alerting {
     /// ([`persist::CHECKPOINT_PIECE_ROWS`]). The domain is locked to take the
     /// changes and to serialise each piece, not while pieces are written.
     pub async fn checkpoint(&self, clock_now_ms: i64) {
-        let begun = persist::Checkpoint::begin(&mut *self.domain.lock().await, clock_now_ms);
-        let mut checkpoint = match begun {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
-                return;
-            }
-        };
+        if let Err(e) = self.write_checkpoint(clock_now_ms).await {
+            tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
+        }
+    }
+
+    async fn write_checkpoint(&self, clock_now_ms: i64) -> anyhow::Result<()> {
+        let mut checkpoint = persist::Checkpoint::begin(&mut *self.domain.lock().await, clock_now_ms)?;
         while let Some(piece) = checkpoint.next_piece() {
             let rows = persist::state_rows(&*self.domain.lock().await, &piece);
             let written = match rows {
@@ -74,14 +74,14 @@ impl Alerting {
                 let mut domain = self.domain.lock().await;
                 domain.mark_unsaved(piece);
                 checkpoint.abandon(&mut domain);
-                tracing::error!(error = %format!("{e:#}"), "engine checkpoint failed; will retry at the next one");
-                return;
+                return Err(e);
             }
         }
+        // Every device is saved by now: a missing replay point only replays more.
         let meta = std::slice::from_ref(checkpoint.meta());
-        if let Err(e) = persist::write_state_rows(&self.store, meta).await {
-            tracing::error!(error = %format!("{e:#}"), "engine checkpoint's replay point not saved; a restart replays more");
-        }
+        persist::write_state_rows(&self.store, meta)
+            .await
+            .context("saving the replay point (a restart replays more)")
     }
 }
 
