@@ -916,3 +916,87 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
     assert_eq!(store.reading_count().await.unwrap(), 2);
     assert_eq!(store.devices().await.unwrap()[0].last_seq, 3);
 }
+
+/// SQLite keeps new readings in `readings_recent` and moves them into
+/// `readings_settled` in pieces after commits (`store::settle`): with small
+/// limits, every commit below crosses them. A key is in one table or the
+/// other, never both; a redelivery of a moved reading is no more new than one
+/// still recent; reads see both tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_or_double() {
+    use gridwatch_ingest::store::settle::SettleLimits;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = db.url.trim_start_matches("sqlite://");
+    let limits = SettleLimits {
+        settle_at: 40,
+        piece_rows: 15,
+    };
+    let sqlite = gridwatch_ingest::store::sqlite::SqliteStore::open_with(std::path::Path::new(path), limits)
+        .await
+        .unwrap();
+    let store = Store::Sqlite(sqlite.clone());
+    let tables = || async {
+        let count = |table: &'static str| {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(sqlite.pool())
+        };
+        let both: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM readings_recent r JOIN readings_settled s USING (device_id, ts, seq)",
+        )
+        .fetch_one(sqlite.pool())
+        .await
+        .unwrap();
+        assert_eq!(both, 0, "a key in both tables");
+        (
+            count("readings_recent").await.unwrap(),
+            count("readings_settled").await.unwrap(),
+        )
+    };
+
+    // Five devices, 30 readings a batch; each batch also brings back the one before.
+    let batch = |n: u64| -> Vec<Accepted> {
+        (0..30)
+            .map(|i| lift(&format!("L-{}", i % 5), n * 6 + i / 5 + 1))
+            .collect()
+    };
+    let mut stored = 0;
+    for n in 0..8u64 {
+        let mut readings = batch(n);
+        if n > 0 {
+            readings.extend(batch(n - 1));
+        }
+        let committed = commit(&store, &readings).await;
+        assert_eq!(
+            committed.new,
+            (0..30).collect::<Vec<_>>(),
+            "batch {n}: only its own 30 are new"
+        );
+        stored += 30;
+        let (recent, settled) = tables().await;
+        assert_eq!(recent + settled, stored, "batch {n}");
+        assert!(recent < 40, "batch {n}: {recent} recent readings, the limit is 40");
+    }
+    let (_, settled) = tables().await;
+    assert!(settled >= 150, "pieces moved readings: {settled} settled");
+
+    // Every batch again: nothing is new, wherever its readings are now.
+    let all: Vec<Accepted> = (0..8).flat_map(batch).collect();
+    assert!(commit(&store, &all).await.new.is_empty());
+    sqlite.settle_all().await.unwrap();
+    assert_eq!(tables().await, (0, 240), "all moved");
+    assert!(
+        commit(&store, &all).await.new.is_empty(),
+        "and still not new once settled"
+    );
+    assert_eq!(store.reading_count().await.unwrap(), 240);
+
+    // A new reading after the moves: reads see it with the settled ones, in order.
+    assert_eq!(commit(&store, &[lift("L-0", 49)]).await.new, [0]);
+    let history = store.history("L-0", 0, i64::MAX, 100).await.unwrap();
+    assert_eq!(
+        history.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=49).collect::<Vec<_>>()
+    );
+    let counted: i64 = store.counts_per_kind(0).await.unwrap().iter().map(|c| c.readings).sum();
+    assert_eq!(counted, 241);
+}

@@ -504,11 +504,6 @@ fn slow_start(window: usize, acked: usize) -> usize {
     window.min((window / 8).max(1).saturating_add(acked))
 }
 
-/// The direct window against ingest on SQLite, whose one writer is slower and
-/// whose larger batches take memory: 30,000 overflowed the broker's log there now
-/// and then. SQLite acks a node every 150 ms, so this is about 100,000 a second.
-pub const SQLITE_DIRECT_WINDOW: usize = 20_000;
-
 /// How long a connection waits without any ack before it publishes everything
 /// unacknowledged again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);

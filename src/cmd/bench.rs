@@ -47,7 +47,7 @@ pub struct IngestBenchArgs {
     #[arg(long)]
     connections: Option<usize>,
     /// Readings the load may have unacknowledged at once over all connections (default:
-    /// 36,000 direct, 20,000 direct on SQLite, 60,000 gateway).
+    /// 36,000 direct, 60,000 gateway).
     #[arg(long)]
     window: Option<usize>,
     /// Extra arguments for the ingest process, e.g. --ingest-arg=--batch-max=4000 (repeatable).
@@ -203,11 +203,6 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     plan.batch = args.batch;
     if let Some(connections) = args.connections {
         plan.connections = connections;
-    }
-    if mode == Mode::Direct && gridwatch_ingest::store::is_sqlite(&databases.ingest) {
-        // SQLite's one writer commits less per second, so less of the window fits in
-        // what ingest holds; the rest would overflow its broker's log.
-        plan.window = load::SQLITE_DIRECT_WINDOW;
     }
 
     // 1. The database's own limit, on its own fresh database.

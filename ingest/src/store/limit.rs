@@ -69,7 +69,7 @@ pub async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duratio
             let all: Vec<usize> = (0..readings.len()).collect();
             for chunk in all.chunks(500) {
                 let mut sql = String::new();
-                sqlite::push_insert(&mut sql, chunk.len());
+                sqlite::push_insert(&mut sql, "readings_settled", chunk.len());
                 sqlite::bind_readings(sqlx::query(sqlx::AssertSqlSafe(sql)), readings, chunk, now)?
                     .execute(&mut *tx)
                     .await?;

@@ -12,6 +12,7 @@ pub mod limit;
 pub mod partitions;
 pub mod pg_copy;
 pub mod postgres;
+pub mod settle;
 pub mod sqlite;
 pub mod timescale;
 mod url;

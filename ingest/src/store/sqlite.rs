@@ -7,6 +7,7 @@
 //! the background on another connection, off the writer's path (docs/storage.md).
 use crate::model::*;
 use crate::store::latest::{self, State};
+use crate::store::settle::{SettleLimits, Settler};
 use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry, statement_chunks};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -25,6 +26,8 @@ pub struct SqliteStore {
     latest: Arc<latest::Pending>,
     _flusher: latest::Background,
     _checkpointer: latest::Background,
+    /// Moves readings from `readings_recent` into `readings_settled`.
+    settler: Arc<Settler>,
 }
 
 /// Page cache of the writer connection, KiB. A batch dirties about one page of
@@ -43,6 +46,11 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, SettleLimits::default()).await
+    }
+
+    /// [`Self::open`], with readings moved out of `readings_recent` at other sizes.
+    pub async fn open_with(path: &Path, settle: SettleLimits) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
         }
@@ -80,7 +88,9 @@ impl SqliteStore {
         let latest = Arc::new(latest::Pending::default());
         let flusher = latest::spawn_flusher(latest.clone(), writer.clone(), write_states);
         let checkpointer = spawn_checkpointer(pool.clone());
+        let settler = Arc::new(Settler::open(&writer, settle).await?);
         Ok(Self {
+            settler,
             pool,
             writer,
             latest,
@@ -122,7 +132,7 @@ impl SqliteStore {
         // Rows inserted by this transaction get rowids above the largest so far
         // (SQLite picks rowids at random only once the largest is i64::MAX; then
         // every statement reports its new rows with RETURNING instead).
-        let before: i64 = sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM readings")
+        let before: i64 = sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM readings_recent")
             .fetch_one(&mut *tx)
             .await?;
         let by_rowid = before < i64::MAX - storable.len() as i64;
@@ -182,7 +192,17 @@ impl SqliteStore {
         }
         tx.commit().await?;
         self.latest.merge(&states);
+        self.settler.added(new.len());
+        // The batch is committed whatever happens here; a piece that failed is tried again after the next commit.
+        if let Err(e) = self.settler.catch_up(&self.writer).await {
+            tracing::warn!(error = %e, "moving readings into readings_settled failed; retrying after the next commit");
+        }
         Ok(Committed { new, quarantined })
+    }
+
+    /// Moves every reading of `readings_recent` into `readings_settled`.
+    pub async fn settle_all(&self) -> Result<()> {
+        self.settler.move_all(&self.writer).await
     }
 
     pub async fn history(&self, device: &str, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<ReadingRow>> {
@@ -248,9 +268,9 @@ fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
 
 /// The multi-row INSERT for `rows` readings; `RETURNING` names the rows that were new.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(120 + rows * 24);
-    push_insert(&mut sql, rows);
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING device_id, seq, ts");
+    let mut sql = String::with_capacity(300 + rows * 24);
+    push_insert_recent(&mut sql, rows);
+    sql.push_str(" RETURNING device_id, seq, ts");
     sql
 }
 
@@ -259,10 +279,23 @@ fn key(a: &Accepted) -> (&str, u64, u64) {
     (a.reading.device(), a.reading.seq(), a.reading.ts())
 }
 
-/// Appends the INSERT of `rows` readings, without its conflict clause.
-pub(crate) fn push_insert(sql: &mut String, rows: usize) {
-    sql.push_str("INSERT INTO readings (device_id, seq, ts, kind, gateway, body, received_at) ");
+/// Appends the INSERT of `rows` readings into `table`, without its conflict clause.
+pub(crate) fn push_insert(sql: &mut String, table: &str, rows: usize) {
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table);
+    sql.push_str(" (device_id, seq, ts, kind, gateway, body, received_at) ");
     push_values(sql, rows);
+}
+
+/// Appends the INSERT of `rows` new readings into `readings_recent`: those
+/// whose key is in `readings_settled` are left out, and its own key leaves out the rest.
+fn push_insert_recent(sql: &mut String, rows: usize) {
+    sql.push_str("INSERT INTO readings_recent (device_id, seq, ts, kind, gateway, body, received_at) SELECT * FROM (");
+    push_values(sql, rows);
+    sql.push_str(
+        ") AS v WHERE NOT EXISTS (SELECT 1 FROM readings_settled s \
+         WHERE s.device_id = v.column1 AND s.ts = v.column3 AND s.seq = v.column2) ON CONFLICT DO NOTHING",
+    );
 }
 
 /// `VALUES` with `rows` tuples of seven placeholders: readings and device states
@@ -308,9 +341,8 @@ async fn insert_counted(
     rows: &[usize],
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut sql = String::with_capacity(120 + rows.len() * 24);
-    push_insert(&mut sql, rows.len());
-    sql.push_str(" ON CONFLICT DO NOTHING");
+    let mut sql = String::with_capacity(300 + rows.len() * 24);
+    push_insert_recent(&mut sql, rows.len());
     let query = bind_readings(sqlx::query(sqlx::AssertSqlSafe(sql)), accepted, rows, now)?;
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
@@ -323,7 +355,7 @@ async fn new_since(
     firsts: &[usize],
     before: i64,
 ) -> Result<Vec<usize>> {
-    let rows = sqlx::query("SELECT device_id, seq, ts FROM readings WHERE rowid > ?")
+    let rows = sqlx::query("SELECT device_id, seq, ts FROM readings_recent WHERE rowid > ?")
         .bind(before)
         .fetch_all(&mut **tx)
         .await?;
