@@ -73,9 +73,9 @@ pub struct WritePathArgs {
     commits_in_flight: usize,
     /// A node is acked at most once per this many ms (0: after every commit); one sending
     /// faster gets one cumulative ack per interval, not one per batch. Acks are the broker's
-    /// other half of the work for one reading per message.
-    #[arg(long, default_value_t = 250)]
-    node_ack_interval_ms: u64,
+    /// other half of the work for one reading per message (default: 250).
+    #[arg(long)]
+    node_ack_interval_ms: Option<u64>,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
     #[arg(long, default_value_t = 2)]
     broker_log_mib: usize,
@@ -93,7 +93,9 @@ impl WritePathArgs {
         config.pipeline.batch_max = self.batch_max.unwrap_or(defaults.batch_max);
         config.pipeline.linger = self.linger_ms.map_or(defaults.linger, std::time::Duration::from_millis);
         config.pipeline.commits_in_flight = self.commits_in_flight;
-        config.pipeline.node_ack_interval = std::time::Duration::from_millis(self.node_ack_interval_ms);
+        config.pipeline.node_ack_interval = self
+            .node_ack_interval_ms
+            .map_or(defaults.node_ack_interval, std::time::Duration::from_millis);
         config.broker_log.segment_size = self.broker_log_mib.max(1) * 1024 * 1024;
         config.broker_log.segment_count = self.broker_log_segments.max(1);
         config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;

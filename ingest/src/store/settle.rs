@@ -9,7 +9,7 @@
 //!
 //! A piece is a range of keys after the previous piece's last one, wrapping
 //! around at the end: pieces walk the key space, so each touches its own share
-//! of the settled key, and no commit waits for more than one piece.
+//! of the settled key, and a commit usually waits for one piece at most.
 use anyhow::Result;
 use sqlx::SqlitePool;
 use std::sync::Mutex;
@@ -105,32 +105,20 @@ impl Settler {
             return Ok(0);
         };
         // `WHERE` before the upsert clause keeps SQLite's parser from reading it as a join.
-        sqlx::query(
+        let copy = sqlx::query(
             "INSERT INTO readings_settled (device_id, seq, ts, kind, gateway, body, received_at) \
              SELECT device_id, seq, ts, kind, gateway, body, received_at FROM readings_recent \
              WHERE (device_id, ts, seq) > (?1, ?2, ?3) AND (device_id, ts, seq) <= (?4, ?5, ?6) \
              ORDER BY device_id, ts, seq ON CONFLICT DO NOTHING",
-        )
-        .bind(&from.0)
-        .bind(from.1)
-        .bind(from.2)
-        .bind(&last.0)
-        .bind(last.1)
-        .bind(last.2)
-        .execute(&mut *tx)
-        .await?;
-        let moved = sqlx::query(
+        );
+        bind_range(copy, &from, &last).execute(&mut *tx).await?;
+        let delete = sqlx::query(
             "DELETE FROM readings_recent WHERE (device_id, ts, seq) > (?1, ?2, ?3) AND (device_id, ts, seq) <= (?4, ?5, ?6)",
-        )
-        .bind(&from.0)
-        .bind(from.1)
-        .bind(from.2)
-        .bind(&last.0)
-        .bind(last.1)
-        .bind(last.2)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let moved = bind_range(delete, &from, &last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         *self.after.lock().expect("settle cursor") = Some(last);
         // Saturating: rows another process added are not counted here.
@@ -140,10 +128,25 @@ impl Settler {
         Ok(moved)
     }
 
-    /// Moves every row of `readings_recent`, piece by piece.
+    /// Moves every row of `readings_recent`, piece by piece (tests, tools).
     pub async fn move_all(&self, writer: &SqlitePool) -> Result<()> {
         *self.after.lock().expect("settle cursor") = None;
         while self.move_piece(writer).await? > 0 {}
         Ok(())
     }
+}
+
+/// Binds the keys after `from` up to and including `last` as `?1` to `?6`.
+fn bind_range<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    from: &'q Key,
+    last: &'q Key,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(&from.0)
+        .bind(from.1)
+        .bind(from.2)
+        .bind(&last.0)
+        .bind(last.1)
+        .bind(last.2)
 }
