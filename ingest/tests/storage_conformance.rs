@@ -921,7 +921,7 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
 /// `readings_settled` in pieces after commits (`store::settle`): with small
 /// limits, every commit below crosses them. A key is in one table or the
 /// other, never both; a redelivery of a moved reading is no more new than one
-/// still recent; reads see both tables.
+/// still recent, also after a restart; reads see both tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_or_double() {
     use gridwatch_ingest::store::settle::SettleLimits;
@@ -999,4 +999,14 @@ async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_o
     );
     let counted: i64 = store.counts_per_kind(0).await.unwrap().iter().map(|c| c.readings).sum();
     assert_eq!(counted, 241);
+
+    // After a restart (the moves' cursor and counts start over): still nothing new twice.
+    drop((store, sqlite));
+    let reopened = gridwatch_ingest::store::sqlite::SqliteStore::open_with(std::path::Path::new(path), limits)
+        .await
+        .unwrap();
+    let store = Store::Sqlite(reopened);
+    assert!(commit(&store, &all).await.new.is_empty(), "after a restart");
+    assert_eq!(commit(&store, &[lift("L-0", 50)]).await.new, [0]);
+    assert_eq!(store.reading_count().await.unwrap(), 242);
 }
