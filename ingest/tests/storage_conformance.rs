@@ -925,6 +925,7 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_or_double() {
     use gridwatch_ingest::store::settle::SettleLimits;
+    let metrics = gridwatch_ingest::metrics::handle();
     let db = TestDb::new(Backend::Sqlite).await;
     let path = db.url.trim_start_matches("sqlite://");
     let limits = SettleLimits {
@@ -999,6 +1000,12 @@ async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_o
     );
     let counted: i64 = store.counts_per_kind(0).await.unwrap().iter().map(|c| c.readings).sum();
     assert_eq!(counted, 241);
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains("gridwatch_ingest_settled_readings_total 240"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("gridwatch_ingest_recent_readings 1"), "{rendered}");
 
     // After a restart (the moves' cursor and counts start over): still nothing new twice.
     drop((store, sqlite));

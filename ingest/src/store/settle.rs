@@ -63,7 +63,8 @@ impl Settler {
 
     /// Counts rows a commit added to `readings_recent`.
     pub fn added(&self, rows: usize) {
-        self.recent.fetch_add(rows as u64, Ordering::Relaxed);
+        let recent = self.recent.fetch_add(rows as u64, Ordering::Relaxed) + rows as u64;
+        metrics::gauge!("gridwatch_ingest_recent_readings").set(recent as f64);
     }
 
     /// Moves pieces until fewer than `settle_at` readings are recent: usually
@@ -84,6 +85,7 @@ impl Settler {
     /// Moves the next piece in one transaction; returns how many readings moved
     /// (zero when none are left after the previous piece: the next starts over).
     pub async fn move_piece(&self, writer: &SqlitePool) -> Result<u64> {
+        let started = std::time::Instant::now();
         let after = self.after.lock().expect("settle cursor").clone();
         let from = after.unwrap_or_else(|| (String::new(), i64::MIN, i64::MIN));
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -125,6 +127,9 @@ impl Settler {
         let _ = self
             .recent
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(moved)));
+        metrics::histogram!("gridwatch_ingest_settle_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("gridwatch_ingest_settled_readings_total").increment(moved);
+        metrics::gauge!("gridwatch_ingest_recent_readings").set(self.recent.load(Ordering::Relaxed) as f64);
         Ok(moved)
     }
 
