@@ -31,10 +31,11 @@ pub struct SqliteStore {
 }
 
 /// Page cache of the writer connection, KiB. A batch dirties about one page of
-/// the `readings_key` index per device in it; with 10,000 devices that is 40 MB,
-/// more than any cache within the memory target, and the direct benchmark ran as
-/// fast with 8 MiB as with 24 MiB (89-90k msg/s, 20,000-reading batches), and
-/// with 4 MiB as with 8 (41-48k msg/s on a slower machine, 4-9 MiB less RSS).
+/// `readings_recent`'s key per device in it, and that key at 100,000 readings
+/// (when pieces start moving, see [`crate::store::settle`]) is about this size.
+/// Before that table, when a batch dirtied ~40 MB of the one large key, the
+/// direct benchmark ran as fast with 8 MiB as with 24 MiB, and with 4 MiB as
+/// with 8 (4-9 MiB less RSS).
 const WRITER_CACHE_KIB: i64 = 4 * 1024;
 
 /// How often the background checkpoint copies committed WAL frames into the database.
@@ -121,8 +122,8 @@ impl SqliteStore {
 
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
         let (mut storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
-        // In index order (a key's first reading first): each statement walks
-        // `readings_key` once from left to right.
+        // In key order (a key's first reading first): each statement walks
+        // `readings_recent`'s key, and the lookups `readings_settled`'s, once from left to right.
         storable.sort_unstable_by_key(|&i| {
             let r = &accepted[i].reading;
             (r.device(), r.ts(), r.seq(), i)
