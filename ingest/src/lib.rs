@@ -6,15 +6,19 @@
 //! [`http`] and [`dashboard`] the web side, [`metrics`] the Prometheus recorder.
 /// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
 /// backend: one SQL text (`$n` placeholders in order, portable upserts) serves both.
+/// `with_pool!(store, write_pool, |pool| ...)` binds the pool for writes instead.
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
+        with_pool!($store, pool, |$pool| $body)
+    };
+    ($store:expr, $which:ident, |$pool:ident| $body:expr) => {
         match $store {
             crate::store::Store::Sqlite(s) => {
-                let $pool = s.pool();
+                let $pool = s.$which();
                 $body
             }
             crate::store::Store::Postgres(s) => {
-                let $pool = s.pool();
+                let $pool = s.$which();
                 $body
             }
         }

@@ -178,6 +178,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// The pool for the domain's writes: the same pool (PostgreSQL has many writers).
+    pub fn write_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn layout(&self) -> Layout {
         self.layout
     }

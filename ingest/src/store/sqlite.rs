@@ -120,6 +120,15 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The pool for the domain's writes (alerts, cases, the engine checkpoint):
+    /// the writer. SQLite has one write lock; a second connection wanting it
+    /// would poll in SQLite's busy handler, sleeping up to 100 ms at a time,
+    /// and stall the readings writer whenever it won. Queued here for the one
+    /// writer connection, domain writes wait their turn instead.
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
         let (mut storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
         // In key order (a key's first reading first): each statement walks
