@@ -40,7 +40,7 @@ pub struct PipelineConfig {
     pub linger: Duration,
     /// Messages queued between the broker and the batcher (the back-pressure bound).
     pub queue: usize,
-    /// Batches committing at once (PostgreSQL only; SQLite has one writer).
+    /// Batches committing at once (on SQLite at most 2, see [`Store::max_concurrent_commits`]).
     pub commits_in_flight: usize,
     /// A node is acked at most once per this interval (zero: after every commit
     /// of its readings); see [`crate::ack_pacing`].

@@ -68,7 +68,7 @@ pub struct WritePathArgs {
     /// SQLite).
     #[arg(long)]
     linger_ms: Option<u64>,
-    /// Batches committing at once (PostgreSQL; SQLite has one writer).
+    /// Batches committing at once (on SQLite at most 2: one writing, the next waiting for the one writer).
     #[arg(long, default_value_t = 4)]
     commits_in_flight: usize,
     /// A node is acked at most once per this many ms (0: after every commit); one sending
