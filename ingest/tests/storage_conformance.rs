@@ -1017,3 +1017,53 @@ async fn sqlite_only_readings_move_to_the_settled_table_in_pieces_without_loss_o
     assert_eq!(commit(&store, &[lift("L-0", 50)]).await.new, [0]);
     assert_eq!(store.reading_count().await.unwrap(), 242);
 }
+
+/// A commit skips the `readings_settled` lookup for readings above every settled
+/// key of their device (`store::settled_tops`). That must hold when someone else
+/// moves readings too: here a second store on the same file (as another process
+/// would) settles readings the first one committed, and the first must notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_only_readings_moved_by_another_writer_are_still_not_new_twice() {
+    use gridwatch_ingest::store::settle::SettleLimits;
+    use gridwatch_ingest::store::sqlite::SqliteStore;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = std::path::Path::new(db.url.trim_start_matches("sqlite://"));
+    // This one never moves readings by itself.
+    let never = SettleLimits {
+        settle_at: u64::MAX,
+        piece_rows: 15,
+    };
+    let first = Store::Sqlite(SqliteStore::open_with(path, never).await.unwrap());
+    let readings: Vec<Accepted> = (1..=10).map(|seq| lift("L-1", seq)).collect();
+    assert_eq!(commit(&first, &readings).await.new.len(), 10);
+    // Nothing of L-1 is settled yet, as the first store has seen.
+    assert!(commit(&first, &readings).await.new.is_empty());
+
+    let second = SqliteStore::open_with(path, never).await.unwrap();
+    second.settle_all().await.unwrap();
+    assert!(
+        commit(&first, &readings).await.new.is_empty(),
+        "readings another writer settled are redeliveries"
+    );
+
+    // The first store's own moves keep its view: above the top is new, below
+    // it what was never stored is new, and what was stored is not.
+    let Store::Sqlite(sqlite) = &first else { unreachable!() };
+    assert_eq!(commit(&first, &[lift("L-1", 11)]).await.new, [0]);
+    sqlite.settle_all().await.unwrap();
+    let late = lift_at("L-1", 12, T0 + 500);
+    assert_eq!(
+        commit(&first, &[lift("L-1", 11), late.clone(), lift("L-1", 13)])
+            .await
+            .new,
+        [1, 2]
+    );
+    sqlite.settle_all().await.unwrap();
+    assert!(
+        commit(&first, &[late, lift("L-1", 13), lift("L-1", 5)])
+            .await
+            .new
+            .is_empty()
+    );
+    assert_eq!(first.reading_count().await.unwrap(), 13);
+}

@@ -13,6 +13,7 @@ pub mod partitions;
 pub mod pg_copy;
 pub mod postgres;
 pub mod settle;
+pub mod settled_tops;
 pub mod sqlite;
 pub mod timescale;
 mod url;

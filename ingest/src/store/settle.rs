@@ -10,8 +10,9 @@
 //! A piece is a range of keys after the previous piece's last one, wrapping
 //! around at the end: pieces walk the key space, so each touches its own share
 //! of the settled key, and a commit usually waits for one piece at most.
+use crate::store::settled_tops::SettledTops;
 use anyhow::Result;
-use sqlx::SqlitePool;
+use sqlx::{Row, SqlitePool};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,6 +47,8 @@ pub struct Settler {
     recent: AtomicU64,
     /// The last key moved; `None`: start from the lowest.
     after: Mutex<Option<Key>>,
+    /// Which new readings cannot be settled yet; raised by every piece.
+    tops: SettledTops,
 }
 
 impl Settler {
@@ -58,7 +61,13 @@ impl Settler {
             limits,
             recent: AtomicU64::new(recent as u64),
             after: Mutex::new(None),
+            tops: SettledTops::default(),
         })
+    }
+
+    /// Which new readings cannot be in `readings_settled` (see [`SettledTops`]).
+    pub fn tops(&self) -> &SettledTops {
+        &self.tops
     }
 
     /// Counts rows a commit added to `readings_recent`.
@@ -106,6 +115,17 @@ impl Settler {
             *self.after.lock().expect("settle cursor") = None;
             return Ok(0);
         };
+        let devices = sqlx::query(
+            "SELECT device_id, max(ts), max(seq) FROM readings_recent \
+             WHERE (device_id, ts, seq) > (?1, ?2, ?3) AND (device_id, ts, seq) <= (?4, ?5, ?6) GROUP BY device_id",
+        );
+        let moving: Vec<(String, i64, i64)> = bind_range(devices, &from, &last)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        self.tops.moving(&mut tx, &moving).await?;
         // `WHERE` before the upsert clause keeps SQLite's parser from reading it as a join.
         let copy = sqlx::query(
             "INSERT INTO readings_settled (device_id, seq, ts, kind, gateway, body, received_at) \

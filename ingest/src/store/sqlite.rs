@@ -146,14 +146,18 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
         let by_rowid = before < i64::MAX - storable.len() as i64;
+        let (checked, unchecked) = self.split_by_settled(&mut tx, accepted, &storable).await?;
         let mut new = Vec::with_capacity(storable.len());
         let mut inserted = 0;
         let mut refused_data = false;
-        for chunk in statement_chunks(&storable, ROWS_PER_STATEMENT) {
+        let chunks = statement_chunks(&checked, ROWS_PER_STATEMENT)
+            .map(|chunk| (Settled::MayHold, chunk))
+            .chain(statement_chunks(&unchecked, ROWS_PER_STATEMENT).map(|chunk| (Settled::CannotHold, chunk)));
+        for (settled, chunk) in chunks {
             let done = if by_rowid {
-                insert_counted(&mut tx, accepted, chunk, now).await
+                insert_counted(&mut tx, accepted, chunk, now, settled).await
             } else {
-                insert_readings(&mut tx, accepted, chunk, now)
+                insert_readings(&mut tx, accepted, chunk, now, settled)
                     .await
                     .map(|rows| new.extend(rows))
                     .map(|()| 0)
@@ -208,6 +212,22 @@ impl SqliteStore {
             tracing::warn!(error = %e, "moving readings into readings_settled failed; retrying after the next commit");
         }
         Ok(Committed { new, quarantined })
+    }
+
+    /// Splits `storable` (in key order) into the readings whose keys
+    /// `readings_settled` may hold, and those it cannot (see [`crate::store::settled_tops`]).
+    async fn split_by_settled(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        accepted: &[Accepted],
+        storable: &[usize],
+    ) -> Result<(Vec<usize>, Vec<usize>)> {
+        let may_hold = self.settler.tops().may_be_settled(tx, accepted, storable).await?;
+        let (mut checked, mut unchecked) = (Vec::new(), Vec::with_capacity(storable.len()));
+        for (&i, may) in storable.iter().zip(may_hold) {
+            if may { checked.push(i) } else { unchecked.push(i) }
+        }
+        Ok((checked, unchecked))
     }
 
     /// Moves every reading of `readings_recent` into `readings_settled`.
@@ -277,9 +297,9 @@ fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
 }
 
 /// The multi-row INSERT for `rows` readings; `RETURNING` names the rows that were new.
-fn insert_sql(rows: usize) -> String {
+fn insert_sql(rows: usize, settled: Settled) -> String {
     let mut sql = String::with_capacity(300 + rows * 24);
-    push_insert_recent(&mut sql, rows);
+    push_insert_recent(&mut sql, rows, settled);
     sql.push_str(" RETURNING device_id, seq, ts");
     sql
 }
@@ -297,9 +317,23 @@ pub(crate) fn push_insert(sql: &mut String, table: &str, rows: usize) {
     push_values(sql, rows);
 }
 
+/// Whether `readings_settled` may hold keys of the readings to insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    MayHold,
+    /// Their keys are above every settled key of their devices: no need to look.
+    CannotHold,
+}
+
 /// Appends the INSERT of `rows` new readings into `readings_recent`: those
-/// whose key is in `readings_settled` are left out, and its own key leaves out the rest.
-fn push_insert_recent(sql: &mut String, rows: usize) {
+/// whose key is in `readings_settled` are left out (looked up unless it
+/// `CannotHold` them), and its own key leaves out the rest.
+fn push_insert_recent(sql: &mut String, rows: usize, settled: Settled) {
+    if settled == Settled::CannotHold {
+        push_insert(sql, "readings_recent", rows);
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        return;
+    }
     sql.push_str("INSERT INTO readings_recent (device_id, seq, ts, kind, gateway, body, received_at) SELECT * FROM (");
     push_values(sql, rows);
     sql.push_str(
@@ -350,9 +384,10 @@ async fn insert_counted(
     accepted: &[Accepted],
     rows: &[usize],
     now: i64,
+    settled: Settled,
 ) -> Result<u64, sqlx::Error> {
     let mut sql = String::with_capacity(300 + rows.len() * 24);
-    push_insert_recent(&mut sql, rows.len());
+    push_insert_recent(&mut sql, rows.len(), settled);
     let query = bind_readings(sqlx::query(sqlx::AssertSqlSafe(sql)), accepted, rows, now)?;
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
@@ -402,9 +437,10 @@ async fn insert_readings(
     accepted: &[Accepted],
     rows: &[usize],
     now: i64,
+    settled: Settled,
 ) -> Result<Vec<usize>, sqlx::Error> {
     let query = bind_readings(
-        sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len()))),
+        sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len(), settled))),
         accepted,
         rows,
         now,
@@ -425,7 +461,7 @@ async fn insert_row_by_row(
     let mut refused = Vec::new();
     for &i in rows {
         sqlx::query("SAVEPOINT gridwatch_row").execute(&mut **tx).await?;
-        match insert_readings(tx, accepted, &[i], now).await {
+        match insert_readings(tx, accepted, &[i], now, Settled::MayHold).await {
             Ok(inserted) => {
                 sqlx::query("RELEASE gridwatch_row").execute(&mut **tx).await?;
                 new.extend(inserted);
