@@ -6,7 +6,7 @@
 //! [`http`] and [`dashboard`] the web side, [`metrics`] the Prometheus recorder.
 /// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
 /// backend: one SQL text (`$n` placeholders in order, portable upserts) serves both.
-/// `with_pool!(store, write_pool, |pool| ...)` binds the pool for writes instead.
+/// `with_pool!(store, writer, |pool| ...)` binds the pool for writes instead.
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         with_pool!($store, pool, |$pool| $body)

@@ -48,7 +48,7 @@ pub async fn save(store: &Store, domain: &Domain, fx: &Effects) -> Result<()> {
         None
     };
     let saved = &domain.saved_records;
-    with_pool!(store, write_pool, |pool| {
+    with_pool!(store, writer, |pool| {
         let mut tx = pool.begin().await?;
         for e in &fx.events {
             let kind = e.key.kind.to_string();
@@ -217,7 +217,7 @@ pub fn state_rows(domain: &Domain, piece: &gridwatch_alerts::Changes) -> Result<
 
 /// Upserts engine state rows in one transaction.
 pub async fn write_state_rows(store: &Store, rows: &[(String, String)]) -> Result<()> {
-    with_pool!(store, write_pool, |pool| {
+    with_pool!(store, writer, |pool| {
         let mut tx = pool.begin().await?;
         // Few statement shapes, each prepared once per connection.
         for chunk in crate::store::statement_chunks(rows, CHECKPOINT_PIECE_ROWS) {

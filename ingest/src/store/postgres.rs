@@ -178,8 +178,9 @@ impl PgStore {
         &self.pool
     }
 
-    /// The pool for the domain's writes: the same pool (PostgreSQL has many writers).
-    pub fn write_pool(&self) -> &PgPool {
+    /// The pool for the domain's writes: the same pool (PostgreSQL has many
+    /// writers; SQLite's [`crate::store::sqlite::SqliteStore::writer`] is one connection).
+    pub fn writer(&self) -> &PgPool {
         &self.pool
     }
 

@@ -44,15 +44,16 @@ struct Inner {
 }
 
 impl SettledTops {
-    /// For each of `rows` (indices into `accepted`), whether its key may already
-    /// be in `readings_settled`. Call it in the writer's transaction, after the
-    /// write lock is taken, so that no move can come in between.
-    pub async fn may_be_settled(
+    /// Splits `rows` (indices into `accepted`, in key order) into those whose
+    /// keys `readings_settled` may hold and those it cannot, each in the order
+    /// given. Call it in the writer's transaction, after the write lock is
+    /// taken, so that no move can come in between.
+    pub async fn split(
         &self,
         conn: &mut SqliteConnection,
         accepted: &[Accepted],
         rows: &[usize],
-    ) -> Result<Vec<bool>, sqlx::Error> {
+    ) -> Result<(Vec<usize>, Vec<usize>), sqlx::Error> {
         let moves: i64 = sqlx::query_scalar(READ_MOVES).fetch_one(&mut *conn).await?;
         let unknown: Vec<&str> = {
             let mut inner = self.lock();
@@ -77,17 +78,14 @@ impl SettledTops {
             }
         }
         let inner = self.lock();
-        Ok(rows
-            .iter()
-            .map(|&i| {
-                let r = &accepted[i].reading;
-                match inner.tops.get(r.device()) {
-                    Some(Some(top)) => (r.ts() as i64, r.seq() as i64) <= *top,
-                    Some(None) => false,
-                    None => true,
-                }
-            })
-            .collect())
+        Ok(rows.iter().partition(|&&i| {
+            let r = &accepted[i].reading;
+            match inner.tops.get(r.device()) {
+                Some(Some(top)) => (r.ts() as i64, r.seq() as i64) <= *top,
+                Some(None) => false,
+                None => true,
+            }
+        }))
     }
 
     /// Counts a move and raises the tops of the devices it moves, given as

@@ -100,7 +100,12 @@ impl SqliteStore {
         })
     }
 
-    /// The connection that writes readings (for the benchmark's limit).
+    /// The one connection that writes: readings, device states, the benchmark's
+    /// limit, and the domain's writes (alerts, cases, the engine checkpoint).
+    /// SQLite has one write lock; a second connection wanting it would poll in
+    /// SQLite's busy handler, sleeping up to 100 ms at a time, and stall the
+    /// readings writer whenever it won. Queued for this connection, domain
+    /// writes wait their turn instead.
     pub fn writer(&self) -> &SqlitePool {
         &self.writer
     }
@@ -120,15 +125,6 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// The pool for the domain's writes (alerts, cases, the engine checkpoint):
-    /// the writer. SQLite has one write lock; a second connection wanting it
-    /// would poll in SQLite's busy handler, sleeping up to 100 ms at a time,
-    /// and stall the readings writer whenever it won. Queued here for the one
-    /// writer connection, domain writes wait their turn instead.
-    pub fn write_pool(&self) -> &SqlitePool {
-        &self.writer
-    }
-
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
         let (mut storable, mut quarantined, mut quarantine) = plan_batch(accepted, refused);
         // In key order (a key's first reading first): each statement walks
@@ -146,7 +142,7 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
         let by_rowid = before < i64::MAX - storable.len() as i64;
-        let (checked, unchecked) = self.split_by_settled(&mut tx, accepted, &storable).await?;
+        let (checked, unchecked) = self.settler.tops().split(&mut tx, accepted, &storable).await?;
         let mut new = Vec::with_capacity(storable.len());
         let mut inserted = 0;
         let mut refused_data = false;
@@ -212,22 +208,6 @@ impl SqliteStore {
             tracing::warn!(error = %e, "moving readings into readings_settled failed; retrying after the next commit");
         }
         Ok(Committed { new, quarantined })
-    }
-
-    /// Splits `storable` (in key order) into the readings whose keys
-    /// `readings_settled` may hold, and those it cannot (see [`crate::store::settled_tops`]).
-    async fn split_by_settled(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        accepted: &[Accepted],
-        storable: &[usize],
-    ) -> Result<(Vec<usize>, Vec<usize>)> {
-        let may_hold = self.settler.tops().may_be_settled(tx, accepted, storable).await?;
-        let (mut checked, mut unchecked) = (Vec::new(), Vec::with_capacity(storable.len()));
-        for (&i, may) in storable.iter().zip(may_hold) {
-            if may { checked.push(i) } else { unchecked.push(i) }
-        }
-        Ok((checked, unchecked))
     }
 
     /// Moves every reading of `readings_recent` into `readings_settled`.
@@ -311,10 +291,15 @@ fn key(a: &Accepted) -> (&str, u64, u64) {
 
 /// Appends the INSERT of `rows` readings into `table`, without its conflict clause.
 pub(crate) fn push_insert(sql: &mut String, table: &str, rows: usize) {
+    push_insert_into(sql, table);
+    push_values(sql, rows);
+}
+
+/// Appends `INSERT INTO table (the reading columns) `.
+fn push_insert_into(sql: &mut String, table: &str) {
     sql.push_str("INSERT INTO ");
     sql.push_str(table);
     sql.push_str(" (device_id, seq, ts, kind, gateway, body, received_at) ");
-    push_values(sql, rows);
 }
 
 /// Whether `readings_settled` may hold keys of the readings to insert.
@@ -334,7 +319,8 @@ fn push_insert_recent(sql: &mut String, rows: usize, settled: Settled) {
         sql.push_str(" ON CONFLICT DO NOTHING");
         return;
     }
-    sql.push_str("INSERT INTO readings_recent (device_id, seq, ts, kind, gateway, body, received_at) SELECT * FROM (");
+    push_insert_into(sql, "readings_recent");
+    sql.push_str("SELECT * FROM (");
     push_values(sql, rows);
     sql.push_str(
         ") AS v WHERE NOT EXISTS (SELECT 1 FROM readings_settled s \
