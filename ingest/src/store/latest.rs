@@ -21,8 +21,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often pending states are written.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often pending states are written. A flush writes every device that
+/// reported since the last one, so devices reporting faster than this cost one
+/// upsert per interval, not one per reading: at once a second, 10,000 nodes
+/// sending ten readings a second spent ~14 % of PostgreSQL's time on these
+/// upserts (direct benchmark; 5 s: 76–108k → 103–125k msg/s). Reads never wait
+/// for it ([`overlay`]); only SQL read straight from `devices` lags by up to this.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// How far before the last flush start-up looks for states to recompute: longer
 /// than any one commit attempt takes (a retried commit stamps its rows anew).

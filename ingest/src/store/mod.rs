@@ -4,7 +4,7 @@
 //!
 //! Every write of a batch is one transaction: readings (idempotent on
 //! `(device_id, seq, ts)`) and quarantined input. The latest state per device
-//! is written behind them, once a second ([`latest`]).
+//! is written behind them, every five seconds ([`latest`]).
 //! Acknowledgements are sent only after [`Store::commit`] returns.
 //! `tests/storage_conformance.rs` runs the same tests against every backend.
 pub mod latest;

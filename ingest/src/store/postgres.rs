@@ -163,7 +163,7 @@ impl PgStore {
         })
     }
 
-    /// Writes the pending device states now (the flusher does it every second).
+    /// Writes the pending device states now (the flusher does it every [`latest::FLUSH_EVERY`]).
     pub async fn flush_states(&self) -> Result<()> {
         let pool = self.pool.clone();
         latest::flush(&self.latest, |states, at| write_states(pool, states, at)).await

@@ -110,7 +110,7 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Writes the pending device states now (the flusher does it every second).
+    /// Writes the pending device states now (the flusher does it every [`latest::FLUSH_EVERY`]).
     pub async fn flush_states(&self) -> Result<()> {
         let writer = self.writer.clone();
         latest::flush(&self.latest, |states, at| write_states(writer, states, at)).await
