@@ -40,7 +40,8 @@ pub struct Domain {
     book: CaseBook,
     /// Audit records already saved, per case: only later ones are appended.
     saved_records: HashMap<CaseId, usize>,
-    /// Engine state changed since the last checkpoint.
+    /// Engine state whose checkpoint failed, to save at the next one (the engine
+    /// itself keeps what changed since the last checkpoint began).
     unsaved_engine: gridwatch_alerts::Changes,
 }
 
@@ -189,12 +190,11 @@ impl Domain {
                 Err(e) => tracing::debug!(error = %e, "no case for alert"),
             }
         }
-        let changes = self.engine.take_changes();
-        self.mark_unsaved(changes);
         fx
     }
 
-    /// Marks engine state as changed since the last checkpoint (again, when a checkpoint of it failed).
+    /// Marks engine state as unsaved again when a checkpoint of it failed. (What
+    /// changed since is still in the engine: [`persist::Checkpoint::begin`] takes both.)
     pub(crate) fn mark_unsaved(&mut self, changes: gridwatch_alerts::Changes) {
         self.unsaved_engine.devices.extend(changes.devices);
         self.unsaved_engine.gateways.extend(changes.gateways);

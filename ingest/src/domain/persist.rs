@@ -159,7 +159,13 @@ impl Checkpoint {
             replay_from: replay_from - REPLAY_MARGIN_MS,
         };
         let meta = ("engine".to_string(), serde_json::to_string(&meta)?);
-        let changes = std::mem::take(&mut domain.unsaved_engine);
+        // Taken here, not after every batch: the engine's set holds each changed
+        // id once however many readings changed it, while merging it into an
+        // ordered set per batch cost ~3 % of ingest's CPU (direct benchmark).
+        let mut changes = std::mem::take(&mut domain.unsaved_engine);
+        let engine = domain.engine.take_changes();
+        changes.devices.extend(engine.devices);
+        changes.gateways.extend(engine.gateways);
         let devices = in_pieces(changes.devices).map(|devices| gridwatch_alerts::Changes {
             devices,
             ..Default::default()
@@ -314,4 +320,61 @@ async fn replay(store: &Store, domain: &mut Domain, from: i64) -> Result<usize> 
     save(store, domain, &fx).await?;
     domain.mark_saved(&fx);
     Ok(readings.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus, Motion, Power, ServiceMode};
+
+    fn lift(device: &str, seq: u64) -> Reading {
+        let body = LiftStatus {
+            mode: ServiceMode::Normal,
+            motion: Motion::Stopped,
+            door: Door::Closed,
+            door_zone: true,
+            floor: 1,
+            occupied: false,
+            alarm: false,
+            fault: 0,
+            power: Power::Mains,
+            runs: 0,
+            door_cycles: 0,
+        };
+        Reading::Lift(Envelope::new(
+            DeviceId::try_from(device).unwrap(),
+            seq,
+            seq * 1000,
+            body,
+        ))
+    }
+
+    fn devices_of(checkpoint: &mut Checkpoint) -> Vec<String> {
+        std::iter::from_fn(|| checkpoint.next_piece())
+            .flat_map(|piece| piece.devices)
+            .collect()
+    }
+
+    #[test]
+    fn a_checkpoint_takes_what_changed_since_the_last_and_what_a_failed_one_left() {
+        let config = DomainConfig::default();
+        let engine = Engine::new(config.alerts.clone());
+        let mut domain = Domain::new(config, engine, Registry::default(), CaseBook::from_cases(vec![]));
+        let readings = [lift("L-1", 1), lift("L-2", 1), lift("L-1", 2)];
+        domain.on_readings(readings.iter().map(|r| (r, "gw")));
+
+        let mut first = Checkpoint::begin(&mut domain, 0).unwrap();
+        assert_eq!(devices_of(&mut first), ["L-1", "L-2"], "each changed device once");
+        let mut nothing_new = Checkpoint::begin(&mut domain, 0).unwrap();
+        assert!(devices_of(&mut nothing_new).is_empty());
+
+        // A checkpoint that fails hands its pieces back; the next one takes them
+        // together with what changed meanwhile.
+        domain.on_readings([(&lift("L-2", 2), "gw")]);
+        let failed = Checkpoint::begin(&mut domain, 0).unwrap();
+        failed.abandon(&mut domain);
+        domain.on_readings([(&lift("L-3", 1), "gw")]);
+        let mut next = Checkpoint::begin(&mut domain, 0).unwrap();
+        assert_eq!(devices_of(&mut next), ["L-2", "L-3"]);
+    }
 }
