@@ -468,10 +468,11 @@ impl std::fmt::Display for ModeResult {
             self.duplicated()
         )?;
         let sqlite = self.backend.starts_with("SQLite");
+        // The msg/s targets are for one reading per message; a gateway's message holds hundreds.
         let (what, met) = match (self.mode, sqlite) {
-            (_, true) => ("SQLite >= 80,000 msg/s".to_string(), messages_per_second >= 80_000.0),
+            (Mode::Direct, true) => ("SQLite >= 80,000 msg/s".to_string(), messages_per_second >= 80_000.0),
             (Mode::Direct, false) => ("direct >= 150,000 msg/s".to_string(), messages_per_second >= 150_000.0),
-            (Mode::Gateway, false) => ("gateway >= 2/3 of the COPY limit".to_string(), ratio >= 2.0 / 3.0),
+            (Mode::Gateway, _) => ("gateway >= 2/3 of the COPY limit".to_string(), ratio >= 2.0 / 3.0),
         };
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
         write!(
