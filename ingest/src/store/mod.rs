@@ -246,7 +246,7 @@ pub fn latest_states<'a>(
     accepted: &'a [Accepted],
     new: &[usize],
     reading_json: impl Fn(usize) -> Option<&'a str>,
-) -> Result<Vec<DeviceState<'a>>> {
+) -> Vec<DeviceState<'a>> {
     let mut newest: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
     for &i in new {
         let r = &accepted[i].reading;
@@ -258,7 +258,7 @@ pub fn latest_states<'a>(
             *entry = i;
         }
     }
-    let states = newest
+    newest
         .into_values()
         .map(|i| {
             let a = &accepted[i];
@@ -269,23 +269,25 @@ pub fn latest_states<'a>(
             };
             let body = match reading_json(i).and_then(status_body) {
                 Some(body) => std::borrow::Cow::Borrowed(body),
-                None => std::borrow::Cow::Owned(match &a.reading {
-                    Reading::Lift(e) => serde_json::to_string(&e.body)?,
-                    Reading::Sterilizer(e) => serde_json::to_string(&e.body)?,
-                    _ => unreachable!("filtered above"),
-                }),
+                None => std::borrow::Cow::Owned(
+                    match &a.reading {
+                        Reading::Lift(e) => serde_json::to_string(&e.body),
+                        Reading::Sterilizer(e) => serde_json::to_string(&e.body),
+                        _ => unreachable!("filtered above"),
+                    }
+                    .expect("status bodies always serialize"),
+                ),
             };
-            Ok(DeviceState {
+            DeviceState {
                 device: a.reading.device(),
                 kind,
                 gateway: &a.gateway,
                 seq: a.reading.seq() as i64,
                 ts: a.reading.ts() as i64,
                 body,
-            })
+            }
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(states)
+        .collect()
 }
 
 /// One row of the `devices` table to write.

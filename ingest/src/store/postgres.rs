@@ -233,10 +233,10 @@ impl PgStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let states = latest_states(accepted, &new, reading_json)?;
         insert_quarantine(&mut tx, &quarantine).await?;
         tx.commit().await?;
-        self.latest.merge(&states);
+        // Worked out after the commit, so that the transaction is not held open for it.
+        self.latest.merge(&latest_states(accepted, &new, reading_json));
         Ok(Committed { new, quarantined })
     }
 

@@ -189,7 +189,6 @@ impl SqliteStore {
         }
         new.sort_unstable();
         quarantined.sort_unstable();
-        let states = latest_states(accepted, &new, |_| None)?;
         for r in &quarantine {
             sqlx::query("INSERT INTO quarantine (received_at, source, reason, detail, payload) VALUES (?, ?, ?, ?, ?)")
                 .bind(now)
@@ -201,7 +200,8 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        self.latest.merge(&states);
+        // Worked out after the commit, so that the one writer is not held for it.
+        self.latest.merge(&latest_states(accepted, &new, |_| None));
         self.settler.added(new.len());
         // The batch is committed whatever happens here; a piece that failed is tried again after the next commit.
         if let Err(e) = self.settler.catch_up(&self.writer).await {
