@@ -5,7 +5,8 @@
 use std::process::Command;
 
 /// Runs both modes on `db`; `direct_target` is the direct mode's target as printed.
-fn bench(db: &str, direct_target: &str) {
+/// Returns what it printed.
+fn bench(db: &str, direct_target: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
         .args([
             "bench",
@@ -46,15 +47,23 @@ fn bench(db: &str, direct_target: &str) {
             "{target} judged once:\n{stdout}"
         );
     }
+    stdout.into_owned()
 }
 
 #[test]
 fn bench_ingest_runs_on_sqlite() {
-    bench("sqlite", "SQLite >= 80,000 msg/s");
+    let stdout = bench("sqlite", "SQLite >= 80,000 msg/s");
+    assert!(!stdout.contains("PostgreSQL CPU"), "{stdout}");
 }
 
 #[test]
 fn bench_ingest_runs_on_postgres() {
     let server = std::env::var("GRIDWATCH_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    bench(&format!("{server}/postgres"), "direct >= 150,000 msg/s");
+    let stdout = bench(&format!("{server}/postgres"), "direct >= 150,000 msg/s");
+    // The server is on this machine: its backends' CPU is counted for both phases.
+    assert_eq!(
+        stdout.matches("database    PostgreSQL CPU ").count(),
+        2,
+        "PostgreSQL's CPU in both modes:\n{stdout}"
+    );
 }

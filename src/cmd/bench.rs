@@ -10,6 +10,11 @@
 //!    ingest after the commit, so the row is committed and visible then), checks
 //!    that every row is there, reads the ingest process's peak RSS and CPU time
 //!    from /proc, and checks the table for lost and duplicated readings.
+//!
+//! On a PostgreSQL server of this machine it also counts the CPU time of the
+//! server's backends for each database (`procfs::DatabaseCpu`): the machine's
+//! speed drifts between runs, while the ratio of the database's work per row in
+//! the ingest run to its work in the COPY limit does not.
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use gridwatch_ingest::store::postgres::Layout;
@@ -19,6 +24,9 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod procfs;
+use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -88,6 +96,8 @@ struct Databases {
     /// The URL ingest uses, and the one the COPY limit is measured on.
     ingest: String,
     limit: String,
+    /// PostgreSQL's names for the two (ingest, limit), to find their backends' CPU time.
+    postgres_names: Option<(String, String)>,
     cleanup: Cleanup,
 }
 
@@ -112,6 +122,7 @@ impl Databases {
             return Ok(Databases {
                 ingest: format!("sqlite://{}", dir.join("ingest.db").display()),
                 limit: format!("sqlite://{}", dir.join("limit.db").display()),
+                postgres_names: None,
                 cleanup: if args.keep {
                     Cleanup::Keep
                 } else {
@@ -130,6 +141,7 @@ impl Databases {
         Ok(Databases {
             ingest,
             limit: limit_url,
+            postgres_names: Some((ingest_name.clone(), limit_name.clone())),
             cleanup: if args.keep {
                 Cleanup::Keep
             } else {
@@ -169,6 +181,9 @@ struct ModeResult {
     visible_after: Duration,
     peak_rss_kib: u64,
     cpu_seconds: f64,
+    /// PostgreSQL's CPU seconds for the ingest run and for the COPY limit, when the
+    /// server runs on this machine.
+    database_cpu: Option<(f64, f64)>,
 }
 
 impl ModeResult {
@@ -219,7 +234,12 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     });
     let prepared = limit::prepare(&limit_store, readings);
     limit::checkpoint(&limit_store).await;
+    let limit_cpu = databases
+        .postgres_names
+        .as_ref()
+        .map(|(_, name)| DatabaseCpu::start(name));
     let (rows, took) = limit::measure(&limit_store, &prepared).await?;
+    let limit_cpu = limit_cpu.and_then(DatabaseCpu::finish);
     drop(prepared);
     let limit_rows_per_second = rows as f64 / took.as_secs_f64();
     eprintln!(
@@ -235,6 +255,10 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
     let ingest_pid = ingest.child.id();
     let cpu_before = cpu_seconds(ingest_pid)?;
+    let ingest_db_cpu = databases
+        .postgres_names
+        .as_ref()
+        .map(|(name, _)| DatabaseCpu::start(name));
     let mut load = Command::new(&exe);
     load.args(["sim", "load", "--json", "--mqtt"])
         .arg(format!("mqtt://{}", ingest.mqtt))
@@ -277,6 +301,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let visible_after = waited.elapsed();
     let peak_rss_kib = peak_rss_kib(ingest_pid)?;
     let cpu_seconds = cpu_seconds(ingest_pid)? - cpu_before;
+    let database_cpu = ingest_db_cpu.and_then(DatabaseCpu::finish).zip(limit_cpu);
     ingest.stop();
     let _ = std::fs::remove_dir_all(&data);
     let (stored, distinct) = limit::stored(&store).await?;
@@ -291,6 +316,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         visible_after,
         peak_rss_kib,
         cpu_seconds,
+        database_cpu,
     })
 }
 
@@ -370,27 +396,6 @@ async fn start_ingest(
     Ok(process)
 }
 
-/// Peak resident set size (VmHWM) of a process, KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/PID/status")
-}
-
-/// User plus system CPU time of a process (all its threads), seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) in parentheses;
-    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks as f64 / 100.0)
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -460,6 +465,13 @@ impl std::fmt::Display for ModeResult {
             self.peak_rss_kib as f64 / 1024.0,
             self.cpu_seconds
         )?;
+        if let Some((ingest, limit)) = self.database_cpu {
+            writeln!(
+                f,
+                "  database    PostgreSQL CPU {ingest:.2} s for these rows, {limit:.2} s for the COPY limit's: {:.2}x",
+                ingest / limit.max(f64::EPSILON)
+            )?;
+        }
         writeln!(
             f,
             "  check       {} rows stored, {} lost, {} duplicated",
