@@ -20,7 +20,7 @@
 //! A simulated day takes a few seconds of wall time: the rounds cost a delivery round
 //! trip each, not the time they stand for.
 use super::check::{ActualAlert, Comparison, compare};
-use super::parse::{Action, ModelSpec, Scenario, format_offset};
+use super::parse::{Action, ModelSpec, Scenario, ScheduledEvent, format_offset};
 use crate::node::{NodeConfig, SimNode};
 use crate::relay::CuttableLink;
 use anyhow::{Context, Result, anyhow, bail};
@@ -193,30 +193,9 @@ pub async fn run(scenario: &Scenario) -> Result<RunReport> {
         rounds: 0,
         wall: PhaseTimes::default(),
     };
-    ingest.tick().await;
-    let mut pending = network.into_iter().peekable();
-    while let Some(e) = pending.next_if(|e| e.at_ms <= scenario.start_ms) {
-        run.apply(&e.action)?;
-    }
-    let mut t = scenario.start_ms;
-    while t < scenario.end_ms {
-        let next_action = pending.peek().map_or(u64::MAX, |e| e.at_ms);
-        let next = (t + scenario.step_ms).min(scenario.end_ms).min(next_action);
-        run.round(next).await?;
-        while let Some(e) = pending.next_if(|e| e.at_ms <= next) {
-            run.apply(&e.action)?;
-        }
-        t = next;
-    }
-
-    let url = format!("http://{}/api/alerts?state=all", ingest.http_addr);
-    let actual: Vec<ActualAlert> = reqwest::get(&url)
-        .await
-        .and_then(|r| r.error_for_status())
-        .with_context(|| format!("GET {url}"))?
-        .json()
-        .await
-        .with_context(|| format!("reading the alerts from {url}"))?;
+    // Whatever the outcome, the services stop before it is reported: a failed run must
+    // not leave its brokers, links and tasks running in the caller's process.
+    let played = run.play(network).await;
     let readings = run.nodes.iter().map(|n| n.stats().produced).sum();
     let (rounds, phases) = (run.rounds, run.wall);
     drop(run.nodes);
@@ -224,6 +203,7 @@ pub async fn run(scenario: &Scenario) -> Result<RunReport> {
         site.gateway.stop().await;
     }
     ingest.stop().await;
+    let actual = played?;
     Ok(RunReport {
         name: scenario.name.clone(),
         path: scenario.path.clone(),
@@ -273,6 +253,35 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Plays the whole scenario, round by round with its network actions, and returns
+    /// the alerts ingest raised.
+    async fn play(&mut self, network: Vec<ScheduledEvent>) -> Result<Vec<ActualAlert>> {
+        let scenario = self.scenario;
+        self.ingest.tick().await;
+        let mut pending = network.into_iter().peekable();
+        while let Some(e) = pending.next_if(|e| e.at_ms <= scenario.start_ms) {
+            self.apply(&e.action)?;
+        }
+        let mut t = scenario.start_ms;
+        while t < scenario.end_ms {
+            let next_action = pending.peek().map_or(u64::MAX, |e| e.at_ms);
+            let next = (t + scenario.step_ms).min(scenario.end_ms).min(next_action);
+            self.round(next).await?;
+            while let Some(e) = pending.next_if(|e| e.at_ms <= next) {
+                self.apply(&e.action)?;
+            }
+            t = next;
+        }
+        let url = format!("http://{}/api/alerts?state=all", self.ingest.http_addr);
+        reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("GET {url}"))?
+            .json()
+            .await
+            .with_context(|| format!("reading the alerts from {url}"))
+    }
+
     /// One lock-step round to device time `t`.
     async fn round(&mut self, t: u64) -> Result<()> {
         // Real nodes deliver as they go; a round delivers in bursts of at most
