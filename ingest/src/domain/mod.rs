@@ -41,7 +41,8 @@ pub struct Domain {
     /// Audit records already saved, per case: only later ones are appended.
     saved_records: HashMap<CaseId, usize>,
     /// Engine state whose checkpoint failed, to save at the next one (the engine
-    /// itself keeps what changed since the last checkpoint began).
+    /// itself keeps what changed since the last checkpoint began, and
+    /// [`persist::Checkpoint::begin`] adds it here before taking both).
     unsaved_engine: gridwatch_alerts::Changes,
 }
 
@@ -193,8 +194,8 @@ impl Domain {
         fx
     }
 
-    /// Marks engine state as unsaved again when a checkpoint of it failed. (What
-    /// changed since is still in the engine: [`persist::Checkpoint::begin`] takes both.)
+    /// Adds engine state to what the next checkpoint saves: what a failed checkpoint
+    /// handed back, and what the engine changed, taken at [`persist::Checkpoint::begin`].
     pub(crate) fn mark_unsaved(&mut self, changes: gridwatch_alerts::Changes) {
         self.unsaved_engine.devices.extend(changes.devices);
         self.unsaved_engine.gateways.extend(changes.gateways);

@@ -162,10 +162,9 @@ impl Checkpoint {
         // Taken here, not after every batch: the engine's set holds each changed
         // id once however many readings changed it, while merging it into an
         // ordered set per batch was ~2.5 % of ingest's CPU samples (perf, direct benchmark).
-        let mut changes = std::mem::take(&mut domain.unsaved_engine);
         let engine = domain.engine.take_changes();
-        changes.devices.extend(engine.devices);
-        changes.gateways.extend(engine.gateways);
+        domain.mark_unsaved(engine);
+        let changes = std::mem::take(&mut domain.unsaved_engine);
         let devices = in_pieces(changes.devices).map(|devices| gridwatch_alerts::Changes {
             devices,
             ..Default::default()
