@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use uplink::UplinkConfig;
 
@@ -92,6 +92,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
     let outbox = Arc::new(Mutex::new(Outbox::default()));
     let wake = Arc::new(Notify::new());
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed_rx) = watch::channel(false);
 
     let uplink_config = UplinkConfig {
         gateway: config.id.clone(),
@@ -110,8 +111,15 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
         outbox.clone(),
         ack_tx.clone(),
         wake.clone(),
+        subscribed_tx,
     ));
-    tasks.spawn(uplink::forward(uplink_config, client, outbox.clone(), wake.clone()));
+    tasks.spawn(uplink::forward(
+        uplink_config,
+        client,
+        outbox.clone(),
+        wake.clone(),
+        subscribed_rx,
+    ));
     tasks.spawn(uplink::ack_nodes(config.id.clone(), link_tx, ack_rx));
     {
         let (outbox, quarantine, id) = (outbox.clone(), quarantine.clone(), config.id.clone());

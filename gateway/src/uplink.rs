@@ -5,10 +5,10 @@ use crate::outbox::Outbox;
 use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{MAX_MESSAGE_BYTES, NodeAck, SCHEMA_VERSION, Topic};
-use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS, SubscribeReasonCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
@@ -34,8 +34,17 @@ pub fn encode_batch(gateway: &str, batch: u64, readings: &[Reading]) -> Vec<u8> 
     })
 }
 
-/// Sends waiting readings in batches, and resends the unacknowledged ones.
-pub async fn forward(config: UplinkConfig, client: AsyncClient, outbox: Arc<Mutex<Outbox>>, wake: Arc<Notify>) {
+/// Sends waiting readings in batches, and resends the unacknowledged ones, but
+/// only while `subscribed`: a batch sent before ingest's broker holds our ack
+/// subscription could be committed and acked into the void, and would then wait
+/// `resend_after` for nothing.
+pub async fn forward(
+    config: UplinkConfig,
+    client: AsyncClient,
+    outbox: Arc<Mutex<Outbox>>,
+    wake: Arc<Notify>,
+    subscribed: watch::Receiver<bool>,
+) {
     let topic = Topic::Batch {
         gateway: &config.gateway,
     }
@@ -46,6 +55,9 @@ pub async fn forward(config: UplinkConfig, client: AsyncClient, outbox: Arc<Mute
         tokio::select! {
             _ = wake.notified() => tokio::time::sleep(config.linger).await,
             _ = resend_check.tick() => {}
+        }
+        if !*subscribed.borrow() {
+            continue; // `drive` wakes us once the subscription is acknowledged
         }
         let mut to_send = Vec::new();
         {
@@ -82,8 +94,9 @@ pub async fn forward(config: UplinkConfig, client: AsyncClient, outbox: Arc<Mute
 }
 
 /// Drives the MQTT connection: subscribes after every connect (rumqttc does not
-/// restore subscriptions by itself), turns batch acks into node acks, and asks
-/// for every in-flight batch to be resent after a reconnect.
+/// restore subscriptions by itself), turns batch acks into node acks, and once
+/// the subscription is acknowledged, lets `forward` send and asks for every
+/// in-flight batch to be resent.
 pub async fn drive(
     config: UplinkConfig,
     client: AsyncClient,
@@ -91,6 +104,7 @@ pub async fn drive(
     outbox: Arc<Mutex<Outbox>>,
     node_acks: mpsc::UnboundedSender<(String, u64)>,
     wake: Arc<Notify>,
+    subscribed: watch::Sender<bool>,
 ) {
     let ack_topic = Topic::BatchAck {
         gateway: &config.gateway,
@@ -102,13 +116,27 @@ pub async fn drive(
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                subscribed.send_replace(false);
                 tracing::info!(gateway = %config.gateway, "uplink connected");
                 metrics::gauge!("gridwatch_gateway_uplink_connected").set(1.0);
                 // Not awaited here: this task drives the event loop that drains the request
                 // queue, and the queue may be full of batches waiting for this very connection.
                 let (client, topic) = (client.clone(), ack_topic.clone());
                 tokio::spawn(async move { client.subscribe(topic, QoS::AtLeastOnce).await });
+            }
+            // The uplink subscribes to nothing else, so any SubAck is the ack topic's.
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                if suback
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    // Readings still flow and are stored; they are resent until acked.
+                    tracing::error!(gateway = %config.gateway, topic = %ack_topic, "ingest's broker refused the batch-ack subscription");
+                    metrics::counter!("gridwatch_gateway_ack_subscription_refused_total").increment(1);
+                }
                 outbox.lock().expect("outbox lock").mark_all_for_resend();
+                subscribed.send_replace(true);
                 wake.notify_one();
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
@@ -125,6 +153,7 @@ pub async fn drive(
             }
             Ok(_) => {}
             Err(e) => {
+                subscribed.send_replace(false);
                 metrics::gauge!("gridwatch_gateway_uplink_connected").set(0.0);
                 tracing::warn!(error = %e, retry_in = ?backoff, "uplink connection failed");
                 tokio::time::sleep(backoff).await;
