@@ -89,7 +89,7 @@ impl EmbeddedBroker {
     /// Starts the broker on its own threads and opens one local link per name in `links`.
     /// Returns once this process's listener accepts connections.
     ///
-    /// Port 0 is resolved before rumqttd binds (see [`resolve_port`]); should another
+    /// Port 0 is resolved before rumqttd binds (see `resolve_port`); should another
     /// process take the port in between, rumqttd's bind fails and a fresh port is
     /// tried (the failed attempt's router thread stays behind: rumqttd cannot stop
     /// it). Until it is ours, a socket listening on the port proves nothing: the

@@ -1,5 +1,5 @@
 //! Saving and loading the domain. One SQL text serves both backends (`$n`
-//! placeholders in order, portable upserts); [`with_pool!`] runs it on whichever
+//! placeholders in order, portable upserts); `with_pool!` runs it on whichever
 //! pool the store has.
 //!
 //! Alerts, cases and the register are saved in one transaction after every change.

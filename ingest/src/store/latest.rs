@@ -11,7 +11,7 @@
 //!   committed reading, as before.
 //! - A crash loses only this summary, never a reading: start-up recomputes the
 //!   states from the readings received since the last flush, less
-//!   [`RECOVERY_MARGIN`] (commits that started before a flush may end after it).
+//!   [`RECOVERY_MARGIN_MS`] (commits that started before a flush may end after it).
 use crate::model::{DeviceRow, rfc3339};
 use crate::store::DeviceState;
 use anyhow::Result;

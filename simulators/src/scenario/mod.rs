@@ -1,6 +1,6 @@
 //! Scenarios: TOML files under `simulators/scenarios/` that say which devices run,
 //! what happens to them when (events and faults, on device time), and which alerts
-//! must and must not follow. [`run`] plays one through the real gateway and ingest
+//! must and must not follow. [`run()`] plays one through the real gateway and ingest
 //! in process on virtual time; [`check`] compares the alerts. The file format and the
 //! shipped scenarios are described in `docs/simulators.md`.
 //!
