@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod procfs;
-use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib};
+use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, waited_children_cpu_seconds};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -181,6 +181,8 @@ struct ModeResult {
     visible_after: Duration,
     peak_rss_kib: u64,
     cpu_seconds: f64,
+    /// The load process's CPU seconds.
+    load_cpu_seconds: f64,
     /// PostgreSQL's CPU seconds for the ingest run and for the COPY limit, when the
     /// server runs on this machine.
     database_cpu: Option<(f64, f64)>,
@@ -279,9 +281,13 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         "bench {mode:?}: ingest pid {ingest_pid} on mqtt://{}; starting the load",
         ingest.mqtt
     );
+    // The load's CPU, read once it has been waited for: ingest, the other child, is
+    // still running then, so it is not in the count.
+    let children_before = waited_children_cpu_seconds()?;
     let output = tokio::task::spawn_blocking(move || load.output())
         .await?
         .context("running gridwatch sim load")?;
+    let load_cpu_seconds = waited_children_cpu_seconds()? - children_before;
     if !output.status.success() {
         bail!("gridwatch sim load failed: {}", output.status);
     }
@@ -316,6 +322,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         visible_after,
         peak_rss_kib,
         cpu_seconds,
+        load_cpu_seconds,
         database_cpu,
     })
 }
@@ -422,6 +429,28 @@ fn machine() -> String {
     )
 }
 
+impl ModeResult {
+    /// Where the machine's CPU went during the load: when ingest, the database and
+    /// the load together use nearly all the cores give, the machine is the limit.
+    fn cpu_line(&self) -> String {
+        let mut parts = vec![format!("ingest {:.2} s", self.cpu_seconds)];
+        let mut used = self.cpu_seconds + self.load_cpu_seconds;
+        if let Some((database, _)) = self.database_cpu {
+            parts.push(format!("PostgreSQL {database:.2} s"));
+            used += database;
+        }
+        parts.push(format!("load {:.2} s", self.load_cpu_seconds));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let available = cores as f64 * self.load.seconds;
+        format!(
+            "  cpu         {} = {used:.2} s of the {available:.2} s that {cores} cores give in {:.2} s ({:.0} %)",
+            parts.join(" + "),
+            self.load.seconds,
+            100.0 * used / available.max(f64::EPSILON)
+        )
+    }
+}
+
 impl std::fmt::Display for ModeResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let l = &self.load;
@@ -472,6 +501,7 @@ impl std::fmt::Display for ModeResult {
                 ingest / limit.max(f64::EPSILON)
             )?;
         }
+        writeln!(f, "{}", self.cpu_line())?;
         writeln!(
             f,
             "  check       {} rows stored, {} lost, {} duplicated",

@@ -21,6 +21,19 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     parse_cpu_seconds(&stat).context("malformed /proc/PID/stat")
 }
 
+/// User plus system CPU time of this process's children that have ended and been
+/// waited for, seconds (`getrusage(RUSAGE_CHILDREN)`): how a child that is gone
+/// from /proc is measured.
+pub fn waited_children_cpu_seconds() -> Result<f64> {
+    // SAFETY: getrusage writes only into the struct it is given, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrusage(RUSAGE_CHILDREN)");
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
 fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     // Fields after the command name (which may hold spaces) in parentheses;
     // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
@@ -103,6 +116,17 @@ mod tests {
         let stat = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_seconds(stat), Some(3.8));
         assert_eq!(parse_cpu_seconds("42 (short) S 1"), None);
+    }
+
+    #[test]
+    fn a_busy_child_is_counted_once_it_has_been_waited_for() {
+        let before = waited_children_cpu_seconds().unwrap();
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(waited_children_cpu_seconds().unwrap() > before);
     }
 
     #[test]
