@@ -9,7 +9,8 @@
 //! 3. takes the time from the first publish to the last application ack (sent by
 //!    ingest after the commit, so the row is committed and visible then), checks
 //!    that every row is there, reads the ingest process's peak RSS and CPU time
-//!    from /proc, and checks the table for lost and duplicated readings.
+//!    from /proc and the load's CPU time once it has ended, and checks the table
+//!    for lost and duplicated readings.
 //!
 //! On a PostgreSQL server of this machine it also counts the CPU time of the
 //! server's backends for each database (`procfs::DatabaseCpu`): the machine's
