@@ -201,6 +201,26 @@ impl ModeResult {
     fn lost_and_duplicated_ok(&self) -> bool {
         self.lost() == 0 && self.duplicated() == 0
     }
+
+    /// Where the machine's CPU went during the load: when ingest, the database and
+    /// the load together use nearly all the cores give, the machine is the limit.
+    fn cpu_line(&self) -> String {
+        let mut parts = vec![format!("ingest {:.2} s", self.cpu_seconds)];
+        let mut used = self.cpu_seconds + self.load_cpu_seconds;
+        if let Some((database, _)) = self.database_cpu {
+            parts.push(format!("PostgreSQL {database:.2} s"));
+            used += database;
+        }
+        parts.push(format!("load {:.2} s", self.load_cpu_seconds));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let available = cores as f64 * self.load.seconds;
+        format!(
+            "  cpu         {} = {used:.2} s of the {available:.2} s that {cores} cores give in {:.2} s ({:.0} %)",
+            parts.join(" + "),
+            self.load.seconds,
+            100.0 * used / available.max(f64::EPSILON)
+        )
+    }
 }
 
 async fn run_mode(args: &IngestBenchArgs, mode: Mode) -> Result<ModeResult> {
@@ -428,28 +448,6 @@ fn machine() -> String {
         "machine: {cores} cores, {cpu}; load average {}",
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     )
-}
-
-impl ModeResult {
-    /// Where the machine's CPU went during the load: when ingest, the database and
-    /// the load together use nearly all the cores give, the machine is the limit.
-    fn cpu_line(&self) -> String {
-        let mut parts = vec![format!("ingest {:.2} s", self.cpu_seconds)];
-        let mut used = self.cpu_seconds + self.load_cpu_seconds;
-        if let Some((database, _)) = self.database_cpu {
-            parts.push(format!("PostgreSQL {database:.2} s"));
-            used += database;
-        }
-        parts.push(format!("load {:.2} s", self.load_cpu_seconds));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let available = cores as f64 * self.load.seconds;
-        format!(
-            "  cpu         {} = {used:.2} s of the {available:.2} s that {cores} cores give in {:.2} s ({:.0} %)",
-            parts.join(" + "),
-            self.load.seconds,
-            100.0 * used / available.max(f64::EPSILON)
-        )
-    }
 }
 
 impl std::fmt::Display for ModeResult {
