@@ -65,16 +65,17 @@ impl DatabaseCpu {
         let sampler = std::thread::spawn(move || {
             // pid → (CPU seconds when first seen, CPU seconds when last seen)
             let mut backends: HashMap<u32, (f64, f64)> = backends_of(&title).map(|(p, s)| (p, (s, s))).collect();
-            while !stopping.load(Ordering::Relaxed) {
-                std::thread::sleep(SAMPLE_EVERY);
+            let sample = |backends: &mut HashMap<u32, (f64, f64)>| {
                 for (pid, seconds) in backends_of(&title) {
                     // A backend that started after `start` had used nothing before it.
                     backends.entry(pid).or_insert((0.0, 0.0)).1 = seconds;
                 }
+            };
+            while !stopping.load(Ordering::Relaxed) {
+                std::thread::sleep(SAMPLE_EVERY);
+                sample(&mut backends);
             }
-            for (pid, seconds) in backends_of(&title) {
-                backends.entry(pid).or_insert((0.0, 0.0)).1 = seconds;
-            }
+            sample(&mut backends); // the time since the last sample
             backends
         });
         Self { stop, sampler }
