@@ -42,10 +42,15 @@ fn bench(db: &str, direct_target: &str) -> String {
     assert_eq!(
         stdout
             .lines()
-            .filter(|l| l.starts_with("  cpu         ingest ") && l.contains(" load "))
+            .filter(|l| l.starts_with("  cpu         ingest ") && l.contains(" (broker ") && l.contains(" load "))
             .count(),
         2,
-        "where the CPU went, in both modes:\n{stdout}"
+        "where the CPU went, the broker's share too, in both modes:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("\n  ceiling     ").count(),
+        2,
+        "what the parts ingest cannot make cheaper leave room for, in both modes:\n{stdout}"
     );
     // Each mode is judged by its own target: msg/s targets count one reading per message.
     for target in [direct_target, "gateway >= 2/3 of the COPY limit"] {
@@ -62,6 +67,11 @@ fn bench(db: &str, direct_target: &str) -> String {
 fn bench_ingest_runs_on_sqlite() {
     let stdout = bench("sqlite", "SQLite >= 80,000 msg/s");
     assert!(!stdout.contains("PostgreSQL"), "{stdout}");
+    assert_eq!(
+        stdout.matches("ceiling     SQLite writer ").count(),
+        2,
+        "the writer thread found:\n{stdout}"
+    );
 }
 
 #[test]
@@ -73,5 +83,10 @@ fn bench_ingest_runs_on_postgres() {
         stdout.matches("database    PostgreSQL CPU ").count(),
         2,
         "PostgreSQL's CPU in both modes:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("(its COPY of these rows)").count(),
+        2,
+        "the ceiling counts PostgreSQL's least work:\n{stdout}"
     );
 }

@@ -97,6 +97,10 @@ impl IngestConfig {
 /// How long a stop waits to write the pending device states.
 const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
+/// The name of ingest's embedded broker: its threads are named after it
+/// ([`gridwatch_mqtt::is_broker_thread`]).
+pub const BROKER_NAME: &str = "ingest";
+
 /// A running ingest service.
 pub struct Ingest {
     pub http_addr: SocketAddr,
@@ -161,7 +165,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
         filter_logs: config.broker_log.ack_filter_logs(),
         ..BrokerConfig::default()
     };
-    let mut broker = EmbeddedBroker::start("ingest", &broker_config, &["ingest"])?;
+    let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest"])?;
     let (mut link_tx, link_rx) = broker.take_link("ingest")?;
     // Everything: unknown topics are quarantined rather than left unrouted.
     link_tx.subscribe("#")?;

@@ -1067,3 +1067,19 @@ async fn sqlite_only_readings_moved_by_another_writer_are_still_not_new_twice() 
     );
     assert_eq!(first.reading_count().await.unwrap(), 13);
 }
+
+/// `gridwatch bench` finds the SQLite writer's CPU by its thread's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_only_the_writer_runs_on_a_thread_named_for_the_benchmark() {
+    use gridwatch_ingest::store::sqlite::WRITER_THREAD;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.open().await;
+    commit(&store, &[lift("L-1", 1)]).await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|comm| comm.trim_end().to_string())
+        .collect();
+    assert!(threads.iter().any(|t| t == WRITER_THREAD), "{threads:?}");
+}

@@ -159,6 +159,16 @@ impl EmbeddedBroker {
     }
 }
 
+/// Whether a thread, by the name Linux shows for it (its first 15 bytes), is one
+/// of the threads a broker started by [`EmbeddedBroker::start`] as `name` runs on:
+/// the thread that starts it, rumqttd's router (`router-{id}`, id 0 here) and its
+/// listener (`{name}-v4`). The benchmark counts their CPU as the broker's.
+pub fn is_broker_thread(name: &str, thread: &str) -> bool {
+    const LINUX_NAME_BYTES: usize = 15;
+    let shown = |full: String| full.as_bytes()[..full.len().min(LINUX_NAME_BYTES)] == *thread.as_bytes();
+    shown(format!("{name}-broker")) || shown(format!("{name}-v4")) || shown("router-0".to_string())
+}
+
 /// The next publish on a local link; `None` once the broker is gone.
 ///
 /// When a link's outgoing buffer fills, rumqttd sends `Unschedule` and stops
@@ -327,6 +337,30 @@ mod tests {
         holder.wait().unwrap();
         let e = started.err().expect("someone else's listener is not our broker");
         assert!(e.to_string().contains("could not listen on"), "{e:#}");
+    }
+
+    #[test]
+    fn the_threads_a_broker_starts_are_known_as_the_brokers() {
+        // Longer than Linux's 15 bytes once suffixed: the names are compared as shown.
+        let name = "threadprobe";
+        let config = BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..BrokerConfig::default()
+        };
+        let _broker = EmbeddedBroker::start(name, &config, &[]).unwrap();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|comm| comm.trim_end().to_string())
+            .collect();
+        for started in ["threadprobe-bro", "threadprobe-v4", "router-0"] {
+            assert!(threads.iter().any(|t| t == started), "{started} in {threads:?}");
+            assert!(is_broker_thread(name, started), "{started}");
+        }
+        for other in ["tokio-rt-worker", "sqlite-writer", "router-1", "threadprobe"] {
+            assert!(!is_broker_thread(name, other), "{other}");
+        }
     }
 
     #[test]

@@ -3,5 +3,5 @@
 pub mod broker;
 pub mod url;
 
-pub use broker::{BrokerConfig, EmbeddedBroker, FilterLog, next_forward};
+pub use broker::{BrokerConfig, EmbeddedBroker, FilterLog, is_broker_thread, next_forward};
 pub use url::{MqttUrl, client_options};

@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod procfs;
-use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, waited_children_cpu_seconds};
+use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -182,6 +182,10 @@ struct ModeResult {
     visible_after: Duration,
     peak_rss_kib: u64,
     cpu_seconds: f64,
+    /// Of `cpu_seconds`, the embedded broker's threads' and, on SQLite, the writer
+    /// thread's: parts whose cost ingest's own code cannot lower.
+    broker_cpu_seconds: f64,
+    sqlite_writer_cpu_seconds: Option<f64>,
     /// The load process's CPU seconds.
     load_cpu_seconds: f64,
     /// PostgreSQL's CPU seconds for the ingest run and for the COPY limit, when the
@@ -205,7 +209,11 @@ impl ModeResult {
     /// Where the machine's CPU went during the load: when ingest, the database and
     /// the load together use nearly all the cores give, the machine is the limit.
     fn cpu_line(&self) -> String {
-        let mut parts = vec![format!("ingest {:.2} s", self.cpu_seconds)];
+        let mut inside = vec![format!("broker {:.2} s", self.broker_cpu_seconds)];
+        if let Some(writer) = self.sqlite_writer_cpu_seconds {
+            inside.push(format!("SQLite writer {writer:.2} s"));
+        }
+        let mut parts = vec![format!("ingest {:.2} s ({})", self.cpu_seconds, inside.join(", "))];
         let mut used = self.cpu_seconds + self.load_cpu_seconds;
         if let Some((database, _)) = self.database_cpu {
             parts.push(format!("PostgreSQL {database:.2} s"));
@@ -220,6 +228,39 @@ impl ModeResult {
             self.load.seconds,
             100.0 * used / available.max(f64::EPSILON)
         )
+    }
+
+    /// The most readings per second the parts that ingest's own code cannot make
+    /// cheaper leave room for on this machine, at the CPU they used in this run:
+    /// on PostgreSQL the broker and the database's own COPY of the same rows (its
+    /// least work for them) sharing the cores; on SQLite its one writer thread,
+    /// which cannot use more than one core.
+    fn ceiling_line(&self) -> Option<String> {
+        let readings = self.load.readings_acked as f64;
+        // CPU time comes in 10 ms ticks: a short run's count says nothing.
+        let per_second = |seconds: f64| {
+            if seconds < 0.1 {
+                "(too little CPU time to tell)".to_string()
+            } else {
+                format!("{:.0}", readings / seconds)
+            }
+        };
+        if let Some((_, copy)) = self.database_cpu {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let needed = self.broker_cpu_seconds + copy;
+            return Some(format!(
+                "  ceiling     broker {:.2} s + PostgreSQL {copy:.2} s (its COPY of these rows) = {needed:.2} s: \
+                 {cores} cores carry at most {} readings/s of it, ingest's own work and the load not counted",
+                self.broker_cpu_seconds,
+                per_second(needed / cores as f64)
+            ));
+        }
+        self.sqlite_writer_cpu_seconds.map(|writer| {
+            format!(
+                "  ceiling     SQLite writer {writer:.2} s on one thread: at most {} readings/s through it",
+                per_second(writer)
+            )
+        })
     }
 }
 
@@ -278,6 +319,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
     let ingest_pid = ingest.child.id();
     let cpu_before = cpu_seconds(ingest_pid)?;
+    let threads_before = thread_cpu_seconds(ingest_pid)?;
     let ingest_db_cpu = databases
         .postgres_names
         .as_ref()
@@ -328,6 +370,18 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let visible_after = waited.elapsed();
     let peak_rss_kib = peak_rss_kib(ingest_pid)?;
     let cpu_seconds = cpu_seconds(ingest_pid)? - cpu_before;
+    let threads_after = thread_cpu_seconds(ingest_pid)?;
+    let threads_used = |pick: &dyn Fn(&str) -> bool| -> f64 {
+        threads_after
+            .iter()
+            .filter(|(name, _)| pick(name))
+            .map(|(name, after)| after - threads_before.get(name).unwrap_or(&0.0))
+            .sum()
+    };
+    let broker_cpu_seconds =
+        threads_used(&|name| gridwatch_mqtt::is_broker_thread(gridwatch_ingest::BROKER_NAME, name));
+    let sqlite_writer_cpu_seconds = matches!(store, Store::Sqlite(_))
+        .then(|| threads_used(&|name| name == gridwatch_ingest::store::sqlite::WRITER_THREAD));
     let database_cpu = ingest_db_cpu.and_then(DatabaseCpu::finish).zip(limit_cpu);
     ingest.stop();
     let _ = std::fs::remove_dir_all(&data);
@@ -343,6 +397,8 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         visible_after,
         peak_rss_kib,
         cpu_seconds,
+        broker_cpu_seconds,
+        sqlite_writer_cpu_seconds,
         load_cpu_seconds,
         database_cpu,
     })
@@ -501,6 +557,9 @@ impl std::fmt::Display for ModeResult {
             )?;
         }
         writeln!(f, "{}", self.cpu_line())?;
+        if let Some(ceiling) = self.ceiling_line() {
+            writeln!(f, "{ceiling}")?;
+        }
         writeln!(
             f,
             "  check       {} rows stored, {} lost, {} duplicated",

@@ -21,6 +21,24 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     parse_cpu_seconds(&stat).context("malformed /proc/PID/stat")
 }
 
+/// User plus system CPU time of each thread of a process, seconds, summed by
+/// thread name (as Linux shows it: the first 15 bytes). A thread that has ended
+/// is no longer counted, so compare two readings only for threads that live on.
+pub fn thread_cpu_seconds(pid: u32) -> Result<HashMap<String, f64>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("listing /proc/{pid}/task"))?;
+    let mut by_name = HashMap::new();
+    for task in tasks.flatten() {
+        // A thread may end between the listing and this read.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let (Some(name), Some(seconds)) = (command_name(&stat), parse_cpu_seconds(&stat)) {
+            *by_name.entry(name.to_string()).or_default() += seconds;
+        }
+    }
+    Ok(by_name)
+}
+
 /// User plus system CPU time of this process's children that have ended and been
 /// waited for, seconds (`getrusage(RUSAGE_CHILDREN)`): how a child that is gone
 /// from /proc is measured.
@@ -32,6 +50,12 @@ pub fn waited_children_cpu_seconds() -> Result<f64> {
     }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+/// The command (a thread's name) in a /proc stat line: between the first `(`
+/// and the last `)`, since it may hold either.
+fn command_name(stat: &str) -> Option<&str> {
+    Some(stat.split_once('(')?.1.rsplit_once(')')?.0)
 }
 
 fn parse_cpu_seconds(stat: &str) -> Option<f64> {
@@ -117,6 +141,26 @@ mod tests {
         let stat = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_seconds(stat), Some(3.8));
         assert_eq!(parse_cpu_seconds("42 (short) S 1"), None);
+        assert_eq!(command_name(stat), Some("tokio rt"));
+        assert_eq!(command_name("7 (a (b)) c) S 1"), Some("a (b)) c"));
+    }
+
+    #[test]
+    fn a_busy_thread_is_counted_under_its_name() {
+        let busy = std::thread::Builder::new()
+            .name("gw-busy-probe".into())
+            .spawn(|| {
+                let started = std::time::Instant::now();
+                let mut sum = 0u64;
+                // Long enough to pass one clock tick (10 ms) of CPU time.
+                while started.elapsed() < Duration::from_millis(100) {
+                    sum = std::hint::black_box(sum.wrapping_add(1));
+                }
+                thread_cpu_seconds(std::process::id()).unwrap()
+            })
+            .unwrap();
+        let threads = busy.join().unwrap();
+        assert!(threads["gw-busy-probe"] > 0.0, "{threads:?}");
     }
 
     #[test]
