@@ -1083,3 +1083,31 @@ async fn sqlite_only_the_writer_runs_on_a_thread_named_for_the_benchmark() {
         .collect();
     assert!(threads.iter().any(|t| t == WRITER_THREAD), "{threads:?}");
 }
+
+/// The writer thread runs at a higher priority where the process may raise it
+/// (CI and the benchmark run as root), and at the default one elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_only_the_writer_thread_gets_a_higher_priority_where_allowed() {
+    use gridwatch_ingest::store::sqlite::WRITER_THREAD;
+    use gridwatch_ingest::store::thread_priority::{WRITER_NICE, nice_of};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.open().await;
+    commit(&store, &[lift("L-1", 1)]).await;
+    let writers: Vec<i32> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == WRITER_THREAD))
+        .filter_map(|t| nice_of(t.file_name().to_str()?))
+        .collect();
+    assert!(!writers.is_empty());
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let expected = if unsafe { libc::geteuid() } == 0 {
+        WRITER_NICE
+    } else {
+        0
+    };
+    assert!(
+        writers.iter().all(|&nice| nice == expected),
+        "{writers:?}, expected {expected}"
+    );
+}

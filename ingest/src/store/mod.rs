@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod settle;
 pub mod settled_tops;
 pub mod sqlite;
+pub mod thread_priority;
 pub mod timescale;
 mod url;
 

@@ -8,6 +8,7 @@
 use crate::model::*;
 use crate::store::latest::{self, State};
 use crate::store::settle::{SettleLimits, Settler};
+use crate::store::thread_priority;
 use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry, statement_chunks};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -80,6 +81,13 @@ impl SqliteStore {
             .with_context(|| format!("migrating SQLite database {}", path.display()))?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // Runs once the connection's thread exists, so also after a reconnect.
+            .after_connect(|_, _| {
+                Box::pin(async {
+                    thread_priority::raise_writer(WRITER_THREAD);
+                    Ok(())
+                })
+            })
             .connect_with(
                 options
                     .thread_name(|_| WRITER_THREAD.to_string())

@@ -1,0 +1,84 @@
+//! SQLite's one writer thread is ingest's critical path: every other thread's
+//! work can wait a little, while the writer's holds up every commit and so every
+//! acknowledgement. In a direct benchmark on two busy cores it was ready to run
+//! for 71 % of the run but ran for 54 %, waiting for a core the rest. So ingest
+//! gives it a higher priority (a lower nice value) where the process may: as
+//! root, with `CAP_SYS_NICE`, or within `RLIMIT_NICE` (systemd's `LimitNICE=`).
+//! Elsewhere it keeps the default priority, and says so once.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The writer's nice value: -10 made direct SQLite 53-58k → 56-70k msg/s in
+/// alternating runs (docs/benchmarks.md); other threads at +10 instead gave nothing.
+pub const WRITER_NICE: i32 = -10;
+
+/// Sets the nice value of every thread of this process named `name` (as Linux
+/// shows it: its first 15 bytes). Returns how many threads were set.
+pub fn renice_threads(name: &str, nice: i32) -> std::io::Result<usize> {
+    let mut set = 0;
+    for task in std::fs::read_dir("/proc/self/task")?.flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue; // ended meanwhile
+        };
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a
+        // thread id sets that one thread's nice value.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        set += 1;
+    }
+    Ok(set)
+}
+
+/// Raises the SQLite writer's priority (see the module's doc); called whenever
+/// the writer connection, and so its thread, is (re)established.
+pub fn raise_writer(thread: &str) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    match renice_threads(thread, WRITER_NICE) {
+        Ok(threads) => tracing::debug!(threads, nice = WRITER_NICE, "SQLite writer priority raised"),
+        Err(e) if !SAID.swap(true, Ordering::Relaxed) => tracing::info!(
+            error = %e,
+            "the SQLite writer keeps the default priority: raising it needs root, CAP_SYS_NICE or RLIMIT_NICE (docs/storage.md)"
+        ),
+        Err(_) => {}
+    }
+}
+
+/// The nice value of this process's thread `tid`, from /proc (field 19 of its stat).
+pub fn nice_of(tid: &str) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_thread_gets_the_nice_value_and_others_keep_theirs() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let probe = std::thread::Builder::new()
+            .name("gw-nice-probe".into())
+            .spawn(move || {
+                // SAFETY: gettid has no arguments and cannot fail.
+                tid_tx.send(unsafe { libc::gettid() }.to_string()).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let tid = tid_rx.recv().unwrap();
+        let mine = nice_of(&unsafe { libc::gettid() }.to_string());
+        // A higher nice value (a lower priority) needs no privilege.
+        assert_eq!(renice_threads("gw-nice-probe", 5).unwrap(), 1);
+        assert_eq!(nice_of(&tid), Some(5));
+        assert_eq!(nice_of(&unsafe { libc::gettid() }.to_string()), mine);
+        assert_eq!(renice_threads("gw-no-such-thread", 5).unwrap(), 0);
+        drop(done_tx);
+        probe.join().unwrap();
+    }
+}
