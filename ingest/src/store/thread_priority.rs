@@ -7,8 +7,9 @@
 //! Elsewhere it keeps the default priority, and says so once.
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The writer's nice value: -10 made direct SQLite 53-58k → 56-70k msg/s in
-/// alternating runs (docs/benchmarks.md); other threads at +10 instead gave nothing.
+/// The writer's nice value: -10 made the direct SQLite benchmark 56.9-68.3k →
+/// 69.6-79.7k msg/s in alternating runs (docs/benchmarks.md); every other thread
+/// at +10 instead gave nothing.
 pub const WRITER_NICE: i32 = -10;
 
 /// Sets the nice value of every thread of this process named `name` (as Linux
