@@ -1072,16 +1072,14 @@ async fn sqlite_only_readings_moved_by_another_writer_are_still_not_new_twice() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_only_the_writer_runs_on_a_thread_named_for_the_benchmark() {
     use gridwatch_ingest::store::sqlite::WRITER_THREAD;
+    use gridwatch_ingest::store::thread_priority::threads_named;
     let db = TestDb::new(Backend::Sqlite).await;
     let store = db.open().await;
     commit(&store, &[lift("L-1", 1)]).await;
-    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .map(|comm| comm.trim_end().to_string())
-        .collect();
-    assert!(threads.iter().any(|t| t == WRITER_THREAD), "{threads:?}");
+    assert!(
+        !threads_named(WRITER_THREAD).unwrap().is_empty(),
+        "no thread named {WRITER_THREAD}"
+    );
 }
 
 /// The writer thread runs at a higher priority where the process may raise it
@@ -1089,15 +1087,14 @@ async fn sqlite_only_the_writer_runs_on_a_thread_named_for_the_benchmark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_only_the_writer_thread_gets_a_higher_priority_where_allowed() {
     use gridwatch_ingest::store::sqlite::WRITER_THREAD;
-    use gridwatch_ingest::store::thread_priority::{WRITER_NICE, nice_of};
+    use gridwatch_ingest::store::thread_priority::{WRITER_NICE, nice_of, threads_named};
     let db = TestDb::new(Backend::Sqlite).await;
     let store = db.open().await;
     commit(&store, &[lift("L-1", 1)]).await;
-    let writers: Vec<i32> = std::fs::read_dir("/proc/self/task")
+    let writers: Vec<i32> = threads_named(WRITER_THREAD)
         .unwrap()
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == WRITER_THREAD))
-        .filter_map(|t| nice_of(t.file_name().to_str()?))
+        .into_iter()
+        .filter_map(nice_of)
         .collect();
     assert!(!writers.is_empty());
     // SAFETY: geteuid has no arguments and cannot fail.

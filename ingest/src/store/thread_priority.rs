@@ -12,28 +12,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// at +10 instead gave nothing.
 pub const WRITER_NICE: i32 = -10;
 
-/// Sets the nice value of every thread of this process named `name` (as Linux
-/// shows it: its first 15 bytes). Returns how many threads were set.
+/// The ids of this process's threads named `name` (as Linux shows a name: its
+/// first 15 bytes).
+pub fn threads_named(name: &str) -> std::io::Result<Vec<libc::id_t>> {
+    Ok(std::fs::read_dir("/proc/self/task")?
+        .flatten()
+        // A thread that ended meanwhile has no name to read.
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// Sets the nice value of every thread of this process named `name`. Returns
+/// how many threads were set.
 pub fn renice_threads(name: &str, nice: i32) -> std::io::Result<usize> {
-    let mut set = 0;
-    for task in std::fs::read_dir("/proc/self/task")?.flatten() {
-        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
-            continue; // ended meanwhile
-        };
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else {
-            continue;
-        };
-        if comm.trim_end() != name {
-            continue;
-        }
+    let threads = threads_named(name)?;
+    for &tid in &threads {
         // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a
         // thread id sets that one thread's nice value.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        set += 1;
     }
-    Ok(set)
+    Ok(threads.len())
 }
 
 /// Raises the SQLite writer's priority (see the module's doc); called whenever
@@ -51,7 +52,7 @@ pub fn raise_writer(thread: &str) {
 }
 
 /// The nice value of this process's thread `tid`, from /proc (field 19 of its stat).
-pub fn nice_of(tid: &str) -> Option<i32> {
+pub fn nice_of(tid: libc::id_t) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
 }
@@ -62,22 +63,24 @@ mod tests {
 
     #[test]
     fn a_named_thread_gets_the_nice_value_and_others_keep_theirs() {
+        // SAFETY: gettid has no arguments and cannot fail.
+        let this_thread = || unsafe { libc::gettid() } as libc::id_t;
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let probe = std::thread::Builder::new()
             .name("gw-nice-probe".into())
             .spawn(move || {
-                // SAFETY: gettid has no arguments and cannot fail.
-                tid_tx.send(unsafe { libc::gettid() }.to_string()).unwrap();
+                tid_tx.send(this_thread()).unwrap();
                 let _ = done_rx.recv();
             })
             .unwrap();
         let tid = tid_rx.recv().unwrap();
-        let mine = nice_of(&unsafe { libc::gettid() }.to_string());
+        assert_eq!(threads_named("gw-nice-probe").unwrap(), [tid]);
+        let mine = nice_of(this_thread());
         // A higher nice value (a lower priority) needs no privilege.
         assert_eq!(renice_threads("gw-nice-probe", 5).unwrap(), 1);
-        assert_eq!(nice_of(&tid), Some(5));
-        assert_eq!(nice_of(&unsafe { libc::gettid() }.to_string()), mine);
+        assert_eq!(nice_of(tid), Some(5));
+        assert_eq!(nice_of(this_thread()), mine);
         assert_eq!(renice_threads("gw-no-such-thread", 5).unwrap(), 0);
         drop(done_tx);
         probe.join().unwrap();
