@@ -159,14 +159,17 @@ impl EmbeddedBroker {
     }
 }
 
+/// rumqttd's id for the brokers started here; its router thread is named after it.
+const ROUTER_ID: usize = 0;
+
 /// Whether a thread, by the name Linux shows for it (its first 15 bytes), is one
 /// of the threads a broker started by [`EmbeddedBroker::start`] as `name` runs on:
-/// the thread that starts it, rumqttd's router (`router-{id}`, id 0 here) and its
-/// listener (`{name}-v4`). The benchmark counts their CPU as the broker's.
+/// the thread that starts it, rumqttd's router (`router-{id}`) and its listener
+/// (`{name}-v4`). The benchmark counts their CPU as the broker's.
 pub fn is_broker_thread(name: &str, thread: &str) -> bool {
     const LINUX_NAME_BYTES: usize = 15;
     let shown = |full: String| full.as_bytes()[..full.len().min(LINUX_NAME_BYTES)] == *thread.as_bytes();
-    shown(format!("{name}-broker")) || shown(format!("{name}-v4")) || shown("router-0".to_string())
+    shown(format!("{name}-broker")) || shown(format!("{name}-v4")) || shown(format!("router-{ROUTER_ID}"))
 }
 
 /// The next publish on a local link; `None` once the broker is gone.
@@ -202,7 +205,7 @@ fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config
         connections,
     };
     Config {
-        id: 0,
+        id: ROUTER_ID,
         router: RouterConfig {
             max_connections: config.max_connections,
             max_outgoing_packet_count: config.max_outgoing_packets as u64,

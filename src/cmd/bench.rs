@@ -220,7 +220,7 @@ impl ModeResult {
             used += database;
         }
         parts.push(format!("load {:.2} s", self.load_cpu_seconds));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let available = cores as f64 * self.load.seconds;
         format!(
             "  cpu         {} = {used:.2} s of the {available:.2} s that {cores} cores give in {:.2} s ({:.0} %)",
@@ -246,7 +246,7 @@ impl ModeResult {
             }
         };
         if let Some((_, copy)) = self.database_cpu {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = cores();
             let needed = self.broker_cpu_seconds + copy;
             return Some(format!(
                 "  ceiling     broker {:.2} s + PostgreSQL {copy:.2} s (its COPY of these rows) = {needed:.2} s: \
@@ -262,6 +262,12 @@ impl ModeResult {
             )
         })
     }
+}
+
+/// The cores this process may run on, which the CPU lines divide among ingest,
+/// the database and the load.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 async fn run_mode(args: &IngestBenchArgs, mode: Mode) -> Result<ModeResult> {
