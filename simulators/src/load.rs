@@ -15,9 +15,14 @@
 //! load generator shares the machine with what it measures and must stay cheap.
 //!
 //! Flow control is by application acks, as a real node's finite buffer would do
-//! it: at most `window` readings are unacknowledged at once. When no ack comes
-//! for [`RESEND_AFTER`], a connection publishes everything unacknowledged again,
-//! oldest first, as a node does after a reconnect (duplicates are harmless).
+//! it: at most `window` readings are unacknowledged at once. Each simulated
+//! sender keeps its own resend timer, as the firmware does: a device (direct) or
+//! a batch (gateway) that has heard no ack releasing any of its readings for
+//! [`LoadConfig::resend_after`] is published again, oldest first (duplicates are
+//! harmless). Per sender, not per connection: after the broker dropped some
+//! messages, the few devices missing them are held back by ingest while the
+//! connection's other devices go on being acked, and a connection-wide timer
+//! would then never fire while those devices slowly filled the whole window.
 use anyhow::{Context, Result, bail};
 use gridwatch_mqtt::MqttUrl;
 use serde::{Deserialize, Serialize};
@@ -62,6 +67,9 @@ pub struct LoadConfig {
     pub window: usize,
     /// How long to wait for the last acks after the last publish.
     pub drain: Duration,
+    /// A sender that heard no ack releasing any of its readings for this long
+    /// publishes its unacknowledged readings again.
+    pub resend_after: Duration,
     /// Prefix of device and gateway ids: distinct runs against one database use distinct prefixes.
     pub prefix: String,
     /// Print a progress line on stderr every second.
@@ -83,6 +91,7 @@ impl LoadConfig {
             batch: 500,
             window: Self::default_window(mode),
             drain: Duration::from_secs(60),
+            resend_after: RESEND_AFTER,
             prefix: "ld".to_string(),
             progress: false,
         }
@@ -125,7 +134,7 @@ pub struct LoadReport {
     pub pubacks: u64,
     /// Readings covered by an application ack: committed by ingest.
     pub readings_acked: u64,
-    /// Readings published again after acks stopped coming.
+    /// Readings published again after their sender's acks stopped coming.
     pub readings_resent: u64,
     /// Wall time (Unix ms) of the first publish and of the last application ack.
     pub first_publish_unix_ms: u64,
@@ -308,10 +317,10 @@ impl std::fmt::Display for LoadReport {
 /// Readings sent and not yet acknowledged by the application.
 #[derive(Default)]
 struct Pending {
-    /// Direct: per local device, (seq, ts, sent) oldest first.
-    devices: Vec<VecDeque<(u64, u64, Instant)>>,
-    /// Gateway: (batch number, readings, sent, payload) oldest first.
-    batches: VecDeque<(u64, u32, Instant, Vec<u8>)>,
+    /// Direct: per local device.
+    devices: Vec<DeviceQueue>,
+    /// Gateway: oldest first.
+    batches: VecDeque<SentBatch>,
     /// Readings awaiting an application ack.
     outstanding: usize,
     /// Readings acknowledged so far (the window opens with them, see [`slow_start`]).
@@ -320,6 +329,25 @@ struct Pending {
     unpubacked: usize,
     latencies: Vec<u32>,
     failed: Option<String>,
+}
+
+/// A direct device's unacknowledged readings.
+#[derive(Clone, Default)]
+struct DeviceQueue {
+    /// (seq, ts, first sent) oldest first.
+    readings: VecDeque<(u64, u64, Instant)>,
+    /// When they go again unless an ack releases some first; `None` when empty.
+    resend_at: Option<Instant>,
+}
+
+/// A gateway batch awaiting its `BatchAck`.
+struct SentBatch {
+    number: u64,
+    readings: u32,
+    /// First sent (for the latency), and when it goes again.
+    sent: Instant,
+    resend_at: Instant,
+    payload: Vec<u8>,
 }
 
 struct Connection {
@@ -389,7 +417,7 @@ impl Connection {
     /// Publishes this connection's share, then waits for the last acks. Returns the latencies (µs).
     async fn run(self, config: Arc<LoadConfig>, totals: Arc<Totals>, started: Instant) -> Result<Vec<u32>> {
         let pending = Arc::new(Mutex::new(Pending {
-            devices: vec![VecDeque::new(); self.devices.len()],
+            devices: vec![DeviceQueue::default(); self.devices.len()],
             ..Pending::default()
         }));
         let room = Arc::new(Notify::new());
@@ -408,9 +436,10 @@ impl Connection {
             out: Vec::with_capacity(64 * 1024),
             body: Vec::with_capacity(512),
             last_write: Instant::now(),
+            next_resend_check: Instant::now(),
         };
         let written = publish(&mut publisher, self.index, &config, &pending, &room, &totals, started).await;
-        // Drain: wait for the last acks, within the drain time, resending when they stop.
+        // Drain: wait for the last acks, within the drain time, resending what is overdue.
         let drained = match written {
             Ok(()) => {
                 tokio::time::timeout(config.drain, async {
@@ -422,9 +451,8 @@ impl Connection {
                                 return Ok(());
                             }
                         }
-                        if tokio::time::timeout(RESEND_AFTER, notified).await.is_err() {
-                            publisher.resend(&config, &pending, &totals).await?;
-                        }
+                        let _ = tokio::time::timeout_at(publisher.next_resend_check.into(), notified).await;
+                        publisher.resend_overdue(&config, &pending, &totals).await?;
                     }
                 })
                 .await
@@ -504,9 +532,14 @@ fn slow_start(window: usize, acked: usize) -> usize {
     window.min((window / 8).max(1).saturating_add(acked))
 }
 
-/// How long a connection waits without any ack before it publishes everything
-/// unacknowledged again.
+/// The default [`LoadConfig::resend_after`]: several times the p99 latency of a
+/// loaded ingest, far below a real node's 30 s (the benchmark should not wait long
+/// for a reading the broker dropped).
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
+
+/// Checks for overdue senders this many times per `resend_after`: a sender goes
+/// again at most a quarter of it late.
+const RESEND_CHECKS: u32 = 4;
 
 /// The sending half of a connection and what it needs to write messages.
 struct Publisher {
@@ -518,6 +551,8 @@ struct Publisher {
     out: Vec<u8>,
     body: Vec<u8>,
     last_write: Instant,
+    /// When to look for senders whose resend time has come.
+    next_resend_check: Instant,
 }
 
 impl Publisher {
@@ -531,19 +566,30 @@ impl Publisher {
         format!("gw/{}/dev/{}/lift", self.gateway, self.device_ids[device])
     }
 
-    /// Publishes every unacknowledged reading again, oldest first per device (as a
-    /// node replays after a reconnect): duplicates change nothing at ingest.
-    async fn resend(&mut self, config: &LoadConfig, pending: &Mutex<Pending>, totals: &Totals) -> Result<()> {
+    /// Publishes again the unacknowledged readings of every sender whose resend
+    /// time has come, oldest first per device (as a node replays), and restarts
+    /// their timers. Does nothing before [`Publisher::next_resend_check`].
+    async fn resend_overdue(&mut self, config: &LoadConfig, pending: &Mutex<Pending>, totals: &Totals) -> Result<()> {
+        let now = Instant::now();
+        if now < self.next_resend_check {
+            return Ok(());
+        }
+        self.next_resend_check = now + config.resend_after / RESEND_CHECKS;
+        let again = now + config.resend_after;
         self.out.clear();
         let (mut messages, mut readings) = (0usize, 0u64);
         {
             let mut p = pending.lock().await;
+            let Pending { devices, batches, .. } = &mut *p;
             match config.mode {
                 Mode::Direct => {
-                    for d in 0..p.devices.len() {
+                    for (d, device) in devices.iter_mut().enumerate() {
+                        if device.resend_at.is_none_or(|at| at > now) {
+                            continue;
+                        }
+                        device.resend_at = Some(again);
                         let topic = self.topic(d);
-                        for i in 0..p.devices[d].len() {
-                            let (seq, ts, _) = p.devices[d][i];
+                        for &(seq, ts, _) in &device.readings {
                             self.body.clear();
                             lift_reading(&mut self.body, false, &self.device_ids[d], seq, ts);
                             let pkid = self.next_pkid();
@@ -555,11 +601,12 @@ impl Publisher {
                 }
                 Mode::Gateway => {
                     let topic = format!("gw/{}/batch", self.gateway);
-                    for i in 0..p.batches.len() {
+                    for batch in batches.iter_mut().filter(|b| b.resend_at <= now) {
+                        batch.resend_at = again;
                         let pkid = self.next_pkid();
-                        mqtt::publish(&mut self.out, &topic, pkid, &p.batches[i].3);
+                        mqtt::publish(&mut self.out, &topic, pkid, &batch.payload);
                         messages += 1;
-                        readings += u64::from(p.batches[i].1);
+                        readings += u64::from(batch.readings);
                     }
                 }
             }
@@ -601,6 +648,7 @@ async fn publish(
         if my_readings.is_some_and(|n| sent >= n) || config.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
+        publisher.resend_overdue(config, pending, totals).await?;
         // How many readings may go now: the window, the rate and the total allow.
         let mut allowed = match my_readings {
             Some(n) => (n - sent) as usize,
@@ -633,11 +681,9 @@ async fn publish(
         };
         allowed = allowed.min(free).min(64 * per_message);
         if allowed < per_message.min(my_readings.map_or(usize::MAX, |n| (n - sent) as usize)) {
-            // Wait for acks; when none come, publish the unacknowledged again (which
+            // Wait for acks, or until it is time to resend what is overdue (which
             // also keeps the connection alive for the broker).
-            if tokio::time::timeout(RESEND_AFTER, notified).await.is_err() {
-                publisher.resend(config, pending, totals).await?;
-            }
+            let _ = tokio::time::timeout_at(publisher.next_resend_check.into(), notified).await;
             continue;
         }
 
@@ -700,11 +746,20 @@ async fn publish(
         }
         {
             let mut p = pending.lock().await;
+            let resend_at = now + config.resend_after;
             for (d, seq) in registered {
-                p.devices[d].push_back((seq, ts, now));
+                let device = &mut p.devices[d];
+                device.readings.push_back((seq, ts, now));
+                device.resend_at.get_or_insert(resend_at);
             }
-            for (number, n, payload) in batches {
-                p.batches.push_back((number, n, now, payload));
+            for (number, count, payload) in batches {
+                p.batches.push_back(SentBatch {
+                    number,
+                    readings: count,
+                    sent: now,
+                    resend_at,
+                    payload,
+                });
             }
             p.outstanding += readings;
             p.unpubacked += messages as usize;
@@ -823,13 +878,17 @@ async fn read_acks(
                             let Some(global) = device.get(prefix_len..).and_then(|n| n.parse::<usize>().ok()) else {
                                 continue;
                             };
-                            let Some(queue) = p.devices.get_mut(global / config.connections) else {
+                            let Some(device) = p.devices.get_mut(global / config.connections) else {
                                 continue;
                             };
                             let mut released = Vec::new();
-                            while queue.front().is_some_and(|(s, _, _)| *s <= seq) {
-                                let (_, _, sent) = queue.pop_front().expect("checked");
+                            while device.readings.front().is_some_and(|(s, _, _)| *s <= seq) {
+                                let (_, _, sent) = device.readings.pop_front().expect("checked");
                                 released.push(now.duration_since(sent).as_micros() as u32);
+                            }
+                            if !released.is_empty() {
+                                // Heard from ingest: the rest may wait a full interval again.
+                                device.resend_at = (!device.readings.is_empty()).then(|| now + config.resend_after);
                             }
                             acked += released.len() as u64;
                             p.outstanding -= released.len();
@@ -839,12 +898,13 @@ async fn read_acks(
                         (Mode::Gateway, _, _, Some(number)) => {
                             // A BatchAck covers its own batch only (an earlier one may have been
                             // lost on the way and must be sent again).
-                            if let Some(at) = p.batches.iter().position(|(b, _, _, _)| *b == number) {
-                                let (_, n, sent, _) = p.batches.remove(at).expect("found");
+                            if let Some(at) = p.batches.iter().position(|b| b.number == number) {
+                                let batch = p.batches.remove(at).expect("found");
+                                let n = batch.readings as usize;
                                 acked += n as u64;
-                                p.outstanding -= n as usize;
-                                p.acked += n as usize;
-                                p.latencies.push(now.duration_since(sent).as_micros() as u32);
+                                p.outstanding -= n;
+                                p.acked += n;
+                                p.latencies.push(now.duration_since(batch.sent).as_micros() as u32);
                             }
                         }
                         _ => {}
