@@ -40,7 +40,7 @@ pub struct PipelineConfig {
     pub linger: Duration,
     /// Messages queued between the broker and the batcher (the back-pressure bound).
     pub queue: usize,
-    /// Batches committing at once (on SQLite at most 2, see [`Store::max_concurrent_commits`]).
+    /// Batches committing at once (on SQLite 1, see [`Store::max_concurrent_commits`]).
     pub commits_in_flight: usize,
     /// A node is acked at most once per this interval (zero: after every commit
     /// of its readings); see [`crate::ack_pacing`].
@@ -51,14 +51,14 @@ impl PipelineConfig {
     /// The defaults for the database at `url`. SQLite has one writer, and every
     /// commit writes each index page it touched to the WAL: with readings arriving
     /// round-robin from many devices that is a page per reading, unless a batch
-    /// holds several readings of each device. So SQLite batches are larger and
-    /// linger longer (direct benchmark: 50k msg/s at 5,000 and 20 ms, 82-90k at
-    /// 20,000 and 100 ms; 50 ms: 67k against 78k at 100).
+    /// holds several readings of each device. So SQLite batches may be larger
+    /// (direct benchmark: 50k msg/s at 5,000, 82-90k at 20,000). They grow while
+    /// the writer is busy (see [`gather`]), so the linger is PostgreSQL's: it only
+    /// bounds the wait when the writer is idle.
     pub fn for_database(url: &str) -> Self {
         if crate::store::is_sqlite(url) {
             Self {
                 batch_max: 20_000,
-                linger: Duration::from_millis(100),
                 ..Self::default()
             }
         } else {
@@ -181,9 +181,48 @@ pub fn spawn(
     let (queue_tx, queue_rx) = mpsc::channel(config.queue.max(1));
     // Formed batches wait while others commit, and the batcher keeps gathering.
     let (batch_tx, batch_rx) = mpsc::channel(BATCHES_WAITING);
-    tasks.spawn(gather(config.clone(), queue_rx, batch_tx));
-    tasks.spawn(commit_in_order(config, store, batch_rx, acks, alerting));
+    let slots = Arc::new(CommitSlots::new(
+        config.commits_in_flight.clamp(1, store.max_concurrent_commits()),
+    ));
+    tasks.spawn(gather(config.clone(), queue_rx, batch_tx, slots.clone()));
+    tasks.spawn(commit_in_order(
+        store,
+        batch_rx,
+        acks,
+        alerting,
+        config.node_ack_interval,
+        slots,
+    ));
     queue_tx
+}
+
+/// Commits running, as the committer counts them and the batcher reads them.
+struct CommitSlots {
+    limit: usize,
+    busy: std::sync::atomic::AtomicUsize,
+    /// Told whenever `busy` changes.
+    changed: tokio::sync::Notify,
+}
+
+impl CommitSlots {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            busy: 0.into(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn set_busy(&self, busy: usize) {
+        self.busy.store(busy, std::sync::atomic::Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether a batch closed now would start committing at once.
+    fn would_start(&self, batches: &mpsc::Sender<Batch>) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire) < self.limit
+            && batches.capacity() == batches.max_capacity()
+    }
 }
 
 /// Messages read off the embedded broker's link and not decoded yet, at most...
@@ -348,8 +387,16 @@ impl Batch {
     }
 }
 
-/// Forms batches: up to `batch_max` readings, or what arrived within `linger` of the first.
-async fn gather(config: PipelineConfig, mut queue: mpsc::Receiver<Delivery>, batches: mpsc::Sender<Batch>) {
+/// Forms batches: up to `batch_max` readings, or what arrived within `linger` of
+/// the first, and more while no commit could start on it: a batch closed then
+/// would only wait, and a larger one costs the database less per reading (on
+/// SQLite, several readings of a device per commit).
+async fn gather(
+    config: PipelineConfig,
+    mut queue: mpsc::Receiver<Delivery>,
+    batches: mpsc::Sender<Batch>,
+    slots: Arc<CommitSlots>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = Batch::default();
         batch.add(first);
@@ -368,6 +415,22 @@ async fn gather(config: PipelineConfig, mut queue: mpsc::Receiver<Delivery>, bat
                     None => break,
                 },
                 () = &mut linger => break,
+            }
+        }
+        while batch.len() < config.batch_max {
+            let changed = slots.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if slots.would_start(&batches) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = &mut changed => {}
+                next = queue.recv() => match next {
+                    Some(next) => batch.add(next),
+                    None => break,
+                },
             }
         }
         metrics::histogram!("gridwatch_ingest_batch_readings").record(batch.len() as f64);
@@ -399,15 +462,16 @@ impl Drop for CommitTask {
 /// alerts strictly in batch order. A node is acked at most once per
 /// `node_ack_interval`.
 async fn commit_in_order(
-    config: PipelineConfig,
     store: Store,
     mut batches: mpsc::Receiver<Batch>,
     mut acks: Acks,
     mut alerting: Alerting,
+    node_ack_interval: Duration,
+    slots: Arc<CommitSlots>,
 ) {
-    let limit = config.commits_in_flight.clamp(1, store.max_concurrent_commits());
+    let limit = slots.limit;
     let mut in_flight: VecDeque<CommitTask> = VecDeque::with_capacity(limit);
-    let mut pacer = AckPacer::new(config.node_ack_interval);
+    let mut pacer = AckPacer::new(node_ack_interval);
     let mut open = true;
     while open || !in_flight.is_empty() {
         let next_due = pacer.next_due();
@@ -415,6 +479,7 @@ async fn commit_in_order(
             biased;
             done = async { in_flight.front_mut().expect("guarded by the condition").await }, if !in_flight.is_empty() => {
                 in_flight.pop_front();
+                slots.set_busy(in_flight.len());
                 match done {
                     Ok((batch, committed)) => finish(&store, &mut acks, &mut pacer, &mut alerting, batch, committed).await,
                     Err(e) => tracing::error!(error = %e, "a commit task failed; its readings stay unacknowledged"),
@@ -432,6 +497,7 @@ async fn commit_in_order(
                         let committed = commit_with_retry(&store, &batch.accepted, &batch.refused).await;
                         (batch, committed)
                     })));
+                    slots.set_busy(in_flight.len());
                 }
                 None => open = false,
             },
@@ -658,11 +724,65 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_batches_are_larger_and_linger_longer() {
+    fn sqlite_batches_may_be_larger() {
         let sqlite = PipelineConfig::for_database("sqlite://data/gridwatch.db");
         let postgres = PipelineConfig::for_database("postgres:///gridwatch?host=/var/run/postgresql");
-        assert_eq!((sqlite.batch_max, sqlite.linger), (20_000, Duration::from_millis(100)));
+        assert_eq!((sqlite.batch_max, sqlite.linger), (20_000, Duration::from_millis(20)));
         assert_eq!((postgres.batch_max, postgres.linger), (5000, Duration::from_millis(20)));
         assert_eq!(sqlite.node_ack_interval, postgres.node_ack_interval);
+    }
+
+    fn reading(seq: u64) -> Delivery {
+        let payload = format!(
+            r#"{{"v":1,"device":"L-1","seq":{seq},"ts":1764061201000,"body":{{"event":"alarm_button","code":0}}}}"#
+        );
+        let incoming = crate::intake::classify("gw/gw-1/dev/L-1/event", payload.as_bytes()).expect("to store");
+        assert_eq!(incoming.accepted.len(), 1);
+        Delivery {
+            incoming,
+            via: Via::Embedded,
+            ack_ceiling: None,
+        }
+    }
+
+    /// Virtual time: the linger passes without waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_grows_past_its_linger_while_no_commit_could_start() {
+        let config = PipelineConfig {
+            batch_max: 3,
+            ..PipelineConfig::default()
+        };
+        let linger = config.linger;
+        let (queue, queue_rx) = mpsc::channel(8);
+        let (batch_tx, mut batches) = mpsc::channel(BATCHES_WAITING);
+        let slots = Arc::new(CommitSlots::new(1));
+        tokio::spawn(gather(config, queue_rx, batch_tx, slots.clone()));
+
+        // A slot is free: the batch closes at its linger.
+        queue.send(reading(1)).await.unwrap();
+        let first = batches.recv().await.expect("a batch");
+        assert_eq!(first.len(), 1);
+
+        // The one slot is busy: past its linger the batch waits and grows...
+        slots.set_busy(1);
+        queue.send(reading(2)).await.unwrap();
+        tokio::time::sleep(linger * 5).await;
+        assert!(
+            batches.try_recv().is_err(),
+            "closed although no commit could start on it"
+        );
+        queue.send(reading(3)).await.unwrap();
+        tokio::time::sleep(linger).await;
+        assert!(batches.try_recv().is_err());
+        // ...and closes once a commit can start on it.
+        slots.set_busy(0);
+        assert_eq!(batches.recv().await.expect("a batch").len(), 2);
+
+        // At `batch_max` it closes whatever the slots say (and waits in the channel).
+        slots.set_busy(1);
+        for seq in 4..7 {
+            queue.send(reading(seq)).await.unwrap();
+        }
+        assert_eq!(batches.recv().await.expect("a full batch").len(), 3);
     }
 }

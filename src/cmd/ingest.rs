@@ -64,11 +64,11 @@ pub struct WritePathArgs {
     /// on SQLite, whose one writer gains from several readings of a device per commit)
     #[arg(long)]
     batch_max: Option<usize>,
-    /// ...or this many ms after the first one arrived (default: 20 on PostgreSQL, 100 on
-    /// SQLite).
+    /// ...or this many ms after the first one arrived, when a commit can start on it; while
+    /// every commit slot is busy the batch grows up to --batch-max instead [default: 20]
     #[arg(long)]
     linger_ms: Option<u64>,
-    /// Batches committing at once (on SQLite at most 2: one writing, the next waiting for the one writer).
+    /// Batches committing at once on PostgreSQL (SQLite has one writer: always 1).
     #[arg(long, default_value_t = 4)]
     commits_in_flight: usize,
     /// A node is acked at most once per this many ms (0: after every commit); one sending
