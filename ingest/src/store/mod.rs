@@ -103,7 +103,7 @@ impl Store {
     /// batch's commit (WAL flush) with the next batch's COPY. SQLite has one
     /// writer: a second batch would only wait for it, closed, while the batch
     /// being gathered could still grow (the pipeline closes it when a commit can
-    /// start). Direct benchmark, alternating runs: mean 79.8k msg/s one at a time
+    /// start). Direct benchmark, alternating runs: mean 79.5k msg/s one at a time
     /// against 75.0k with a second one waiting, a lower and steadier p99 (0.65-0.74 s
     /// against 0.66-0.90 s) and peak RSS (at most 122.7 MiB against 127.3).
     pub fn max_concurrent_commits(&self) -> usize {
