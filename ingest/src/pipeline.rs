@@ -163,11 +163,11 @@ pub struct Acks {
     pub external: Option<rumqttc::AsyncClient>,
 }
 
-/// Formed batches that may wait for a commit slot. Under load batches close at
-/// the linger, well below `batch_max`, and what ingest does not hold waits
-/// unread in the embedded broker's log, which drops it when full: ingest should
-/// hold what its senders may have in flight. (Their windows bound the memory,
-/// not this.)
+/// Formed batches that may wait for a commit slot. Only full ones wait: a batch
+/// closes before `batch_max` only when a commit can start on it (see
+/// [`gather`]). What ingest does not hold waits unread in the embedded broker's
+/// log, which drops it when full: ingest should hold what its senders may have
+/// in flight. (Their windows bound the memory, not this.)
 pub const BATCHES_WAITING: usize = 4;
 
 /// Starts the batcher and the committer; returns the queue to feed.
