@@ -6,6 +6,8 @@
 //! link that acks every device cumulatively, but never hears one device's first
 //! reading the first time it is sent (as if the broker had dropped it).
 use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker, MqttUrl};
+use gridwatch_protocol::codec::json;
+use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
 use gridwatch_simulators::load::{self, LoadConfig, Mode};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,6 @@ fn ack_all_but_the_first_reading_of(mut broker: EmbeddedBroker, lost_device: Str
         let mut lost = false;
         while let Some(forward) = gridwatch_mqtt::next_forward(&mut rx).await {
             let reading: Reading = serde_json::from_slice(&forward.publish.payload).expect("a reading");
-            let topic = String::from_utf8_lossy(&forward.publish.topic).to_string();
             seen.lock().unwrap().push((reading.device.clone(), reading.seq));
             if reading.device == lost_device && reading.seq == 1 && !lost {
                 lost = true;
@@ -43,9 +44,22 @@ fn ack_all_but_the_first_reading_of(mut broker: EmbeddedBroker, lost_device: Str
                 *top = reading.seq;
             }
             if *top > 0 {
-                let ack = format!(r#"{{"v":1,"device":"{}","seq":{top}}}"#, reading.device);
-                let ack_topic = topic.replace("/lift", "/ack");
-                tx.publish(ack_topic, ack.into_bytes()).expect("ack");
+                let topic = String::from_utf8_lossy(&forward.publish.topic);
+                let Ok(Topic::Node { gateway, device, .. }) = Topic::parse(&topic) else {
+                    panic!("a node topic: {topic}");
+                };
+                let ack_topic = Topic::Node {
+                    gateway,
+                    device,
+                    kind: Kind::Ack,
+                };
+                let ack = NodeAck {
+                    v: SCHEMA_VERSION,
+                    device: DeviceId::try_from(device).expect("a device id"),
+                    seq: *top,
+                };
+                tx.publish(ack_topic.write().to_string(), json::encode(&ack))
+                    .expect("ack");
             }
         }
     });
