@@ -10,7 +10,7 @@
 //! 70-81k to 87-90k msg/s at the same peak RSS.
 //!
 //! - `narenas:2`, `tcache_max:1024`: one arena per core, and small thread caches.
-//! - `oversize_threshold:262144`: buffers of 256 KiB and more (batches, SQL text,
+//! - `oversize_threshold:1048576`: buffers of 256 KiB and more (batches, SQL text,
 //!   COPY data) come from an arena that returns them to the system at once. With
 //!   the default (8 MiB) freed batch buffers lingered and peak RSS was
 //!   133-142 MiB; at 64 KiB it was as low, but PostgreSQL ran 10 % slower.
@@ -29,7 +29,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[used]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: ConfString = ConfString(
-    c"background_thread:true,narenas:2,tcache_max:1024,oversize_threshold:262144,dirty_decay_ms:100,muzzy_decay_ms:0"
+    c"background_thread:true,narenas:2,tcache_max:1024,oversize_threshold:1048576,dirty_decay_ms:100,muzzy_decay_ms:0"
         .as_ptr(),
 );
 
