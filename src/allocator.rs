@@ -10,10 +10,14 @@
 //! 70-81k to 87-90k msg/s at the same peak RSS.
 //!
 //! - `narenas:2`, `tcache_max:1024`: one arena per core, and small thread caches.
-//! - `oversize_threshold:1048576`: buffers of 256 KiB and more (batches, SQL text,
+//! - `oversize_threshold:1048576`: buffers of 1 MiB and more (batches, SQL text,
 //!   COPY data) come from an arena that returns them to the system at once. With
 //!   the default (8 MiB) freed batch buffers lingered and peak RSS was
-//!   133-142 MiB; at 64 KiB it was as low, but PostgreSQL ran 10 % slower.
+//!   133-142 MiB. At 256 KiB (until the twelfth session) the broker's growing
+//!   vectors (log segments, per-connection ack and packet queues) were faulted in
+//!   afresh every time: page faults were 17 % of ingest's CPU in the direct
+//!   PostgreSQL benchmark, 10 % at 1 MiB (ingest 6.8 -> 6.2 s per million
+//!   readings; peak RSS 107 -> 114 MiB on PostgreSQL, 116 -> 120 MiB on SQLite).
 //! - `dirty_decay_ms:100`, `muzzy_decay_ms:0`, `background_thread:true`: other
 //!   freed pages go back within about 100 ms, purged by jemalloc's own thread
 //!   rather than in the middle of an allocation (0 ms: 124 MiB but 40 % more CPU).
