@@ -917,6 +917,34 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
     assert_eq!(store.devices().await.unwrap()[0].last_seq, 3);
 }
 
+/// Device ids compare byte by byte in the telemetry tables (migration 0102): the
+/// database's own collation made every key comparison of every insert a strcoll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_device_ids_compare_byte_by_byte() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.open().await;
+    let Store::Postgres(pg) = &store else { unreachable!() };
+    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT table_name::text, collation_name::text FROM information_schema.columns \
+         WHERE column_name = 'device_id' AND table_name IN ('readings', 'readings_default', 'devices') \
+         ORDER BY table_name",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    let want = ["devices", "readings", "readings_default"].map(|t| (t.to_string(), Some("C".to_string())));
+    assert_eq!(collations, want);
+    // Partitions made later inherit it.
+    let partitions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE column_name = 'device_id' AND table_name ~ '^readings_[0-9]{8}$' AND collation_name = 'C'",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert!(partitions > 0, "no daily partition with device_id in \"C\"");
+}
+
 /// SQLite keeps new readings in `readings_recent` and moves them into
 /// `readings_settled` in pieces after commits (`store::settle`): with small
 /// limits, every commit below crosses them. A key is in one table or the
