@@ -23,7 +23,6 @@ pub use url::redact_url;
 
 use crate::model::*;
 use anyhow::{Result, bail};
-use gridwatch_protocol::batch::Reading;
 use serde::Serialize;
 use sqlx::Row;
 use std::path::Path;
@@ -240,59 +239,6 @@ pub fn quarantine_entry(a: &Accepted, detail: String) -> Refused {
     }
 }
 
-/// The newest state per device among the `new` readings, in no particular order
-/// (the flush sorts what it writes). Only status readings
-/// (lift, sterilizer) are states; births, events and cycles are not.
-/// `reading_json` may give a reading's JSON as already serialised for storing
-/// (see [`status_body`]), which spares serialising its body again.
-pub fn latest_states<'a>(
-    accepted: &'a [Accepted],
-    new: &[usize],
-    reading_json: impl Fn(usize) -> Option<&'a str>,
-) -> Vec<DeviceState<'a>> {
-    let mut newest: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
-    for &i in new {
-        let r = &accepted[i].reading;
-        if !matches!(r, Reading::Lift(_) | Reading::Sterilizer(_)) {
-            continue;
-        }
-        let entry = newest.entry(r.device()).or_insert(i);
-        if accepted[*entry].reading.seq() < r.seq() {
-            *entry = i;
-        }
-    }
-    newest
-        .into_values()
-        .map(|i| {
-            let a = &accepted[i];
-            let kind = if matches!(a.reading, Reading::Lift(_)) {
-                "lift"
-            } else {
-                "sterilizer"
-            };
-            let body = match reading_json(i).and_then(status_body) {
-                Some(body) => std::borrow::Cow::Borrowed(body),
-                None => std::borrow::Cow::Owned(
-                    match &a.reading {
-                        Reading::Lift(e) => serde_json::to_string(&e.body),
-                        Reading::Sterilizer(e) => serde_json::to_string(&e.body),
-                        _ => unreachable!("filtered above"),
-                    }
-                    .expect("status bodies always serialize"),
-                ),
-            };
-            DeviceState {
-                device: a.reading.device(),
-                kind,
-                gateway: &a.gateway,
-                seq: a.reading.seq() as i64,
-                ts: a.reading.ts() as i64,
-                body,
-            }
-        })
-        .collect()
-}
-
 /// One row of the `devices` table to write.
 #[derive(Debug)]
 pub struct DeviceState<'a> {
@@ -303,15 +249,6 @@ pub struct DeviceState<'a> {
     pub ts: i64,
     /// The status body as JSON.
     pub body: std::borrow::Cow<'a, str>,
-}
-
-/// The body of a status reading from its tagged JSON as ingest serialises it
-/// (`{"kind":..,"v":..,"device":..,"seq":..,"ts":..,"body":{..}}`: the body is the
-/// last field, and nothing before it can hold the text `"body":`).
-pub fn status_body(reading_json: &str) -> Option<&str> {
-    let start = reading_json.find("\"body\":")? + "\"body\":".len();
-    let body = reading_json.get(start..reading_json.len().checked_sub(1)?)?;
-    (body.starts_with('{') && body.ends_with('}')).then_some(body)
 }
 
 /// `rows` in statements of `most` rows, the rest in powers of two: a few
@@ -355,7 +292,6 @@ pub(crate) fn plan_batch(accepted: &[Accepted], refused: &[Refused]) -> (Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus, Motion, Power, ServiceMode};
 
     #[test]
     fn statements_come_in_a_few_sizes() {
@@ -365,31 +301,5 @@ mod tests {
         let all: Vec<u32> = statement_chunks(&rows, 500).flatten().copied().collect();
         assert_eq!(all, rows);
         assert_eq!(statement_chunks(&rows[..0], 500).count(), 0);
-    }
-
-    #[test]
-    fn the_status_body_is_cut_from_the_stored_json_exactly() {
-        let body = LiftStatus {
-            mode: ServiceMode::Normal,
-            motion: Motion::Up,
-            door: Door::Closed,
-            door_zone: false,
-            floor: -2,
-            occupied: true,
-            alarm: false,
-            fault: 7,
-            power: Power::Battery,
-            runs: 12,
-            door_cycles: 34,
-        };
-        let reading = Reading::Lift(Envelope::new(
-            DeviceId::try_from("L-1").unwrap(),
-            3,
-            1_764_061_200_000,
-            body,
-        ));
-        let json = serde_json::to_string(&reading).unwrap();
-        assert_eq!(status_body(&json), Some(serde_json::to_string(&body).unwrap().as_str()));
-        assert_eq!(status_body("{\"kind\":\"lift\"}"), None);
     }
 }

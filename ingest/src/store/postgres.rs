@@ -15,9 +15,7 @@
 use crate::model::*;
 use crate::store::latest::{self, State};
 use crate::store::pg_copy::{CopyRows, READING_COLUMNS};
-use crate::store::{
-    Committed, KindCount, ReadingRow, latest_states, partitions, plan_batch, quarantine_entry, redact_url, timescale,
-};
+use crate::store::{Committed, KindCount, ReadingRow, partitions, plan_batch, quarantine_entry, redact_url, timescale};
 use anyhow::{Context, Result};
 use foldhash::HashMap;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -236,7 +234,7 @@ impl PgStore {
         insert_quarantine(&mut tx, &quarantine).await?;
         tx.commit().await?;
         // Worked out after the commit, so that the transaction is not held open for it.
-        self.latest.merge(&latest_states(accepted, &new, reading_json));
+        self.latest.merge(accepted, &new, reading_json);
         Ok(Committed { new, quarantined })
     }
 

@@ -9,7 +9,7 @@ use crate::model::*;
 use crate::store::latest::{self, State};
 use crate::store::settle::{SettleLimits, Settler};
 use crate::store::thread_priority;
-use crate::store::{Committed, KindCount, ReadingRow, latest_states, plan_batch, quarantine_entry, statement_chunks};
+use crate::store::{Committed, KindCount, ReadingRow, plan_batch, quarantine_entry, statement_chunks};
 use anyhow::{Context, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
@@ -214,7 +214,7 @@ impl SqliteStore {
         }
         tx.commit().await?;
         // Worked out after the commit, so that the one writer is not held for it.
-        self.latest.merge(&latest_states(accepted, &new, |_| None));
+        self.latest.merge(accepted, &new, |_| None);
         self.settler.added(new.len());
         // The batch is committed whatever happens here; a piece that failed is tried again after the next commit.
         if let Err(e) = self.settler.catch_up(&self.writer).await {
