@@ -102,9 +102,9 @@ impl LoadConfig {
     /// default 64 queued messages, nine batches of 5,000 and 8 MiB of log, about
     /// 36,000 node messages between acks or 90,000 gateway readings); with 100,000
     /// the broker dropped batches now and then, and their resends put seconds on
-    /// the p99. Ingest acks a node at most every 250 ms, and a node
+    /// the p99. Ingest acks a node at most every 200 ms, and a node
     /// that used its window waits for that ack: 36,000 readings in flight is at most
-    /// about 120,000 a second (36,000 / (250 ms + the commit)).
+    /// about 160,000 a second (36,000 / (200 ms + the commit)).
     pub fn default_window(mode: Mode) -> usize {
         match mode {
             Mode::Direct => 36_000,

@@ -73,7 +73,7 @@ pub struct WritePathArgs {
     commits_in_flight: usize,
     /// A node is acked at most once per this many ms (0: after every commit); one sending
     /// faster gets one cumulative ack per interval, not one per batch. Acks are the broker's
-    /// other half of the work for one reading per message (default: 250).
+    /// other half of the work for one reading per message (default: 200).
     #[arg(long)]
     node_ack_interval_ms: Option<u64>,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
