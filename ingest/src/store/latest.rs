@@ -74,7 +74,7 @@ impl State {
 /// The body of a status reading from its tagged JSON as ingest serialises it
 /// (`{"kind":..,"v":..,"device":..,"seq":..,"ts":..,"body":{..}}`: the body is the
 /// last field, and nothing before it can hold the text `"body":`).
-pub fn status_body(reading_json: &str) -> Option<&str> {
+fn status_body(reading_json: &str) -> Option<&str> {
     let start = reading_json.find("\"body\":")? + "\"body\":".len();
     let body = reading_json.get(start..reading_json.len().checked_sub(1)?)?;
     (body.starts_with('{') && body.ends_with('}')).then_some(body)
