@@ -118,7 +118,7 @@ async fn killing_ingest_and_gateway_loses_and_doubles_nothing() {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // In its own task: this one must keep polling to drain the request queue.
                         let client = client.clone();
-                        tokio::spawn(async move { client.subscribe("gw/gw-k/dev/node-k/ack", QoS::AtLeastOnce).await });
+                        tokio::spawn(async move { client.subscribe("gw/gw-k/ack/node-k", QoS::AtLeastOnce).await });
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         subscribed.notify_one();

@@ -81,3 +81,66 @@ async fn malformed_messages_are_counted_and_kept_by_ingest_and_gateway() {
     // Both services are still up and serving.
     assert_eq!(get_text(&format!("{base}/healthz")).await, "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_outside_the_scheme_are_kept_and_node_acks_do_not_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Stack { ingest, .. } = start_stack(dir.path(), "gw-s").await;
+    let base = format!("http://{}", ingest.http_addr);
+    let (node, mut acks) = mqtt_client(ingest.mqtt_addr, "L-7").await;
+    node.subscribe("gw/gw-s/ack/L-7", QoS::AtLeastOnce).await.unwrap();
+
+    // Every depth the services subscribe to instead of `#` (one to eight levels),
+    // and the place node acks had before they moved to a depth of their own.
+    let stray = [
+        ("stray", "unknown_topic"),
+        ("gw/gw-s", "unknown_topic"),
+        ("gw/gw-s/nonsense", "unknown_topic"),
+        ("gw/gw-s/dev/L-7", "unknown_topic"),
+        ("gw/gw-s/dev/L-7/teleport", "unknown_kind"),
+        ("gw/gw-s/dev/L-7/ack", "unknown_kind"),
+        ("gw/gw-s/dev/L-7/lift/extra", "unknown_topic"),
+        ("a/b/c/d/e/f/g/h", "unknown_topic"),
+    ];
+    for (topic, _) in stray {
+        node.publish(topic, QoS::AtLeastOnce, false, b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    let reading = r#"{"v":1,"device":"L-7","seq":1,"ts":1764061200000,"body":{"mode":"normal","motion":"stopped","door":"closed","door_zone":true,"floor":1,"occupied":false,"alarm":false,"fault":0,"power":"mains","runs":0,"door_cycles":0}}"#;
+    node.publish(
+        "gw/gw-s/dev/L-7/lift",
+        QoS::AtLeastOnce,
+        false,
+        reading.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    let ack = tokio::time::timeout(DEADLINE, acks.recv())
+        .await
+        .expect("the node ack")
+        .unwrap();
+    assert_eq!(ack.topic, "gw/gw-s/ack/L-7");
+
+    // One more after the ack: had the ack come back to ingest, it would have been
+    // read before this one.
+    node.publish("after/the/ack", QoS::AtLeastOnce, false, b"{}".to_vec())
+        .await
+        .unwrap();
+    let kept = eventually("every stray message quarantined", || async {
+        let rows = get_json(&format!("{base}/api/quarantine")).await;
+        (rows.as_array().unwrap().len() > stray.len()).then_some(rows)
+    })
+    .await;
+    for (topic, reason) in stray {
+        assert!(
+            kept.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["source"] == topic && r["reason"] == reason),
+            "{topic} kept as {reason}: {kept}"
+        );
+    }
+    let metrics = get_text(&format!("{base}/metrics")).await;
+    assert!(!metrics.contains(r#"topic="node_ack""#), "{metrics}");
+}

@@ -5,7 +5,7 @@
 //! [`Session::disconnected`] and [`Session::received`]. The session owns the policy:
 //!
 //! - the last will is `Presence { online: false }`, retained, on `gw/{gw}/dev/{id}/presence`;
-//! - after every connect: subscribe to `gw/{gw}/dev/{id}/ack`, publish
+//! - after every connect: subscribe to `gw/{gw}/ack/{id}`, publish
 //!   `Presence { online: true }` (retained), queue a `Birth` reading, then replay the
 //!   buffer oldest first, so readings (the birth included) leave in `seq` order;
 //! - reconnects back off exponentially (with per-device jitter);
@@ -205,7 +205,11 @@ impl Session {
             backoff: Backoff::new(config.backoff, seed_from(config.device.as_bytes())),
             link: Link::Down { retry_at_ms: 0 },
             pending: Pending::Nothing,
-            ack_topic: topic(Kind::Ack),
+            ack_topic: Topic::NodeAck {
+                gateway: &config.gateway,
+                device: &config.device,
+            }
+            .write(),
             presence_topic: topic(Kind::Presence),
             reading_topic: TopicBuf::new(),
             offline: presence(false),

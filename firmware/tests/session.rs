@@ -38,6 +38,10 @@ fn topic(kind: &str) -> String {
     format!("gw/{GW}/dev/{DEV}/{kind}")
 }
 
+fn ack_topic() -> String {
+    format!("gw/{GW}/ack/{DEV}")
+}
+
 #[test]
 fn connect_sets_the_will_then_subscribes_announces_and_sends_the_birth() {
     let mut session = Session::new(config());
@@ -57,7 +61,7 @@ fn connect_sets_the_will_then_subscribes_announces_and_sends_the_birth() {
                 will_payload: offline.into(),
                 will_retain: true
             },
-            Sent::Subscribe(topic("ack")),
+            Sent::Subscribe(ack_topic()),
             Sent::Publish {
                 topic: topic("presence"),
                 payload: online.into(),
@@ -188,7 +192,7 @@ fn acks_for_other_devices_or_malformed_are_rejected_and_counted() {
     let mut outbox = outbox();
     let mut transport = MockTransport::default();
     session.service(&mut transport, &mut outbox, T0);
-    let ack_topic = topic("ack");
+    let ack_topic = ack_topic();
     let other = br#"{"v":1,"device":"L-0002","seq":1}"#;
     assert_eq!(
         session.received(&ack_topic, other, T0, &mut outbox),

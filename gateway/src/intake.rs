@@ -57,8 +57,6 @@ fn classify(gateway: &str, topic: &str, payload: &[u8]) -> Result<Option<Reading
         });
     }
     match kind {
-        // Our own acks to nodes come back through the subscription.
-        Kind::Ack => Ok(None),
         Kind::Presence => {
             tracing::info!(device, payload = %String::from_utf8_lossy(payload), "node presence");
             Ok(None)

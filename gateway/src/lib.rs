@@ -3,7 +3,7 @@
 //!
 //! Data path: node → `gw/{id}/dev/{device}/{kind}` on our broker → [`intake`]
 //! (decode, validate, quarantine) → [`outbox`] → [`uplink`] (`gw/{id}/batch` on
-//! ingest's broker) → `BatchAck` → node acks `gw/{id}/dev/{device}/ack`.
+//! ingest's broker) → `BatchAck` → node acks `gw/{id}/ack/{device}`.
 pub mod intake;
 pub mod outbox;
 pub mod quarantine;
@@ -84,9 +84,12 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
     };
     let mut broker = EmbeddedBroker::start(&format!("gateway-{}", config.id), &broker_config, &["intake"])?;
     let (mut link_tx, mut link_rx) = broker.take_link("intake")?;
-    // Everything, so that a publish under another gateway's or an unknown topic is
-    // quarantined with its reason instead of vanishing unrouted.
-    link_tx.subscribe("#")?;
+    // Everything but our own acks to nodes, so that a publish under another
+    // gateway's or an unknown topic is quarantined with its reason instead of
+    // vanishing unrouted.
+    for filter in gridwatch_protocol::ALL_BUT_NODE_ACKS {
+        link_tx.subscribe(filter)?;
+    }
 
     let quarantine = Arc::new(Quarantine::open(&config.data_dir)?);
     let outbox = Arc::new(Mutex::new(Outbox::default()));

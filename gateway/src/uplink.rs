@@ -170,10 +170,9 @@ pub async fn ack_nodes(
     mut acks: mpsc::UnboundedReceiver<(String, u64)>,
 ) {
     while let Some((device, seq)) = acks.recv().await {
-        let topic = Topic::Node {
+        let topic = Topic::NodeAck {
             gateway: &gateway,
             device: &device,
-            kind: gridwatch_protocol::Kind::Ack,
         }
         .write();
         let Ok(device) = gridwatch_protocol::DeviceId::try_from(device.as_str()) else {

@@ -24,13 +24,14 @@ pub struct ExternalConfig {
 }
 
 impl ExternalConfig {
-    /// Everything of the gridwatch topic scheme (`gw/...`); unknown topics under
-    /// it are quarantined, acks and presence are ignored.
+    /// Everything of the gridwatch topic scheme (`gw/...`) but the node acks
+    /// ingest publishes itself; unknown topics under it are quarantined,
+    /// presence and batch acks are ignored.
     pub fn new(url: MqttUrl, client_id: &str) -> Self {
         Self {
             url,
             client_id: client_id.to_string(),
-            filters: vec!["gw/#".to_string()],
+            filters: gridwatch_protocol::GW_BUT_NODE_ACKS.map(String::from).to_vec(),
         }
     }
 }

@@ -11,7 +11,7 @@ use gridwatch_protocol::{Kind, MAX_BATCH_BYTES, Topic, ValidationError};
 pub enum Source {
     /// A gateway batch: acknowledged with a `BatchAck` on `gw/{gateway}/ack`.
     Batch { gateway: String, batch: u64 },
-    /// A direct node: acknowledged with a `NodeAck` on `gw/{gateway}/dev/{device}/ack`,
+    /// A direct node: acknowledged with a `NodeAck` on `gw/{gateway}/ack/{device}`,
     /// the gateway and device of its one reading (a refused message is not
     /// acknowledged). No copies of them here: every reading in a batch keeps its source.
     Node,
@@ -78,10 +78,20 @@ pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
             ..
         } => {
             tracing::info!(device, payload = %String::from_utf8_lossy(payload), "node presence");
-            None
+            ignored("presence")
         }
-        Topic::Node { .. } | Topic::BatchAck { .. } => None,
+        Topic::Node { .. } => ignored("not_a_reading"),
+        // Ingest's own: its batch acks come back (`+/+/+` is subscribed for batches),
+        // its node acks do not (`ALL_BUT_NODE_ACKS`).
+        Topic::BatchAck { .. } => ignored("batch_ack"),
+        Topic::NodeAck { .. } => ignored("node_ack"),
     }
+}
+
+/// Counts a message that needs no storing.
+fn ignored(what: &'static str) -> Option<Incoming> {
+    metrics::counter!("gridwatch_ingest_ignored_total", "topic" => what).increment(1);
+    None
 }
 
 fn node(topic: &str, gateway: &str, device: &str, kind: Kind, payload: &[u8]) -> Incoming {
@@ -222,6 +232,10 @@ mod tests {
             classify("somewhere/else", b"x").unwrap().refused[0].reason,
             "unknown_topic"
         );
-        assert!(classify("gw/gw1/dev/L-1/ack", b"{}").is_none());
+        assert_eq!(
+            classify("gw/gw1/dev/L-1/ack", b"{}").unwrap().refused[0].reason,
+            "unknown_kind"
+        );
+        assert!(classify("gw/gw1/ack/L-1", b"{}").is_none());
     }
 }

@@ -167,8 +167,11 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
     };
     let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest"])?;
     let (mut link_tx, link_rx) = broker.take_link("ingest")?;
-    // Everything: unknown topics are quarantined rather than left unrouted.
-    link_tx.subscribe("#")?;
+    // Everything but the node acks ingest publishes itself: unknown topics are
+    // quarantined rather than left unrouted.
+    for filter in gridwatch_protocol::ALL_BUT_NODE_ACKS {
+        link_tx.subscribe(filter)?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.http)
         .await

@@ -19,7 +19,7 @@ use crate::store::{Committed, Store};
 use foldhash::HashMap;
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
-use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
+use gridwatch_protocol::{DeviceId, NodeAck, SCHEMA_VERSION, Topic};
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Forward, Notification};
 use std::collections::VecDeque;
@@ -105,7 +105,7 @@ impl Default for PipelineConfig {
 pub struct BrokerLog {
     pub segment_size: usize,
     pub segment_count: usize,
-    /// Log per ack subscription (`gw/+/ack`, `gw/+/dev/+/ack`), bytes.
+    /// Log per ack subscription (`gw/+/ack`, `gw/+/ack/+`), bytes.
     pub ack_log_bytes: usize,
 }
 
@@ -124,7 +124,7 @@ impl Default for BrokerLog {
 impl BrokerLog {
     /// The broker's log limits for ack subscriptions.
     pub fn ack_filter_logs(&self) -> Vec<gridwatch_mqtt::FilterLog> {
-        ["gw/+/ack", "gw/+/dev/+/ack"]
+        ["gw/+/ack", "gw/+/ack/+"]
             .into_iter()
             .map(|pattern| gridwatch_mqtt::FilterLog {
                 pattern: pattern.to_string(),
@@ -656,13 +656,7 @@ impl AckMessages {
 /// The `NodeAck` of `device` up to `seq`, on its ack topic.
 fn node_ack(gateway: &str, device: &str, seq: u64) -> Option<AckMessage> {
     let id = DeviceId::try_from(device).ok()?;
-    let topic = Topic::Node {
-        gateway,
-        device,
-        kind: Kind::Ack,
-    }
-    .write()
-    .to_string();
+    let topic = Topic::NodeAck { gateway, device }.write().to_string();
     let payload = json::encode(&NodeAck {
         v: SCHEMA_VERSION,
         device: id,

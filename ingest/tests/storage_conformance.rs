@@ -643,7 +643,7 @@ async fn acks_are_published_only_after_the_commit(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let ingest = gridwatch_ingest::start(ingest_config(&db, dir.path())).await.unwrap();
     let mut node = Client::connect(ingest.mqtt_addr.into(), "L-1").await;
-    node.subscribe("gw/gw-t/dev/L-1/ack").await;
+    node.subscribe("gw/gw-t/ack/L-1").await;
 
     let lock = WriteLock::take(&ingest.store).await;
     node.publish("gw/gw-t/dev/L-1/lift", node_payload("L-1", 1)).await;
@@ -670,7 +670,7 @@ async fn a_fast_node_gets_cumulative_acks_paced_by_the_interval(backend: Backend
     config.pipeline.node_ack_interval = interval;
     let ingest = gridwatch_ingest::start(config).await.unwrap();
     let mut node = Client::connect(ingest.mqtt_addr.into(), "L-1").await;
-    node.subscribe("gw/gw-t/dev/L-1/ack").await;
+    node.subscribe("gw/gw-t/ack/L-1").await;
     let seq_of = |publish: rumqttc::Publish| serde_json::from_slice::<NodeAck>(&publish.payload).unwrap().seq;
 
     // A node not acked lately is acked at once.

@@ -58,7 +58,7 @@ impl Reading {
             Kind::Cycle => Reading::Cycle(decode(bytes, max)?),
             Kind::Event => Reading::Event(decode(bytes, max)?),
             Kind::Birth => Reading::Birth(decode(bytes, max)?),
-            Kind::Presence | Kind::Ack => {
+            Kind::Presence => {
                 return Err(crate::codec::json::Rejection {
                     reason: "not_a_reading",
                     detail: std::format!("{} messages are not readings", kind.as_str()),

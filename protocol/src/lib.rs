@@ -17,5 +17,5 @@ pub mod clock;
 
 pub use codec::{DecodeError, EncodeError, decode, encode};
 pub use message::*;
-pub use topic::{Topic, TopicError};
+pub use topic::{ALL_BUT_NODE_ACKS, GW_BUT_NODE_ACKS, Topic, TopicError};
 pub use validate::{Validate, ValidationError};

@@ -50,19 +50,16 @@ pub enum Kind {
     Birth,
     /// Online/offline presence; the last will. Carries no `seq`: not a reading.
     Presence,
-    /// Acknowledgement towards a node: highest contiguous `seq` made durable.
-    Ack,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Lift,
         Kind::Sterilizer,
         Kind::Cycle,
         Kind::Event,
         Kind::Birth,
         Kind::Presence,
-        Kind::Ack,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -73,7 +70,6 @@ impl Kind {
             Kind::Event => "event",
             Kind::Birth => "birth",
             Kind::Presence => "presence",
-            Kind::Ack => "ack",
         }
     }
 
@@ -83,7 +79,7 @@ impl Kind {
 
     /// Whether messages of this kind are sequenced readings that must be stored.
     pub const fn is_reading(self) -> bool {
-        !matches!(self, Kind::Presence | Kind::Ack)
+        !matches!(self, Kind::Presence)
     }
 }
 

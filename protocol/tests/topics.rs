@@ -12,6 +12,12 @@ fn node_topic_round_trips() {
     assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/lift"), Ok(t));
     assert_eq!(Topic::parse("gw/gw-01/batch"), Ok(Topic::Batch { gateway: "gw-01" }));
     assert_eq!(Topic::parse("gw/gw-01/ack"), Ok(Topic::BatchAck { gateway: "gw-01" }));
+    let ack = Topic::NodeAck {
+        gateway: "gw-01",
+        device: "L-0001",
+    };
+    assert_eq!(ack.write().as_str(), "gw/gw-01/ack/L-0001");
+    assert_eq!(Topic::parse("gw/gw-01/ack/L-0001"), Ok(ack));
 }
 
 #[test]
@@ -21,6 +27,9 @@ fn bad_topics_are_refused_with_reasons() {
         Err(TopicError::UnknownKind)
     );
     assert_eq!(Topic::parse("gw/gw-01/dev//lift"), Err(TopicError::BadSegment));
+    // Node acks moved to `gw/{gateway}/ack/{device}`: the old place is not a kind.
+    assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/ack"), Err(TopicError::UnknownKind));
+    assert_eq!(Topic::parse("gw/gw-01/ack/"), Err(TopicError::BadSegment));
     assert_eq!(Topic::parse("elsewhere/x"), Err(TopicError::UnknownTopic));
     assert_eq!(
         Topic::parse("gw/gw-01/dev/L-0001/lift/extra"),
@@ -30,7 +39,7 @@ fn bad_topics_are_refused_with_reasons() {
 
 proptest! {
     #[test]
-    fn any_valid_node_topic_round_trips(gw in "[a-z0-9_.-]{1,32}", dev in "[A-Za-z0-9_.-]{1,32}", k in 0usize..7) {
+    fn any_valid_node_topic_round_trips(gw in "[a-z0-9_.-]{1,32}", dev in "[A-Za-z0-9_.-]{1,32}", k in 0usize..Kind::ALL.len()) {
         let t = Topic::Node { gateway: &gw, device: &dev, kind: Kind::ALL[k] };
         let text = t.write();
         prop_assert_eq!(Topic::parse(&text), Ok(t));

@@ -377,7 +377,7 @@ impl Connection {
             config.broker.credentials.as_ref(),
         );
         let filter = match config.mode {
-            Mode::Direct => format!("gw/{gateway}/dev/+/ack"),
+            Mode::Direct => format!("gw/{gateway}/ack/+"),
             Mode::Gateway => format!("gw/{gateway}/ack"),
         };
         mqtt::subscribe(&mut out, 1, &filter);

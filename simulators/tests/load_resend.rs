@@ -7,7 +7,7 @@
 //! reading the first time it is sent (as if the broker had dropped it).
 use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker, MqttUrl};
 use gridwatch_protocol::codec::json;
-use gridwatch_protocol::{DeviceId, Kind, NodeAck, SCHEMA_VERSION, Topic};
+use gridwatch_protocol::{DeviceId, NodeAck, SCHEMA_VERSION, Topic};
 use gridwatch_simulators::load::{self, LoadConfig, Mode};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,11 +48,7 @@ fn ack_all_but_the_first_reading_of(mut broker: EmbeddedBroker, lost_device: Str
                 let Ok(Topic::Node { gateway, device, .. }) = Topic::parse(&topic) else {
                     panic!("a node topic: {topic}");
                 };
-                let ack_topic = Topic::Node {
-                    gateway,
-                    device,
-                    kind: Kind::Ack,
-                };
+                let ack_topic = Topic::NodeAck { gateway, device };
                 let ack = NodeAck {
                     v: SCHEMA_VERSION,
                     device: DeviceId::try_from(device).expect("a device id"),

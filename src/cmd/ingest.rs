@@ -57,8 +57,9 @@ pub struct WritePathArgs {
     /// Client id of the session on --broker (keep it stable across restarts).
     #[arg(long, default_value = "gridwatch-ingest")]
     broker_client_id: String,
-    /// Topic filters to consume on --broker (repeatable).
-    #[arg(long = "broker-filter", default_value = "gw/#")]
+    /// Topic filters to consume on --broker (repeatable) [default: every gridwatch topic but
+    /// the node acks ingest publishes: gw, gw/+, gw/+/+, gw/+/dev/+, gw/+/+/+/+, gw/+/+/+/+/+/#]
+    #[arg(long = "broker-filter")]
     broker_filters: Vec<String>,
     /// Commit once this many readings are gathered... (default: 5000 on PostgreSQL, 20,000
     /// on SQLite, whose one writer gains from several readings of a device per commit)
@@ -101,7 +102,9 @@ impl WritePathArgs {
         config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;
         if let Some(url) = self.broker {
             let mut external = gridwatch_ingest::external::ExternalConfig::new(url, &self.broker_client_id);
-            external.filters = self.broker_filters;
+            if !self.broker_filters.is_empty() {
+                external.filters = self.broker_filters;
+            }
             config.external = Some(external);
         }
     }

@@ -106,7 +106,7 @@ impl MockTransport {
     pub fn ack(&mut self, gateway: &str, device: &str, seq: u64) {
         let payload = format!(r#"{{"v":1,"device":"{device}","seq":{seq}}}"#);
         self.incoming
-            .push_back((format!("gw/{gateway}/dev/{device}/ack"), payload.into_bytes()));
+            .push_back((format!("gw/{gateway}/ack/{device}"), payload.into_bytes()));
     }
 }
 
