@@ -114,11 +114,10 @@ impl Pending {
         let mut pending = self.states.lock().expect("pending states lock");
         for &i in new.iter().rev() {
             let a = &accepted[i];
-            let kind = match a.reading {
-                Reading::Lift(_) => "lift",
-                Reading::Sterilizer(_) => "sterilizer",
-                _ => continue,
-            };
+            if !matches!(a.reading, Reading::Lift(_) | Reading::Sterilizer(_)) {
+                continue;
+            }
+            let kind = a.reading.kind().as_str();
             let seq = a.reading.seq() as i64;
             let body = || match reading_json(i).and_then(status_body) {
                 Some(body) => Cow::Borrowed(body),
