@@ -3,6 +3,14 @@ mod common;
 use common::*;
 use rumqttc::QoS;
 
+/// A direct node's lift reading as it goes on the wire: seq 1 at [`T0`], on `floor`.
+fn lift_reading(device: &str, floor: i32) -> Vec<u8> {
+    format!(
+        r#"{{"v":1,"device":"{device}","seq":1,"ts":{T0},"body":{{"mode":"normal","motion":"stopped","door":"closed","door_zone":true,"floor":{floor},"occupied":false,"alarm":false,"fault":0,"power":"mains","runs":0,"door_cycles":0}}}}"#
+    )
+    .into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_and_kept_by_ingest_and_gateway() {
     let dir = tempfile::tempdir().unwrap();
@@ -15,13 +23,12 @@ async fn malformed_messages_are_counted_and_kept_by_ingest_and_gateway() {
         .publish("gw/gw-q/dev/L-9/lift", QoS::AtLeastOnce, false, b"{not json".to_vec())
         .await
         .unwrap();
-    let floor = r#"{"v":1,"device":"L-9","seq":1,"ts":1764061200000,"body":{"mode":"normal","motion":"stopped","door":"closed","door_zone":true,"floor":999,"occupied":false,"alarm":false,"fault":0,"power":"mains","runs":0,"door_cycles":0}}"#;
     direct
         .publish(
             "gw/gw-q/dev/L-9/lift",
             QoS::AtLeastOnce,
             false,
-            floor.as_bytes().to_vec(),
+            lift_reading("L-9", 999),
         )
         .await
         .unwrap();
@@ -107,15 +114,9 @@ async fn topics_outside_the_scheme_are_kept_and_node_acks_do_not_come_back() {
             .await
             .unwrap();
     }
-    let reading = r#"{"v":1,"device":"L-7","seq":1,"ts":1764061200000,"body":{"mode":"normal","motion":"stopped","door":"closed","door_zone":true,"floor":1,"occupied":false,"alarm":false,"fault":0,"power":"mains","runs":0,"door_cycles":0}}"#;
-    node.publish(
-        "gw/gw-s/dev/L-7/lift",
-        QoS::AtLeastOnce,
-        false,
-        reading.as_bytes().to_vec(),
-    )
-    .await
-    .unwrap();
+    node.publish("gw/gw-s/dev/L-7/lift", QoS::AtLeastOnce, false, lift_reading("L-7", 1))
+        .await
+        .unwrap();
     let ack = tokio::time::timeout(DEADLINE, acks.recv())
         .await
         .expect("the node ack")
