@@ -2,7 +2,7 @@
 //! ingest, in process on port 0, with simulated nodes running the real firmware on virtual
 //! time, and must raise exactly the alerts it expects: `gridwatch sim run FILE --check` as a
 //! library call. A scenario that fails prints its table of expected against actual alerts.
-use gridwatch_simulators::scenario::{self, AlertKind, RunReport};
+use gridwatch_scenario::{self as scenario, AlertKind, RunReport};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;

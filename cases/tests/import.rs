@@ -7,9 +7,9 @@ use gridwatch_cases::*;
 use gridwatch_protocol::DeviceKind;
 use std::path::PathBuf;
 
-/// The shared sample sits beside the repository: `../shared/data/` from the workspace root.
+/// The project's copy of the synthetic county register (`simulators/data/`).
 fn sample_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/registry-sample.csv")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../simulators/data/registry-sample.csv")
 }
 
 fn sample() -> Vec<u8> {

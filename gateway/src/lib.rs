@@ -4,13 +4,13 @@
 //! Data path: node → `gw/{id}/dev/{device}/{kind}` on our broker → [`intake`]
 //! (decode, validate, quarantine) → [`outbox`] → [`uplink`] (`gw/{id}/batch` on
 //! ingest's broker) → `BatchAck` → node acks `gw/{id}/ack/{device}`.
-pub mod intake;
-pub mod outbox;
-pub mod quarantine;
-pub mod uplink;
+mod intake;
+mod outbox;
+mod quarantine;
+mod uplink;
 
-use anyhow::Result;
-use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker, MqttUrl, client_options};
+use gridwatch_broker::{BrokerConfig, EmbeddedBroker};
+use gridwatch_mqtt::{MqttUrl, client_options};
 use outbox::Outbox;
 use quarantine::Quarantine;
 use std::net::SocketAddr;
@@ -71,12 +71,22 @@ impl Gateway {
     }
 }
 
-pub async fn start(config: GatewayConfig) -> Result<Gateway> {
+/// Why a gateway could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway id {0:?} must be 1-32 characters of A-Z a-z 0-9 - _ .")]
+    BadId(String),
+    #[error("embedded broker: {0}")]
+    Broker(#[from] gridwatch_broker::BrokerError),
+    #[error("opening the quarantine file {}: {source}", path.display())]
+    Quarantine { path: PathBuf, source: std::io::Error },
+    #[error("waiting for Ctrl-C: {0}")]
+    Signal(std::io::Error),
+}
+
+pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
     if !gridwatch_protocol::validate::valid_device_id(&config.id) {
-        anyhow::bail!(
-            "gateway id {:?} must be 1-32 characters of A-Z a-z 0-9 - _ .",
-            config.id
-        );
+        return Err(GatewayError::BadId(config.id.clone()));
     }
     let broker_config = BrokerConfig {
         listen: config.listen,
@@ -127,11 +137,11 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
     {
         let (outbox, quarantine, id) = (outbox.clone(), quarantine.clone(), config.id.clone());
         tasks.spawn(async move {
-            while let Some(forward) = gridwatch_mqtt::next_forward(&mut link_rx).await {
-                let topic = String::from_utf8_lossy(&forward.publish.topic);
+            while let Some(delivered) = link_rx.next().await {
+                let topic = String::from_utf8_lossy(&delivered.topic);
                 let outcome = {
                     let mut outbox = outbox.lock().expect("outbox lock");
-                    intake::take_in(&id, &topic, &forward.publish.payload, &mut outbox, &quarantine)
+                    intake::take_in(&id, &topic, &delivered.payload, &mut outbox, &quarantine)
                 };
                 match outcome {
                     intake::Outcome::Queued => wake.notify_one(),
@@ -153,10 +163,10 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway> {
 }
 
 /// Runs a gateway until Ctrl-C.
-pub async fn run(config: GatewayConfig) -> Result<()> {
+pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
     let gateway = start(config).await?;
     println!("gateway: nodes connect to mqtt://{}", gateway.node_addr);
-    tokio::signal::ctrl_c().await?;
+    tokio::signal::ctrl_c().await.map_err(GatewayError::Signal)?;
     gateway.stop().await;
     Ok(())
 }

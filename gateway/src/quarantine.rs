@@ -21,14 +21,18 @@ struct Entry<'a> {
 }
 
 impl Quarantine {
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+    pub fn open(dir: &Path) -> Result<Self, crate::GatewayError> {
         let path = dir.join("quarantine.jsonl");
+        let failed = |source| crate::GatewayError::Quarantine {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            .map_err(failed)?;
         Ok(Self {
             path,
             file: Mutex::new(file),

@@ -166,7 +166,7 @@ pub async fn drive(
 /// Publishes node acks on the gateway's broker.
 pub async fn ack_nodes(
     gateway: String,
-    mut link: rumqttd::local::LinkTx,
+    mut link: gridwatch_broker::LinkSender,
     mut acks: mpsc::UnboundedReceiver<(String, u64)>,
 ) {
     while let Some((device, seq)) = acks.recv().await {

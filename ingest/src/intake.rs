@@ -1,10 +1,10 @@
 //! Turns MQTT messages arriving at ingest's broker into readings to store and
 //! refusals to quarantine. Two shapes arrive: gateway batches on `gw/{gw}/batch`
 //! and single readings from smart nodes on `gw/{gw}/dev/{device}/{kind}`.
-use crate::model::{Accepted, Refused};
 use gridwatch_protocol::batch::{Batch, Reading};
 use gridwatch_protocol::codec::json::{self, Rejection};
 use gridwatch_protocol::{Kind, MAX_BATCH_BYTES, Topic, ValidationError};
+use gridwatch_storage::model::{Accepted, Refused};
 
 /// Where a message came from, which decides how it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +27,6 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn len(&self) -> usize {
-        self.accepted.len() + self.refused.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn refused(topic: &str, payload: &[u8], why: Rejection) -> Incoming {
         Incoming {
             source: Source::None,

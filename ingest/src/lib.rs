@@ -1,48 +1,28 @@
-//! The ingest service: an embedded MQTT broker for gateways and smart nodes,
-//! the write path into storage, the alert engine, and the HTTP API/dashboard.
+//! The ingest service: an embedded MQTT broker for gateways and smart nodes, the
+//! write path into storage, and the alert engine fed with what was committed; it
+//! serves the HTTP side (`gridwatch-web`) beside them.
 //!
 //! Codemap: [`intake`] classifies messages, [`pipeline`] batches, commits and
-//! acknowledges, [`store`] is the storage backend, [`alerting`] the rules,
-//! [`http`] and [`dashboard`] the web side, [`metrics`] the Prometheus recorder.
-/// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
-/// backend: one SQL text (`$n` placeholders in order, portable upserts) serves both.
-/// `with_pool!(store, writer, |pool| ...)` binds the pool for writes instead.
-macro_rules! with_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        with_pool!($store, pool, |$pool| $body)
-    };
-    ($store:expr, $which:ident, |$pool:ident| $body:expr) => {
-        match $store {
-            crate::store::Store::Sqlite(s) => {
-                let $pool = s.$which();
-                $body
-            }
-            crate::store::Store::Postgres(s) => {
-                let $pool = s.$which();
-                $body
-            }
-        }
-    };
-}
-
-pub mod ack_pacing;
-pub mod alerting;
-pub mod api;
-pub mod auth;
-pub mod dashboard;
-pub mod domain;
-pub mod external;
-pub mod http;
+//! acknowledges, [`ack_pacing`] and [`node_acks`] decide when a node is acked,
+//! [`external`] consumes an external broker.
+mod ack_pacing;
+mod error;
+mod external;
+// Public for the storage conformance suite, which drives the pipeline on each backend.
 pub mod intake;
-pub mod metrics;
-pub mod model;
-pub mod node_acks;
+mod node_acks;
 pub mod pipeline;
-pub mod store;
 
-use anyhow::{Context, Result};
-use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker};
+pub use error::IngestError;
+pub use external::ExternalConfig;
+pub use gridwatch_domain::DomainConfig;
+pub use gridwatch_web::Users;
+pub use pipeline::{BrokerLog, PipelineConfig};
+
+use gridwatch_broker::{BrokerConfig, EmbeddedBroker};
+use gridwatch_domain::Alerting;
 use gridwatch_protocol::clock::{Clock, SystemClock};
+use gridwatch_storage::Store;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -57,13 +37,13 @@ pub struct IngestConfig {
     pub mqtt: SocketAddr,
     /// `sqlite://PATH` (the embedded default).
     pub database: String,
-    pub pipeline: pipeline::PipelineConfig,
+    pub pipeline: PipelineConfig,
     /// Also consume this external broker (persistent session, acks after commit).
-    pub external: Option<external::ExternalConfig>,
-    /// The embedded broker's in-memory log: its memory bound (see `gridwatch_mqtt::BrokerConfig`).
-    pub broker_log: pipeline::BrokerLog,
+    pub external: Option<ExternalConfig>,
+    /// The embedded broker's in-memory log: its memory bound (see `gridwatch_broker::BrokerConfig`).
+    pub broker_log: BrokerLog,
     /// Alert thresholds and case rules.
-    pub domain: domain::DomainConfig,
+    pub domain: DomainConfig,
     /// The time the alert engine's time-based rules and case deadlines run on.
     pub clock: Arc<dyn Clock>,
     /// How often (wall time) the time-based rules run.
@@ -71,7 +51,7 @@ pub struct IngestConfig {
     /// How often (wall time) the alert engine's state is checkpointed.
     pub checkpoint_every: Duration,
     /// API users; empty means an open, read-only API.
-    pub users: auth::Users,
+    pub users: Users,
 }
 
 impl IngestConfig {
@@ -81,15 +61,15 @@ impl IngestConfig {
         Self {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pipeline: pipeline::PipelineConfig::for_database(&database),
+            pipeline: PipelineConfig::for_database(&database),
             database,
             external: None,
-            broker_log: pipeline::BrokerLog::default(),
-            domain: domain::DomainConfig::default(),
+            broker_log: BrokerLog::default(),
+            domain: DomainConfig::default(),
             clock: Arc::new(SystemClock),
             tick_every: Duration::from_secs(1),
             checkpoint_every: Duration::from_secs(5),
-            users: auth::Users::open(),
+            users: Users::open(),
         }
     }
 }
@@ -98,15 +78,15 @@ impl IngestConfig {
 const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// The name of ingest's embedded broker: its threads are named after it
-/// ([`gridwatch_mqtt::is_broker_thread`]).
+/// ([`gridwatch_broker::is_broker_thread`]).
 pub const BROKER_NAME: &str = "ingest";
 
 /// A running ingest service.
 pub struct Ingest {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
-    pub store: store::Store,
-    alerting: alerting::Alerting,
+    pub store: Store,
+    alerting: Alerting,
     clock: Arc<dyn Clock>,
     tasks: JoinSet<()>,
 }
@@ -119,14 +99,17 @@ impl Ingest {
     }
 
     /// The domain: alert engine, register and cases.
-    pub fn domain(&self) -> &alerting::SharedDomain {
+    pub fn domain(&self) -> &gridwatch_domain::SharedDomain {
         &self.alerting.domain
     }
 
     /// Replaces the equipment register with the CSV export `csv` (the offices' layout);
     /// refuses the whole file, naming every bad row and column, if any row is bad.
-    pub async fn import_register_csv(&self, csv: &[u8]) -> Result<domain::ImportSummary> {
-        domain::import_register(&self.alerting, csv, self.clock.now_ms()).await
+    pub async fn import_register_csv(
+        &self,
+        csv: &[u8],
+    ) -> Result<gridwatch_domain::ImportSummary, gridwatch_domain::RegisterRejected> {
+        gridwatch_domain::import_register(&self.alerting, csv, self.clock.now_ms()).await
     }
 
     /// Stops every task, then checkpoints the alert engine so a restart replays little.
@@ -137,27 +120,23 @@ impl Ingest {
         match tokio::time::timeout(STOP_FLUSH_LIMIT, self.store.flush_states()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "device states not written; the next start recomputes them")
+                tracing::warn!(error = %e, "device states not written; the next start recomputes them")
             }
             Err(_) => tracing::warn!(
                 limit = ?STOP_FLUSH_LIMIT,
                 "device states not written in time; the next start recomputes them"
             ),
         }
-        self.alerting.checkpoint(model::now_ms()).await;
+        self.alerting.checkpoint(gridwatch_storage::model::now_ms()).await;
     }
 }
 
-pub async fn start(config: IngestConfig) -> Result<Ingest> {
-    let metrics = metrics::handle();
-    let store = store::Store::open(&config.database).await?;
-    let domain = domain::persist::load(&store, config.domain.clone())
+pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
+    let metrics = gridwatch_web::metrics::handle();
+    let store = Store::open(&config.database).await?;
+    let alerting = gridwatch_domain::load(&store, config.domain.clone())
         .await
-        .context("loading alerts, cases and register")?;
-    let alerting = alerting::Alerting {
-        domain: Arc::new(tokio::sync::Mutex::new(domain)),
-        store: store.clone(),
-    };
+        .map_err(IngestError::LoadDomain)?;
     let broker_config = BrokerConfig {
         listen: config.mqtt,
         segment_size: config.broker_log.segment_size,
@@ -173,11 +152,13 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
         link_tx.subscribe(filter)?;
     }
 
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("binding HTTP on {}", config.http))?;
-    let http_addr = listener.local_addr()?;
-    let app = http::router(http::AppState {
+    let bind_http = |source| IngestError::Http {
+        addr: config.http,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.http).await.map_err(bind_http)?;
+    let http_addr = listener.local_addr().map_err(bind_http)?;
+    let app = gridwatch_web::router(gridwatch_web::AppState {
         store: store.clone(),
         metrics,
         alerting: alerting.clone(),
@@ -205,7 +186,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
     if let (Some((client, events)), Some(external_config)) = (external, config.external.clone()) {
         tasks.spawn(external::read(client, events, external_config, queue));
     }
-    tasks.spawn(alerting::run_ticks(
+    tasks.spawn(gridwatch_domain::run_ticks(
         alerting.clone(),
         config.clock.clone(),
         config.tick_every,
@@ -228,10 +209,10 @@ pub async fn start(config: IngestConfig) -> Result<Ingest> {
 }
 
 /// Runs the ingest service until Ctrl-C.
-pub async fn run(config: IngestConfig) -> Result<()> {
+pub async fn run(config: IngestConfig) -> Result<(), IngestError> {
     let ingest = start(config).await?;
     println!("ingest: http://{}/ mqtt://{}", ingest.http_addr, ingest.mqtt_addr);
-    tokio::signal::ctrl_c().await?;
+    tokio::signal::ctrl_c().await.map_err(IngestError::Signal)?;
     ingest.stop().await;
     Ok(())
 }

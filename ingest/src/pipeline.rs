@@ -12,16 +12,15 @@
 //!   and waiting, forming).
 //! - A failed commit is retried with back-off and never dropped.
 use crate::ack_pacing::AckPacer;
-use crate::alerting::Alerting;
 use crate::intake::{Incoming, Source};
-use crate::model::{Accepted, Refused};
-use crate::store::{Committed, Store};
 use foldhash::HashMap;
+use gridwatch_broker::{Delivered, LinkReceiver, LinkSender};
+use gridwatch_domain::Alerting;
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, NodeAck, SCHEMA_VERSION, Topic};
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Forward, Notification};
+use gridwatch_storage::model::{Accepted, Refused};
+use gridwatch_storage::{Committed, Store, retry};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +55,7 @@ impl PipelineConfig {
     /// the writer is busy (see [`gather`]), so the linger is PostgreSQL's: it only
     /// bounds the wait when the writer is idle.
     pub fn for_database(url: &str) -> Self {
-        if crate::store::is_sqlite(url) {
+        if gridwatch_storage::is_sqlite(url) {
             Self {
                 batch_max: 20_000,
                 ..Self::default()
@@ -123,10 +122,10 @@ impl Default for BrokerLog {
 
 impl BrokerLog {
     /// The broker's log limits for ack subscriptions.
-    pub fn ack_filter_logs(&self) -> Vec<gridwatch_mqtt::FilterLog> {
+    pub fn ack_filter_logs(&self) -> Vec<gridwatch_broker::FilterLog> {
         ["gw/+/ack", "gw/+/ack/+"]
             .into_iter()
-            .map(|pattern| gridwatch_mqtt::FilterLog {
+            .map(|pattern| gridwatch_broker::FilterLog {
                 pattern: pattern.to_string(),
                 segment_size: self.ack_log_bytes,
                 // Two full segments besides the one being written: a subscriber
@@ -161,7 +160,7 @@ pub enum Via {
 /// through, and MQTT acks for messages from an external broker.
 #[derive(Default)]
 pub struct Acks {
-    pub embedded: Option<LinkTx>,
+    pub embedded: Option<LinkSender>,
     pub external: Option<rumqttc::AsyncClient>,
 }
 
@@ -239,7 +238,7 @@ pub const UNDECODED_BYTES: usize = 8 * 1024 * 1024;
 
 /// A message read off the link, holding its share of [`UNDECODED_BYTES`] until decoded.
 pub struct Undecoded {
-    forward: Forward,
+    delivered: Delivered,
     _bytes: OwnedSemaphorePermit,
 }
 
@@ -269,30 +268,21 @@ impl ByteBudget {
 
 /// Reads the embedded broker's local link as fast as it forwards, into `undecoded`,
 /// within `budget`.
-pub async fn read_broker(mut link: LinkRx, undecoded: mpsc::Sender<Undecoded>, budget: ByteBudget) {
-    loop {
-        match link.next().await {
-            Ok(Some(Notification::Forward(forward))) => {
-                let size = forward.publish.topic.len() + forward.publish.payload.len();
-                let Some(bytes) = budget.reserve(size).await else {
-                    return;
-                };
-                if undecoded.send(Undecoded { forward, _bytes: bytes }).await.is_err() {
-                    return;
-                }
-            }
-            // rumqttd stops forwarding to a link whose buffer filled up and says so
-            // with Unschedule; the link must ask to be scheduled again, or it stalls.
-            Ok(Some(Notification::Unschedule)) => {
-                if link.wake().await.is_err() {
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "embedded broker link closed");
-                return;
-            }
+pub async fn read_broker(mut link: LinkReceiver, undecoded: mpsc::Sender<Undecoded>, budget: ByteBudget) {
+    while let Some(delivered) = link.next().await {
+        let size = delivered.topic.len() + delivered.payload.len();
+        let Some(bytes) = budget.reserve(size).await else {
+            return;
+        };
+        if undecoded
+            .send(Undecoded {
+                delivered,
+                _bytes: bytes,
+            })
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -302,15 +292,15 @@ pub async fn decode_broker(mut undecoded: mpsc::Receiver<Undecoded>, queue: mpsc
     // Offset of the last message read from the broker's log: the next one must follow it.
     let mut last_offset: Option<u64> = None;
     let mut node_acks = crate::node_acks::NodeAcks::default();
-    while let Some(Undecoded { forward, _bytes }) = undecoded.recv().await {
-        if let Some((_, offset)) = forward.cursor {
+    while let Some(Undecoded { delivered, _bytes }) = undecoded.recv().await {
+        if let Some(offset) = delivered.offset {
             if note_broker_drops(last_offset, offset, undecoded.len(), queue.capacity()) {
                 node_acks.broker_dropped();
             }
             last_offset = Some(offset);
         }
-        let topic = String::from_utf8_lossy(&forward.publish.topic);
-        let Some(incoming) = crate::intake::classify(&topic, &forward.publish.payload) else {
+        let topic = String::from_utf8_lossy(&delivered.topic);
+        let Some(incoming) = crate::intake::classify(&topic, &delivered.payload) else {
             continue;
         };
         let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
@@ -467,7 +457,7 @@ async fn commit_in_order(
     store: Store,
     mut batches: mpsc::Receiver<Batch>,
     mut acks: Acks,
-    mut alerting: Alerting,
+    alerting: Alerting,
     node_ack_interval: Duration,
     slots: Arc<CommitSlots>,
 ) {
@@ -483,7 +473,7 @@ async fn commit_in_order(
                 in_flight.pop_front();
                 slots.set_busy(in_flight.len());
                 match done {
-                    Ok((batch, committed)) => finish(&store, &mut acks, &mut pacer, &mut alerting, batch, committed).await,
+                    Ok((batch, committed)) => finish(&mut acks, &mut pacer, &alerting, batch, committed).await,
                     Err(e) => tracing::error!(error = %e, "a commit task failed; its readings stay unacknowledged"),
                 }
             }
@@ -510,40 +500,13 @@ async fn commit_in_order(
     out.publish(&mut acks, std::iter::empty()).await;
 }
 
-async fn finish(
-    store: &Store,
-    acks: &mut Acks,
-    pacer: &mut AckPacer,
-    alerting: &mut Alerting,
-    batch: Batch,
-    committed: Committed,
-) {
+async fn finish(acks: &mut Acks, pacer: &mut AckPacer, alerting: &Alerting, batch: Batch, committed: Committed) {
     let stored = batch.accepted.len() - committed.quarantined.len();
     metrics::counter!("gridwatch_ingest_readings_stored_total").increment(committed.new.len() as u64);
     metrics::counter!("gridwatch_ingest_readings_duplicate_total").increment((stored - committed.new.len()) as u64);
     acknowledge(acks, pacer, &batch, &committed.quarantined).await;
     let Batch { accepted, .. } = batch;
-    alerting.on_committed(store, &accepted, committed.new).await;
-}
-
-/// Runs `op` until it succeeds, backing off between failures: data in hand is never dropped.
-pub(crate) async fn retry<T, F, Fut>(what: &'static str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match op().await {
-            Ok(value) => return value,
-            Err(e) => {
-                metrics::counter!("gridwatch_ingest_store_failures_total", "op" => what).increment(1);
-                tracing::error!(error = %format!("{e:#}"), op = what, retry_in = ?backoff, "store operation failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    alerting.on_committed(&accepted, committed.new).await;
 }
 
 async fn commit_with_retry(store: &Store, accepted: &[Accepted], refused: &[Refused]) -> Committed {
@@ -644,8 +607,10 @@ impl AckMessages {
         if self.node_acks > 0 {
             metrics::counter!("gridwatch_ingest_node_acks_total").increment(self.node_acks);
         }
-        if let Some(link) = acks.embedded.as_mut() {
-            publish_on_link(link, self.embedded).await;
+        if let Some(link) = acks.embedded.as_mut()
+            && let Err(e) = link.publish_all(self.embedded).await
+        {
+            tracing::error!(error = %e, "publishing acks on the embedded broker failed");
         }
         if let Some(client) = acks.external.as_ref() {
             crate::external::acknowledge(client, self.external, vias);
@@ -663,40 +628,6 @@ fn node_ack(gateway: &str, device: &str, seq: u64) -> Option<AckMessage> {
         seq,
     });
     Some((topic, payload))
-}
-
-/// Acks handed to the broker's router at once, and waiting in the local link at
-/// most: its buffer (and the router's, which it is swapped with) keeps whatever
-/// capacity it once reached, so bursts are kept small.
-const LINK_CHUNK: usize = 1_000;
-
-/// Publishes many messages on the embedded broker, a chunk per wake-up of its
-/// router (one wake-up per message costs a channel send each).
-async fn publish_on_link(link: &mut LinkTx, messages: Vec<AckMessage>) {
-    let mut messages = messages.into_iter().peekable();
-    while messages.peek().is_some() {
-        while link.buffer().len() >= LINK_CHUNK {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let mut chunk: Vec<AckMessage> = messages.by_ref().take(LINK_CHUNK).collect();
-        let Some((last_topic, last_payload)) = chunk.pop() else {
-            break;
-        };
-        {
-            let mut buffer = link.buffer();
-            for (topic, payload) in chunk {
-                buffer.push_back(rumqttd::protocol::Packet::Publish(
-                    rumqttd::protocol::Publish::new(topic.into_bytes(), payload, false),
-                    None,
-                ));
-            }
-        }
-        // The last one notifies the router, which then drains the whole buffer.
-        if let Err(e) = link.publish(last_topic, last_payload) {
-            tracing::error!(error = %e, "publishing acks on the embedded broker failed");
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,119 @@
-//! MQTT plumbing shared by the gridwatch services: the embedded broker
-//! ([`broker`]) and client options built from `mqtt://` URLs ([`url`]).
-pub mod broker;
-pub mod url;
+//! MQTT client plumbing shared by the gateway, ingest and the simulators:
+//! `mqtt://[user:password@]host:port` URLs, as given on the command line, and the
+//! rumqttc options they make. It knows nothing of the embedded broker.
+use rumqttc::MqttOptions;
+use std::time::Duration;
 
-pub use broker::{BrokerConfig, EmbeddedBroker, FilterLog, is_broker_thread, next_forward};
-pub use url::{MqttUrl, client_options};
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+}
+
+// Never print the password.
+impl std::fmt::Debug for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.credentials {
+            Some((user, _)) => write!(f, "mqtt://{user}:***@{}:{}", self.host, self.port),
+            None => write!(f, "mqtt://{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// An MQTT URL that could not be read; the message says what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("MQTT URL {url:?}: {problem}")]
+pub struct BadMqttUrl {
+    url: String,
+    problem: &'static str,
+}
+
+impl std::str::FromStr for MqttUrl {
+    type Err = BadMqttUrl;
+
+    fn from_str(s: &str) -> Result<Self, BadMqttUrl> {
+        // Never echo a password back: the URL in errors is the redacted one.
+        let bad = |problem| BadMqttUrl {
+            url: match s.rsplit_once('@') {
+                Some((_, hostport)) => format!("mqtt://***@{hostport}"),
+                None => s.to_string(),
+            },
+            problem,
+        };
+        let Some(rest) = s.strip_prefix("mqtt://") else {
+            return Err(bad("must start with mqtt://, e.g. mqtt://127.0.0.1:1883"));
+        };
+        let (credentials, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, password) = userinfo
+                    .split_once(':')
+                    .ok_or_else(|| bad("credentials must be user:password"))?;
+                (Some((user.to_string(), password.to_string())), hostport)
+            }
+            None => (None, rest),
+        };
+        let hostport = hostport.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "1883"));
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        let port = port.parse().map_err(|_| bad("the port is not a number 1-65535"))?;
+        Ok(MqttUrl {
+            host: host.to_string(),
+            port,
+            credentials,
+        })
+    }
+}
+
+impl From<std::net::SocketAddr> for MqttUrl {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        MqttUrl {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            credentials: None,
+        }
+    }
+}
+
+/// Client options for `url` with a persistent session: the broker keeps our
+/// subscriptions and queued QoS 1 messages across reconnects.
+pub fn client_options(url: &MqttUrl, client_id: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_clean_session(false);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    if let Some((user, password)) = &url.credentials {
+        options.set_credentials(user.clone(), password.clone());
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_and_hides_passwords() {
+        let url: MqttUrl = "mqtt://gw1:s3cret@127.0.0.1:1884".parse().unwrap();
+        assert_eq!(url.port, 1884);
+        assert_eq!(url.credentials, Some(("gw1".into(), "s3cret".into())));
+        assert_eq!(format!("{url:?}"), "mqtt://gw1:***@127.0.0.1:1884");
+        assert_eq!("mqtt://localhost".parse::<MqttUrl>().unwrap().port, 1883);
+    }
+
+    #[test]
+    fn bad_urls_say_what_was_expected() {
+        let e = "http://x:1".parse::<MqttUrl>().unwrap_err().to_string();
+        assert!(e.contains("must start with mqtt://"), "{e}");
+        let e = "mqtt://x:port".parse::<MqttUrl>().unwrap_err().to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
+}

@@ -2,8 +2,9 @@
 //! the embedded-hal traits ([`hal`]), physics models of lifts ([`lift`]) and
 //! sterilizers ([`sterilizer`]), simulated nodes that wrap the firmware's node logic,
 //! outbox and MQTT session ([`node`], [`link`]), a fleet on a scaled wall clock
-//! ([`fleet`], for `gridwatch demo`) and scenarios on virtual time ([`scenario`], for
-//! `gridwatch sim run`). See `docs/simulators.md`.
+//! ([`fleet`], for `gridwatch demo`) and a load generator ([`load`]). Scenario
+//! files are run by `gridwatch-scenario`, above the services. See `docs/simulators.md`.
+//! Simulators know nothing of the gateway, ingest or storage: they speak MQTT.
 pub mod clock;
 pub mod fleet;
 pub mod hal;
@@ -13,5 +14,4 @@ pub mod load;
 pub mod node;
 pub mod relay;
 pub mod rng;
-pub mod scenario;
 pub mod sterilizer;

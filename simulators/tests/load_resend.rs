@@ -5,7 +5,8 @@
 //! A real embedded broker; in place of ingest, an in-process acker on a local
 //! link that acks every device cumulatively, but never hears one device's first
 //! reading the first time it is sent (as if the broker had dropped it).
-use gridwatch_mqtt::{BrokerConfig, EmbeddedBroker, MqttUrl};
+use gridwatch_broker::{BrokerConfig, EmbeddedBroker};
+use gridwatch_mqtt::MqttUrl;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, NodeAck, SCHEMA_VERSION, Topic};
 use gridwatch_simulators::load::{self, LoadConfig, Mode};
@@ -32,8 +33,8 @@ fn ack_all_but_the_first_reading_of(mut broker: EmbeddedBroker, lost_device: Str
         let _broker = broker;
         let mut contiguous: HashMap<String, u64> = HashMap::new();
         let mut lost = false;
-        while let Some(forward) = gridwatch_mqtt::next_forward(&mut rx).await {
-            let reading: Reading = serde_json::from_slice(&forward.publish.payload).expect("a reading");
+        while let Some(delivered) = rx.next().await {
+            let reading: Reading = serde_json::from_slice(&delivered.payload).expect("a reading");
             seen.lock().unwrap().push((reading.device.clone(), reading.seq));
             if reading.device == lost_device && reading.seq == 1 && !lost {
                 lost = true;
@@ -44,7 +45,7 @@ fn ack_all_but_the_first_reading_of(mut broker: EmbeddedBroker, lost_device: Str
                 *top = reading.seq;
             }
             if *top > 0 {
-                let topic = String::from_utf8_lossy(&forward.publish.topic);
+                let topic = String::from_utf8_lossy(&delivered.topic);
                 let Ok(Topic::Node { gateway, device, .. }) = Topic::parse(&topic) else {
                     panic!("a node topic: {topic}");
                 };

@@ -18,14 +18,15 @@
 //! the ingest run to its work in the COPY limit does not.
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use gridwatch_ingest::store::postgres::Layout;
-use gridwatch_ingest::store::{Store, limit, redact_url};
 use gridwatch_simulators::load::{self, LoadConfig, LoadReport, Mode};
+use gridwatch_storage::postgres::Layout;
+use gridwatch_storage::{Store, redact_url};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod limit;
 mod procfs;
 use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
 
@@ -300,7 +301,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let readings = load::planned_readings(&plan, now_ms()).map(|(gateway, json)| {
         let reading = gridwatch_protocol::batch::Reading::decode(gridwatch_protocol::Kind::Lift, &json)
             .expect("the load generator writes valid readings");
-        gridwatch_ingest::model::Accepted { gateway, reading }
+        gridwatch_storage::model::Accepted { gateway, reading }
     });
     let prepared = limit::prepare(&limit_store, readings);
     limit::checkpoint(&limit_store).await;
@@ -385,9 +386,9 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
             .sum()
     };
     let broker_cpu_seconds =
-        threads_used(&|name| gridwatch_mqtt::is_broker_thread(gridwatch_ingest::BROKER_NAME, name));
+        threads_used(&|name| gridwatch_broker::is_broker_thread(gridwatch_ingest::BROKER_NAME, name));
     let sqlite_writer_cpu_seconds = matches!(store, Store::Sqlite(_))
-        .then(|| threads_used(&|name| name == gridwatch_ingest::store::sqlite::WRITER_THREAD));
+        .then(|| threads_used(&|name| name == gridwatch_storage::sqlite::WRITER_THREAD));
     let database_cpu = ingest_db_cpu.and_then(DatabaseCpu::finish).zip(limit_cpu);
     ingest.stop();
     let _ = std::fs::remove_dir_all(&data);

@@ -16,10 +16,10 @@ pub enum DbCommand {
 pub async fn run(command: DbCommand) -> Result<()> {
     match command {
         DbCommand::Migrate { db } => {
-            let store = gridwatch_ingest::store::Store::open(&db).await?;
+            let store = gridwatch_storage::Store::open(&db).await?;
             println!(
                 "database {} ({}) is migrated",
-                gridwatch_ingest::store::redact_url(&db),
+                gridwatch_storage::redact_url(&db),
                 store.backend()
             );
             Ok(())

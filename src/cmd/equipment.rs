@@ -1,8 +1,9 @@
 //! `gridwatch equipment ...`: the equipment register.
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use gridwatch_ingest::domain::{DomainConfig, RegisterRejected, persist};
-use gridwatch_ingest::store::Store;
+use gridwatch_domain::DomainConfig;
+use gridwatch_protocol::clock::{Clock, SystemClock};
+use gridwatch_storage::Store;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -28,25 +29,29 @@ pub async fn run(command: EquipmentCommand) -> Result<()> {
 
 async fn import(file: PathBuf, db: String) -> Result<()> {
     let csv = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let registry = match gridwatch_cases::import_register(csv.as_slice()) {
-        Ok(registry) => registry,
-        Err(errors) => {
-            for e in &errors {
+    let store = Store::open(&db).await?;
+    let alerting = gridwatch_domain::load(&store, DomainConfig::default()).await?;
+    let summary = match gridwatch_domain::import_register(&alerting, &csv, SystemClock.now_ms()).await {
+        Ok(summary) => summary,
+        Err(rejected) => {
+            for e in &rejected.errors {
                 eprintln!("{}: {e}", file.display());
             }
-            return Err(RegisterRejected { errors }.into());
+            return Err(rejected.into());
         }
     };
-    let store = Store::open(&db).await?;
-    let mut domain = persist::load(&store, DomainConfig::default()).await?;
-    let now = gridwatch_protocol::clock::Clock::now_ms(&gridwatch_protocol::clock::SystemClock);
-    let devices = registry.devices().count();
-    let fx = domain.replace_register(registry, now);
-    persist::save(&store, &domain, &fx).await?;
+    // The engine's state goes with the alerts it raised: without it the next import
+    // or `gridwatch ingest` would not know those alerts are open, raise them again,
+    // and never clear them.
+    alerting
+        .try_checkpoint(gridwatch_storage::model::now_ms())
+        .await
+        .context("saving the alert engine's state")?;
     println!(
-        "{}: imported {devices} devices; {} alert events from due dates",
+        "{}: imported {} devices; {} alert events from due dates",
         file.display(),
-        fx.events.len()
+        summary.devices,
+        summary.alert_events
     );
     Ok(())
 }

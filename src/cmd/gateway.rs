@@ -23,5 +23,5 @@ pub struct GatewayArgs {
 pub async fn run(args: GatewayArgs) -> Result<()> {
     let mut config = gridwatch_gateway::GatewayConfig::new(&args.id, args.uplink, args.data);
     config.listen = args.listen;
-    gridwatch_gateway::run(config).await
+    Ok(gridwatch_gateway::run(config).await?)
 }

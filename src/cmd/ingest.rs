@@ -38,13 +38,13 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         config.database = db;
     }
     if let Some(path) = &args.config {
-        config.domain = gridwatch_ingest::domain::DomainConfig::load(path)?;
+        config.domain = gridwatch_ingest::DomainConfig::load(path)?;
     }
     if let Some(path) = &args.users {
-        config.users = gridwatch_ingest::auth::Users::load(path)?;
+        config.users = gridwatch_ingest::Users::load(path)?;
     }
     args.write_path.apply(&mut config);
-    gridwatch_ingest::run(config).await
+    Ok(gridwatch_ingest::run(config).await?)
 }
 
 /// The write path: an external broker to consume, and batching.
@@ -90,7 +90,7 @@ pub struct WritePathArgs {
 
 impl WritePathArgs {
     fn apply(self, config: &mut gridwatch_ingest::IngestConfig) {
-        let defaults = gridwatch_ingest::pipeline::PipelineConfig::for_database(&config.database);
+        let defaults = gridwatch_ingest::PipelineConfig::for_database(&config.database);
         config.pipeline.batch_max = self.batch_max.unwrap_or(defaults.batch_max);
         config.pipeline.linger = self.linger_ms.map_or(defaults.linger, std::time::Duration::from_millis);
         config.pipeline.commits_in_flight = self.commits_in_flight;
@@ -101,7 +101,7 @@ impl WritePathArgs {
         config.broker_log.segment_count = self.broker_log_segments.max(1);
         config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;
         if let Some(url) = self.broker {
-            let mut external = gridwatch_ingest::external::ExternalConfig::new(url, &self.broker_client_id);
+            let mut external = gridwatch_ingest::ExternalConfig::new(url, &self.broker_client_id);
             if !self.broker_filters.is_empty() {
                 external.filters = self.broker_filters;
             }

@@ -70,7 +70,7 @@ async fn fleet(args: FleetArgs) -> Result<()> {
 }
 
 async fn run_scenarios(args: RunArgs) -> Result<()> {
-    use gridwatch_simulators::scenario;
+    use gridwatch_scenario as scenario;
     let mut files = Vec::new();
     for path in &args.files {
         if path.is_dir() {

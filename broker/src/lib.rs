@@ -1,0 +1,378 @@
+//! The embedded MQTT broker (rumqttd) that the gateway offers to nodes and the
+//! ingest service offers to gateways and direct nodes.
+//!
+//! It exists as its own crate so both services start rumqttd the same way, with
+//! the same guards against rumqttd 0.20's known failure modes:
+//! - rumqttd binds its own socket from a fixed address, so port 0 is resolved here
+//!   first (bind, read the port, release; another try if someone took it in
+//!   between) and readiness, a listening socket of this process, is polled with a
+//!   deadline;
+//! - a client rejected by `max_connections` that reconnects with the same id panics
+//!   the router, so the limit is set far above what we accept (see [`BrokerConfig`]);
+//! - a failed login closes the socket silently and an oversized publish resets the
+//!   connection: clients must check sizes before publishing (protocol limits are
+//!   well below `max_payload`).
+//!
+//! In-process consumers use rumqttd's local links, which skip the TCP stack
+//! entirely (the largest single throughput win measured; see docs/benchmarks.md).
+mod error;
+mod link;
+
+pub use error::{BrokerError, Result};
+pub use link::{Delivered, LinkReceiver, LinkSender};
+
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where MQTT clients connect; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest publish accepted, in bytes. Larger ones reset the connection (rumqttd).
+    pub max_payload: usize,
+    /// Upper bound on simultaneous connections.
+    pub max_connections: usize,
+    /// Per-connection QoS 1 messages in flight.
+    pub max_inflight: usize,
+    /// Most messages the router hands a QoS 0 subscriber per round. A local link
+    /// reading `#` (ingest) is refilled once per router round, which also takes in
+    /// what every connection published: at rumqttd's 200 a round, ingest fell
+    /// behind the publishers with its own queues empty until the log dropped
+    /// messages.
+    pub max_outgoing_packets: usize,
+    /// username → password for MQTT logins; `None` accepts anonymous clients.
+    pub credentials: Option<HashMap<String, String>>,
+    /// Size and count of the router's in-memory log segments: the memory bound.
+    pub segment_size: usize,
+    pub segment_count: usize,
+    /// Smaller (or larger) logs for the subscription filters matching a pattern.
+    /// rumqttd keeps one log per distinct filter, each filling up to its limit
+    /// and staying there, so many subscribers (e.g. one ack filter per node)
+    /// need small ones.
+    pub filter_logs: Vec<FilterLog>,
+}
+
+/// Log limits for subscription filters matching `pattern` (itself a topic filter).
+#[derive(Debug, Clone)]
+pub struct FilterLog {
+    pub pattern: String,
+    /// At least 1024 bytes (rumqttd's minimum).
+    pub segment_size: usize,
+    /// At least 1.
+    pub segment_count: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_payload: 1024 * 1024,
+            // Far above real use: rumqttd panics when a client refused for this limit reconnects.
+            max_connections: 200_000,
+            max_inflight: 100,
+            max_outgoing_packets: 2000,
+            credentials: None,
+            segment_size: 16 * 1024 * 1024,
+            segment_count: 4,
+            filter_logs: Vec::new(),
+        }
+    }
+}
+
+/// A running broker and the in-process links that were asked for at start.
+pub struct EmbeddedBroker {
+    /// The address clients connect to, with the real port.
+    pub addr: SocketAddr,
+    links: HashMap<String, (LinkTx, LinkRx)>,
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker on its own threads and opens one local link per name in `links`.
+    /// Returns once this process's listener accepts connections.
+    ///
+    /// Port 0 is resolved before rumqttd binds (see `resolve_port`); should another
+    /// process take the port in between, rumqttd's bind fails and a fresh port is
+    /// tried (the failed attempt's router thread stays behind: rumqttd cannot stop
+    /// it). Until it is ours, a socket listening on the port proves nothing: the
+    /// services would otherwise report a broker that is someone else's.
+    pub fn start(name: &str, config: &BrokerConfig, links: &[&str]) -> Result<Self> {
+        const ATTEMPTS: usize = 5;
+        let attempts = if config.listen.port() == 0 { ATTEMPTS } else { 1 };
+        let mut failure = None;
+        for _ in 0..attempts {
+            let addr = resolve_port(config.listen)?;
+            match Self::start_on(name, addr, config, links)? {
+                Ok(broker) => return Ok(broker),
+                Err(e) => {
+                    tracing::warn!(%addr, broker = name, "{e}");
+                    failure = Some(e);
+                }
+            }
+        }
+        Err(failure.expect("at least one attempt"))
+    }
+
+    /// One start on `addr`: the outer error is fatal, the inner one says the
+    /// broker could not take the address.
+    fn start_on(name: &str, addr: SocketAddr, config: &BrokerConfig, links: &[&str]) -> Result<Result<Self>> {
+        let mut broker = Broker::new(rumqttd_config(name, addr, config));
+        let links = links
+            .iter()
+            .map(|id| {
+                let link = broker.link(id).map_err(|e| BrokerError::OpenLink {
+                    name: name.to_string(),
+                    id: id.to_string(),
+                    detail: e.to_string(),
+                })?;
+                Ok((id.to_string(), link))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        // rumqttd's start returns only once its listener thread has ended: at once
+        // when the bind failed.
+        let running = std::thread::Builder::new()
+            .name(format!("{name}-broker"))
+            .spawn(move || {
+                if let Err(e) = broker.start() {
+                    tracing::error!(error = %e, "embedded broker stopped");
+                }
+            })
+            .map_err(|source| BrokerError::Thread {
+                name: name.to_string(),
+                source,
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if listening_here(addr) {
+                tracing::info!(%addr, broker = name, "embedded MQTT broker listening");
+                return Ok(Ok(Self { addr, links }));
+            }
+            if running.is_finished() {
+                return Ok(Err(BrokerError::AddressInUse {
+                    name: name.to_string(),
+                    addr,
+                }));
+            }
+            if Instant::now() >= deadline {
+                return Err(BrokerError::NotListening {
+                    name: name.to_string(),
+                    addr,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Takes the local link opened at start under `id`.
+    pub fn take_link(&mut self, id: &str) -> Result<(LinkSender, LinkReceiver)> {
+        let (tx, rx) = self
+            .links
+            .remove(id)
+            .ok_or_else(|| BrokerError::NoLink(id.to_string()))?;
+        Ok((LinkSender::new(tx), LinkReceiver::new(rx)))
+    }
+}
+
+/// rumqttd's id for the brokers started here; its router thread is named after it.
+const ROUTER_ID: usize = 0;
+
+/// Whether a thread, by the name Linux shows for it (its first 15 bytes), is one
+/// of the threads a broker started by [`EmbeddedBroker::start`] as `name` runs on:
+/// the thread that starts it, rumqttd's router (`router-{id}`) and its listener
+/// (`{name}-v4`). The benchmark counts their CPU as the broker's.
+pub fn is_broker_thread(name: &str, thread: &str) -> bool {
+    const LINUX_NAME_BYTES: usize = 15;
+    let shown = |full: String| full.as_bytes()[..full.len().min(LINUX_NAME_BYTES)] == *thread.as_bytes();
+    shown(format!("{name}-broker")) || shown(format!("{name}-v4")) || shown(format!("router-{ROUTER_ID}"))
+}
+
+fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: config.max_payload,
+        max_inflight_count: config.max_inflight,
+        auth: config.credentials.clone(),
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: format!("{name}-v4"),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    Config {
+        id: ROUTER_ID,
+        router: RouterConfig {
+            max_connections: config.max_connections,
+            max_outgoing_packet_count: config.max_outgoing_packets as u64,
+            max_segment_size: config.segment_size,
+            max_segment_count: config.segment_count,
+            custom_segment: (!config.filter_logs.is_empty()).then(|| {
+                config
+                    .filter_logs
+                    .iter()
+                    .map(|log| {
+                        let limits = rumqttd::SegmentConfig {
+                            max_segment_size: log.segment_size.max(1024),
+                            max_segment_count: log.segment_count.max(1),
+                        };
+                        (log.pattern.clone(), limits)
+                    })
+                    .collect()
+            }),
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Config::default()
+    }
+}
+
+/// rumqttd binds by address only, so a port of 0 is turned into a free port here.
+/// The port is released before rumqttd binds it; the window is tiny and only
+/// matters when something else grabs ports at random in between.
+fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let bind = |source| BrokerError::Bind { addr: listen, source };
+    let probe = TcpListener::bind(listen).map_err(bind)?;
+    probe.local_addr().map_err(bind)
+}
+
+/// Whether a socket of this process listens on `addr`'s port, read from the
+/// kernel's socket table rather than probed with a connection (rumqttd logs an
+/// error for every connection that goes away early). Where there is no /proc,
+/// whether anything accepts a connection there.
+fn listening_here(addr: SocketAddr) -> bool {
+    let Some(listeners) = listening_sockets() else {
+        return std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+    };
+    let inodes: Vec<&str> = listeners
+        .iter()
+        .filter(|(port, _)| *port == addr.port())
+        .map(|(_, inode)| inode.as_str())
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    })
+}
+
+/// (port, socket inode) of every socket in the LISTEN state, from
+/// /proc/net/tcp{,6}; `None` where there is no /proc.
+fn listening_sockets() -> Option<Vec<(u16, String)>> {
+    const LISTEN: &str = "0A";
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            if *state == LISTEN
+                && let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push((port, inode.to_string()));
+            }
+        }
+    }
+    if ports.is_empty() && !std::path::Path::new("/proc/net/tcp").exists() {
+        None
+    } else {
+        Some(ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run by [`a_port_held_by_another_process_is_an_error_not_a_broker`] in a
+    /// child process: holds a listening port until its stdin closes.
+    #[test]
+    #[ignore = "a helper process for another test"]
+    fn hold_a_port_until_stdin_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("HOLDING={}", listener.local_addr().unwrap().port());
+        let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    }
+
+    #[test]
+    fn a_port_held_by_another_process_is_an_error_not_a_broker() {
+        use std::io::BufRead;
+        let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::hold_a_port_until_stdin_closes"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let port: u16 = std::io::BufReader::new(holder.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            // libtest prints the test's name on the same line.
+            .find_map(|line| line.split_once("HOLDING=").map(|(_, p)| p.trim().parse().unwrap()))
+            .expect("the helper prints its port");
+        let config = BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            ..BrokerConfig::default()
+        };
+        let started = EmbeddedBroker::start("held", &config, &[]);
+        drop(holder.stdin.take());
+        holder.wait().unwrap();
+        let e = started.err().expect("someone else's listener is not our broker");
+        assert!(e.to_string().contains("could not listen on"), "{e}");
+    }
+
+    #[test]
+    fn the_threads_a_broker_starts_are_known_as_the_brokers() {
+        // Longer than Linux's 15 bytes once suffixed: the names are compared as shown.
+        let name = "threadprobe";
+        let config = BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..BrokerConfig::default()
+        };
+        let _broker = EmbeddedBroker::start(name, &config, &[]).unwrap();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|comm| comm.trim_end().to_string())
+            .collect();
+        for started in ["threadprobe-bro", "threadprobe-v4", "router-0"] {
+            assert!(threads.iter().any(|t| t == started), "{started} in {threads:?}");
+            assert!(is_broker_thread(name, started), "{started}");
+        }
+        for other in ["tokio-rt-worker", "sqlite-writer", "router-1", "threadprobe"] {
+            assert!(!is_broker_thread(name, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn readiness_follows_this_process_listening_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(listening_here(addr));
+        drop(listener);
+        assert!(!listening_here(addr));
+    }
+}

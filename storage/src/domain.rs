@@ -1,0 +1,274 @@
+//! The domain tables: alert events and alerts, cases and their audit steps, the
+//! register, and the alert engine's checkpoint. One SQL text serves both backends
+//! (`$n` placeholders in order, portable upserts); `with_pool!` runs it on whichever
+//! pool the store has.
+//!
+//! Alerts, cases and the register are saved in one transaction per change
+//! ([`save`]). The engine's per-device state is checkpointed in pieces
+//! ([`write_state_rows`]); on start-up the readings stored since the checkpoint are
+//! replayed ([`readings_since`]).
+use crate::{Result, Store};
+use gridwatch_alerts::{AlertEvent, Change, EngineState};
+use gridwatch_cases::{Case, Registry};
+use gridwatch_protocol::batch::Reading;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// How far before the checkpoint replay starts: covers readings committed just
+/// before the checkpoint but applied to the engine just after it.
+const REPLAY_MARGIN_MS: i64 = 30_000;
+
+#[derive(Serialize, Deserialize)]
+struct EngineMeta {
+    last_tick: u64,
+    due_date: Option<gridwatch_alerts::Date>,
+    /// Readings received at or after this (ms, ingest clock) are not in the checkpoint.
+    replay_from: i64,
+}
+
+fn alert_state(event: &AlertEvent) -> &'static str {
+    match (event.change, &event.acknowledged_by) {
+        (Change::Cleared, _) => "cleared",
+        (_, Some(_)) => "acknowledged",
+        _ => "raised",
+    }
+}
+
+/// One change of the domain to save: alert events, the cases it touched (each
+/// with how many of its audit records are stored already), and the register
+/// when it changed.
+#[derive(Debug, Default)]
+pub struct DomainChanges<'a> {
+    pub events: &'a [AlertEvent],
+    pub cases: Vec<(&'a Case, usize)>,
+    pub register: Option<&'a Registry>,
+}
+
+impl DomainChanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.cases.is_empty() && self.register.is_none()
+    }
+}
+
+/// Saves alert events, touched cases and the register in one transaction.
+pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let register = changes.register.map(serde_json::to_string).transpose()?;
+    with_pool!(store, writer, |pool| {
+        let mut tx = pool.begin().await?;
+        for e in changes.events {
+            let kind = e.key.kind.to_string();
+            let details = serde_json::to_string(&e.details)?;
+            sqlx::query(
+                "INSERT INTO alert_events (device_id, kind, raised_at, revision, change, at, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&e.key.device)
+            .bind(&kind)
+            .bind(e.raised_at as i64)
+            .bind(e.revision as i64)
+            .bind(format!("{:?}", e.change).to_lowercase())
+            .bind(e.at as i64)
+            .bind(serde_json::to_string(e)?)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO alerts (device_id, kind, raised_at, severity, state, revision, updated_at, cleared_at, acknowledged_by, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (device_id, kind, raised_at) DO UPDATE SET severity = excluded.severity, state = excluded.state, \
+                 revision = excluded.revision, updated_at = excluded.updated_at, cleared_at = excluded.cleared_at, \
+                 acknowledged_by = excluded.acknowledged_by, details = excluded.details \
+                 WHERE alerts.revision < excluded.revision",
+            )
+            .bind(&e.key.device)
+            .bind(&kind)
+            .bind(e.raised_at as i64)
+            .bind(format!("{:?}", e.severity).to_lowercase())
+            .bind(alert_state(e))
+            .bind(e.revision as i64)
+            .bind(e.at as i64)
+            .bind((e.change == Change::Cleared).then_some(e.at as i64))
+            .bind(&e.acknowledged_by)
+            .bind(details)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (case, saved) in &changes.cases {
+            sqlx::query(
+                "INSERT INTO cases (id, case_type, grid, status, priority, opened_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, priority = excluded.priority, body = excluded.body",
+            )
+            .bind(case.id as i64)
+            .bind(json_str(&case.case_type)?)
+            .bind(case.grid.to_string())
+            .bind(json_str(&case.status())?)
+            .bind(json_str(&case.priority)?)
+            .bind(case.opened_at as i64)
+            .bind(serde_json::to_string(case)?)
+            .execute(&mut *tx)
+            .await?;
+            for (n, record) in case.records().iter().enumerate().skip(*saved) {
+                sqlx::query(
+                    "INSERT INTO case_steps (case_id, n, step, actor, at, body) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(case.id as i64)
+                .bind(n as i64)
+                .bind(json_str(&record.step)?)
+                .bind(&record.actor)
+                .bind(record.at as i64)
+                .bind(serde_json::to_string(record)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(body) = &register {
+            sqlx::query("INSERT INTO register (key, body) VALUES ('register', $1) ON CONFLICT (key) DO UPDATE SET body = excluded.body")
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// A string enum's serde name (`"trapped_passenger"`), for indexed columns.
+fn json_str<T: Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_value(value)?.as_str().unwrap_or_default().to_string())
+}
+
+/// Engine state rows written in one statement shape: a checkpoint writes its
+/// pieces of at most this many rows, each in its own transaction.
+pub const CHECKPOINT_PIECE_ROWS: usize = 500;
+
+/// The rows of the engine state of the devices and gateways named, as they are now.
+pub fn engine_state_rows(
+    state: &EngineState,
+    devices: &std::collections::BTreeSet<String>,
+    gateways: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(String, String)>> {
+    let mut rows = Vec::with_capacity(devices.len() + gateways.len());
+    for id in devices {
+        if let Some(m) = state.devices.get(id) {
+            rows.push((format!("device/{id}"), serde_json::to_string(m)?));
+        }
+    }
+    for id in gateways {
+        if let Some(g) = state.gateways.get(id) {
+            rows.push((format!("gateway/{id}"), serde_json::to_string(g)?));
+        }
+    }
+    Ok(rows)
+}
+
+/// The `engine` row: the engine's clock state and where a restart replays from.
+/// `replay_from` is the ingest-clock time from which readings are not in the checkpoint.
+pub fn engine_meta_row(state: &EngineState, replay_from: i64) -> Result<(String, String)> {
+    let meta = EngineMeta {
+        last_tick: state.last_tick,
+        due_date: state.due_date,
+        replay_from: replay_from - REPLAY_MARGIN_MS,
+    };
+    Ok(("engine".to_string(), serde_json::to_string(&meta)?))
+}
+
+/// Upserts engine state rows in one transaction.
+pub async fn write_state_rows(store: &Store, rows: &[(String, String)]) -> Result<()> {
+    with_pool!(store, writer, |pool| {
+        let mut tx = pool.begin().await?;
+        // Few statement shapes, each prepared once per connection.
+        for chunk in crate::statement_chunks(rows, CHECKPOINT_PIECE_ROWS) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO engine_state (key, body) VALUES {} ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (key, body) in chunk {
+                query = query.bind(key).bind(body);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// What [`load`] reads back: the register, the cases, the engine checkpoint, and
+/// the ingest-clock time from which readings must be replayed into the engine.
+#[derive(Debug, Default)]
+pub struct StoredDomain {
+    pub registry: Registry,
+    pub cases: Vec<Case>,
+    pub engine: EngineState,
+    pub replay_from: i64,
+}
+
+/// Loads the register, the cases and the engine checkpoint.
+pub async fn load(store: &Store) -> Result<StoredDomain> {
+    let (register, cases, engine_rows) = with_pool!(store, |pool| {
+        let register: Option<String> = sqlx::query_scalar("SELECT body FROM register WHERE key = 'register'")
+            .fetch_optional(pool)
+            .await?;
+        let cases: Vec<String> = sqlx::query_scalar("SELECT body FROM cases ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+        let engine: Vec<(String, String)> = sqlx::query("SELECT key, body FROM engine_state")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok::<_, crate::Error>((register, cases, engine))
+    })?;
+    let corrupt = |what: String| move |e: serde_json::Error| crate::Error::Corrupt { what, source: e };
+    let registry: Registry = match register {
+        Some(body) => serde_json::from_str(&body).map_err(corrupt("the stored register".into()))?,
+        None => Registry::default(),
+    };
+    let cases = cases
+        .iter()
+        .map(|b| serde_json::from_str::<Case>(b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt("the stored cases".into()))?;
+    let mut engine = EngineState::default();
+    let mut replay_from = 0;
+    for (key, body) in engine_rows {
+        if let Some(id) = key.strip_prefix("device/") {
+            let state = serde_json::from_str(&body).map_err(corrupt(format!("engine state {key}")))?;
+            engine.devices.insert(id.to_string(), state);
+        } else if let Some(id) = key.strip_prefix("gateway/") {
+            let state = serde_json::from_str(&body).map_err(corrupt(format!("engine state {key}")))?;
+            engine.gateways.insert(id.to_string(), state);
+        } else if key == "engine" {
+            let meta: EngineMeta = serde_json::from_str(&body).map_err(corrupt("the engine checkpoint".into()))?;
+            (engine.last_tick, engine.due_date, replay_from) = (meta.last_tick, meta.due_date, meta.replay_from);
+        }
+    }
+    Ok(StoredDomain {
+        registry,
+        cases,
+        engine,
+        replay_from,
+    })
+}
+
+/// Readings received at or after `from` (ingest clock), with the gateway each came
+/// through, in device and seq order: what the engine replays after a restart.
+pub async fn readings_since(store: &Store, from: i64) -> Result<Vec<(Reading, String)>> {
+    let rows: Vec<(String, String)> = with_pool!(store, |pool| {
+        let rows = sqlx::query("SELECT gateway, body FROM readings WHERE received_at >= $1 ORDER BY device_id, seq")
+            .bind(from)
+            .fetch_all(pool)
+            .await?;
+        Ok::<_, crate::Error>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(gateway, body)| serde_json::from_str::<Reading>(&body).ok().map(|r| (r, gateway)))
+        .collect())
+}
