@@ -167,19 +167,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn idle() -> LiftStatus {
-        LiftStatus {
-            mode: ServiceMode::Normal,
-            motion: Motion::Stopped,
-            door: Door::Closed,
-            door_zone: true,
-            floor: 3,
-            occupied: false,
-            alarm: false,
-            fault: 0,
-            power: Power::Mains,
-            runs: 0,
-            door_cycles: 0,
-        }
+        LiftStatus::at_rest(3)
     }
 
     fn kinds(t: &LiftTracker, now: u64) -> Vec<AlertKind> {

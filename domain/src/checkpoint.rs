@@ -79,22 +79,10 @@ mod tests {
     use gridwatch_alerts::Engine;
     use gridwatch_cases::{CaseBook, Registry};
     use gridwatch_protocol::batch::Reading;
-    use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus, Motion, Power, ServiceMode};
+    use gridwatch_protocol::{DeviceId, Envelope, LiftStatus};
 
     fn lift(device: &str, seq: u64) -> Reading {
-        let body = LiftStatus {
-            mode: ServiceMode::Normal,
-            motion: Motion::Stopped,
-            door: Door::Closed,
-            door_zone: true,
-            floor: 1,
-            occupied: false,
-            alarm: false,
-            fault: 0,
-            power: Power::Mains,
-            runs: 0,
-            door_cycles: 0,
-        };
+        let body = LiftStatus::at_rest(1);
         Reading::Lift(Envelope::new(
             DeviceId::try_from(device).unwrap(),
             seq,

@@ -108,9 +108,17 @@ impl Domain {
 
     /// What `fx` asks to save, for `gridwatch_storage::domain::save`: its events, its
     /// cases with the audit records already saved, and the register if it changed.
-    pub fn changes<'a>(&'a self, fx: &'a Effects) -> gridwatch_storage::domain::DomainChanges<'a> {
-        gridwatch_storage::domain::DomainChanges {
+    pub fn changes<'a>(
+        &'a self,
+        fx: &'a Effects,
+    ) -> gridwatch_storage::Result<gridwatch_storage::domain::DomainChanges<'a>> {
+        let about: BTreeSet<String> = fx.events.iter().map(|e| e.key.device.clone()).collect();
+        // An alert's key names a device, or a gateway for gateway_offline: the rows of
+        // whichever the engine holds under that id.
+        let engine = gridwatch_storage::domain::engine_state_rows(self.engine.state(), &about, &about)?;
+        Ok(gridwatch_storage::domain::DomainChanges {
             events: &fx.events,
+            engine,
             cases: fx
                 .cases
                 .iter()
@@ -118,7 +126,7 @@ impl Domain {
                 .map(|case| (case, self.saved_records.get(&case.id).copied().unwrap_or(0)))
                 .collect(),
             register: fx.register_changed.then_some(&self.registry),
-        }
+        })
     }
 
     /// Records that the cases of `fx` are saved up to their current audit record.

@@ -52,8 +52,10 @@ impl Alerting {
             tracing::info!(device = %e.key.device, kind = %e.key.kind, change = ?e.change, severity = ?e.severity, "alert");
         }
         let snapshot: &Domain = domain;
-        let changes = snapshot.changes(&fx);
-        retry("save_domain", || tables::save(&self.store, &changes)).await;
+        retry("save_domain", || async {
+            tables::save(&self.store, &snapshot.changes(&fx)?).await
+        })
+        .await;
         domain.mark_saved(&fx);
     }
 
@@ -96,7 +98,7 @@ pub async fn load(store: &Store, config: DomainConfig) -> gridwatch_storage::Res
     let mut domain = Domain::new(config, engine, stored.registry, CaseBook::from_cases(stored.cases));
     let readings = tables::readings_since(store, stored.replay_from).await?;
     let fx = domain.on_readings(readings.iter().map(|(r, g)| (r, g.as_str())));
-    tables::save(store, &domain.changes(&fx)).await?;
+    tables::save(store, &domain.changes(&fx)?).await?;
     domain.mark_saved(&fx);
     tracing::info!(
         replayed = readings.len(),

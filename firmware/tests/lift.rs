@@ -136,22 +136,7 @@ fn reports_once_at_start_then_only_heartbeats_while_nothing_changes() {
     let out = car.idle(25_000);
     let s = statuses(&out);
     assert_eq!(s.len(), 3, "start, +10 s, +20 s");
-    assert_eq!(
-        s[0],
-        LiftStatus {
-            mode: ServiceMode::Normal,
-            motion: Motion::Stopped,
-            door: Door::Closed,
-            door_zone: true,
-            floor: 1,
-            occupied: false,
-            alarm: false,
-            fault: 0,
-            power: Power::Mains,
-            runs: 0,
-            door_cycles: 0,
-        }
-    );
+    assert_eq!(s[0], LiftStatus::at_rest(1));
     assert!(events(&out).is_empty());
     assert_eq!(car.node.next_poll_ms(), car.now);
     car.occupied.set(true);

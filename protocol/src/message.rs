@@ -149,6 +149,26 @@ pub struct LiftStatus {
     pub door_cycles: u32,
 }
 
+impl LiftStatus {
+    /// A lift at rest in normal service: stopped at `floor` in the door zone with its
+    /// doors closed, empty, no alarm or fault, on mains, wear counters at zero.
+    pub const fn at_rest(floor: i16) -> Self {
+        Self {
+            mode: ServiceMode::Normal,
+            motion: Motion::Stopped,
+            door: Door::Closed,
+            door_zone: true,
+            floor,
+            occupied: false,
+            alarm: false,
+            fault: 0,
+            power: Power::Mains,
+            runs: 0,
+            door_cycles: 0,
+        }
+    }
+}
+
 impl Body for LiftStatus {
     const KIND: Kind = Kind::Lift;
 }

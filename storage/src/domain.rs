@@ -34,19 +34,21 @@ fn alert_state(event: &AlertEvent) -> &'static str {
     }
 }
 
-/// One change of the domain to save: alert events, the cases it touched (each
-/// with how many of its audit records are stored already), and the register
-/// when it changed.
+/// One change of the domain to save: alert events with the engine state rows of
+/// the devices and gateways they are about (see [`engine_state_rows`]), the cases
+/// it touched (each with how many of its audit records are stored already), and
+/// the register when it changed.
 #[derive(Debug, Default)]
 pub struct DomainChanges<'a> {
     pub events: &'a [AlertEvent],
+    pub engine: Vec<(String, String)>,
     pub cases: Vec<(&'a Case, usize)>,
     pub register: Option<&'a Registry>,
 }
 
 impl DomainChanges<'_> {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.cases.is_empty() && self.register.is_none()
+        self.events.is_empty() && self.engine.is_empty() && self.cases.is_empty() && self.register.is_none()
     }
 }
 
@@ -74,6 +76,32 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
             .bind(serde_json::to_string(e)?)
             .execute(&mut *tx)
             .await?;
+            if e.change != Change::Cleared {
+                // One open alert per device and kind (index alerts_one_open). The engine
+                // raises or reopens an alert only while it holds no other of its kind, so
+                // another open row is one it no longer knows and will never clear: after
+                // a restart from a checkpoint taken before that row was raised, alerts
+                // raised on the ingest clock (ticks: offline, due dates, meal periods,
+                // timed lift rules) come again with a new raised_at. That row is closed
+                // when this event is about to be written, or the upsert below would
+                // fail the unique index on every retry. An event already stored (a
+                // replayed one) closes nothing.
+                sqlx::query(
+                    "UPDATE alerts SET state = 'cleared', \
+                     cleared_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END, \
+                     updated_at = CASE WHEN updated_at > $4 THEN updated_at ELSE $4 END \
+                     WHERE device_id = $1 AND kind = $2 AND state <> 'cleared' AND raised_at <> $3 \
+                     AND NOT EXISTS (SELECT 1 FROM alerts AS stored WHERE stored.device_id = $1 \
+                     AND stored.kind = $2 AND stored.raised_at = $3 AND stored.revision >= $5)",
+                )
+                .bind(&e.key.device)
+                .bind(&kind)
+                .bind(e.raised_at as i64)
+                .bind(e.at as i64)
+                .bind(e.revision as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
                 "INSERT INTO alerts (device_id, kind, raised_at, severity, state, revision, updated_at, cleared_at, acknowledged_by, details) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -94,6 +122,16 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
             .bind(details)
             .execute(&mut *tx)
             .await?;
+        }
+        // The engine's state of what an event is about goes with the event: a restart
+        // then knows every alert it has stored as open, also those a tick raised on
+        // the ingest clock, which a replay of readings could not raise again.
+        for (key, body) in &changes.engine {
+            sqlx::query("INSERT INTO engine_state (key, body) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET body = excluded.body")
+                .bind(key)
+                .bind(body)
+                .execute(&mut *tx)
+                .await?;
         }
         for (case, saved) in &changes.cases {
             sqlx::query(

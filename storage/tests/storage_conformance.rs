@@ -8,45 +8,22 @@
 //! PostgreSQL tests fail saying so: they are never skipped. The external-broker
 //! tests need the Mosquitto of `GRIDWATCH_TEST_MQTT` (default
 //! `mqtt://127.0.0.1:1883`) and fail the same way without it.
+mod common;
+
+use common::{Backend, T0, TestDb, execute, id, lift, lift_at, unique};
 use gridwatch_domain::Alerting;
 use gridwatch_ingest::pipeline::{self, Acks, Delivery, PipelineConfig, Via};
 use gridwatch_ingest::{ExternalConfig, IngestConfig, intake};
 use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
-use gridwatch_protocol::{
-    Birth, DeviceId, Door, Envelope, EventKind, LiftStatus, Motion, NodeAck, NodeEvent, Power, ServiceMode,
-};
+use gridwatch_protocol::{Birth, Envelope, EventKind, NodeAck, NodeEvent};
 use gridwatch_storage::model::{Accepted, Refused};
 use gridwatch_storage::{Committed, Store};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Device time of the first reading in these tests: 2025-11-25T09:00:00Z.
-const T0: u64 = 1_764_061_200_000;
 const DEADLINE: Duration = Duration::from_secs(30);
-
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     migrations_run_from_empty_and_again,
@@ -66,144 +43,7 @@ conformance!(
     external_broker_messages_are_acked_after_the_commit_and_kept_while_down,
 );
 
-// ---------------------------------------------------------------- databases
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, empty database for one test, removed when dropped.
-struct TestDb {
-    url: String,
-    /// The PostgreSQL database to drop, and the server to drop it on.
-    postgres: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn pg_server() -> String {
-    std::env::var("GRIDWATCH_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl TestDb {
-    async fn new(backend: Backend) -> TestDb {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                TestDb {
-                    url: format!("sqlite://{}", dir.path().join("gridwatch.db").display()),
-                    postgres: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let server = pg_server();
-                let name = unique("gridwatch_test");
-                let admin = format!("{server}/postgres");
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "the PostgreSQL conformance tests need a server at {server} \
-                             (set GRIDWATCH_TEST_PG to another one); connecting failed: {e}"
-                        )
-                    });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("creating test database {name} on {server}: {e}"));
-                TestDb {
-                    url: format!("{server}/{name}"),
-                    postgres: Some((server, name)),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    async fn open(&self) -> Store {
-        Store::open(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("opening {}: {e:#}", self.url))
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((server, name)) = self.postgres.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime (maybe while unwinding), so the
-        // database is dropped from a thread with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{server}/postgres")).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop a test database: {dropped:?}");
-        }
-    }
-}
-
 // ---------------------------------------------------------------- readings
-
-fn id(device: &str) -> DeviceId {
-    DeviceId::try_from(device).unwrap()
-}
-
-fn lift_status(floor: i16) -> LiftStatus {
-    LiftStatus {
-        mode: ServiceMode::Normal,
-        motion: Motion::Stopped,
-        door: Door::Closed,
-        door_zone: true,
-        floor,
-        occupied: false,
-        alarm: false,
-        fault: 0,
-        power: Power::Mains,
-        runs: 0,
-        door_cycles: 0,
-    }
-}
-
-/// Lift status `seq` of `device`, at device time T0 + seq seconds, on floor `seq`.
-fn lift(device: &str, seq: u64) -> Accepted {
-    lift_at(device, seq, T0 + seq * 1000)
-}
-
-fn lift_at(device: &str, seq: u64, ts: u64) -> Accepted {
-    Accepted {
-        gateway: "gw-t".into(),
-        reading: Reading::Lift(Envelope::new(id(device), seq, ts, lift_status((seq % 100) as i16))),
-    }
-}
 
 fn event(device: &str, seq: u64) -> Accepted {
     let body = NodeEvent {
@@ -411,15 +251,6 @@ async fn latest_state_per_device_is_the_newest_status(backend: Backend) {
     assert_eq!(devices[0].gateway, "gw-t");
     assert_eq!(devices[0].last_state["floor"], 2);
     assert_eq!(devices[0].last_seen, "2025-11-25T09:00:02.000Z");
-}
-
-/// Runs one statement on the store's own database, outside ingest.
-async fn execute(store: &Store, sql: &'static str) {
-    match store {
-        Store::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(|_| ()),
-        Store::Postgres(p) => sqlx::query(sql).execute(p.pool()).await.map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 async fn device_states_are_written_behind_and_recomputed_after_a_crash(backend: Backend) {

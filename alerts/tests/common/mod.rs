@@ -4,40 +4,28 @@ use gridwatch_protocol::batch::Reading;
 use gridwatch_protocol::*;
 
 /// 2026-11-25 00:00 China time (a Wednesday).
-pub const DAY0: u64 = 1_795_536_000_000;
-pub const S: u64 = 1_000;
-pub const MIN: u64 = 60 * S;
-pub const HOUR: u64 = 60 * MIN;
+pub(crate) const DAY0: u64 = 1_795_536_000_000;
+pub(crate) const S: u64 = 1_000;
+pub(crate) const MIN: u64 = 60 * S;
+pub(crate) const HOUR: u64 = 60 * MIN;
 
-pub fn id(s: &str) -> DeviceId {
+pub(crate) fn id(s: &str) -> DeviceId {
     DeviceId::try_from(s).unwrap()
 }
 
-pub fn idle() -> LiftStatus {
-    LiftStatus {
-        mode: ServiceMode::Normal,
-        motion: Motion::Stopped,
-        door: Door::Closed,
-        door_zone: true,
-        floor: 3,
-        occupied: false,
-        alarm: false,
-        fault: 0,
-        power: Power::Mains,
-        runs: 0,
-        door_cycles: 0,
-    }
+pub(crate) fn idle() -> LiftStatus {
+    LiftStatus::at_rest(3)
 }
 
-pub fn lift(dev: &str, seq: u64, ts: u64, body: LiftStatus) -> Reading {
+pub(crate) fn lift(dev: &str, seq: u64, ts: u64, body: LiftStatus) -> Reading {
     Reading::Lift(Envelope::new(id(dev), seq, ts, body))
 }
 
-pub fn event(dev: &str, seq: u64, ts: u64, event: EventKind, code: u16) -> Reading {
+pub(crate) fn event(dev: &str, seq: u64, ts: u64, event: EventKind, code: u16) -> Reading {
     Reading::Event(Envelope::new(id(dev), seq, ts, NodeEvent { event, code }))
 }
 
-pub fn steriliser_status(dev: &str, seq: u64, ts: u64) -> Reading {
+pub(crate) fn steriliser_status(dev: &str, seq: u64, ts: u64) -> Reading {
     let body = SterilizerStatus {
         method: Method::Infrared,
         temp_c: 25.0,
@@ -49,7 +37,7 @@ pub fn steriliser_status(dev: &str, seq: u64, ts: u64) -> Reading {
     Reading::Sterilizer(Envelope::new(id(dev), seq, ts, body))
 }
 
-pub fn cycle(dev: &str, seq: u64, ended: u64, peak_c: f32, hold_s: u32, outcome: CycleOutcome) -> Reading {
+pub(crate) fn cycle(dev: &str, seq: u64, ended: u64, peak_c: f32, hold_s: u32, outcome: CycleOutcome) -> Reading {
     let body = CycleReport {
         method: Method::Infrared,
         started: ended - 20 * MIN,
