@@ -1,23 +1,91 @@
 //! Every shipped scenario (`simulators/scenarios/*.toml`) runs through the real gateway and
 //! ingest, in process on port 0, with simulated nodes running the real firmware on virtual
 //! time, and must raise exactly the alerts it expects: `gridwatch sim run FILE --check` as a
-//! library call. A scenario that fails prints its table of expected against actual alerts.
-use gridwatch_scenario::{self as scenario, AlertKind, RunReport};
-use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::Semaphore;
+//! library call. One test per file, named after it, so that nextest runs them side by side
+//! and names the one that fails; a failing one prints its table of expected against actual
+//! alerts.
+use gridwatch_scenario::{self as scenario, AlertKind};
+use std::collections::BTreeSet;
 
-/// Scenarios run side by side: each waits mostly on delivery round trips, not on the CPU.
-const PARALLEL: usize = 3;
+/// One test per shipped scenario file (its name without `.toml`). A file without a
+/// test here fails [`every_shipped_scenario_file_has_a_test`].
+macro_rules! shipped_scenarios {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                runs_as_expected(stringify!($name)).await;
+            }
+        )*
+        const LISTED: &[&str] = &[$(stringify!($name)),*];
+    };
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shipped_scenario_raises_exactly_its_expected_alerts() {
-    let started = Instant::now();
-    let files = scenario::files_in(&scenario::shipped_dir()).expect("the scenario directory");
-    // Every alert kind of the engine has a scenario that expects it.
-    let mut covered = std::collections::BTreeSet::new();
-    for file in &files {
-        let s = scenario::load(file).unwrap_or_else(|e| panic!("{e:#}"));
+shipped_scenarios!(
+    cycle_aborted,
+    cycle_hold_too_short,
+    cycle_under_temperature,
+    device_offline,
+    door_open_while_running,
+    gateway_offline,
+    inspection_maintenance_due,
+    maintenance_inspection,
+    no_cycle_in_meal_period,
+    power_loss,
+    quiet_kitchen_day,
+    quiet_lift_day,
+    safety_circuit_open,
+    sensor_faults,
+    stopped_outside_door_zone,
+    trapped_alarm_button,
+    trapped_between_floors,
+    trapped_doors_closed,
+);
+
+/// Runs `simulators/scenarios/{name}.toml` and fails with its table unless it raised
+/// exactly the alerts it expects.
+async fn runs_as_expected(name: &str) {
+    let path = scenario::shipped_dir().join(format!("{name}.toml"));
+    let report = scenario::run_file(&path).await.unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{} {} device time in {:.1} s ({} rounds, {} readings)",
+        report.name,
+        scenario::parse::format_offset(report.simulated.as_millis() as i64),
+        report.wall.as_secs_f64(),
+        report.rounds,
+        report.readings
+    );
+    assert!(report.passed(), "{}", report.render());
+}
+
+fn shipped_files() -> Vec<std::path::PathBuf> {
+    scenario::files_in(&scenario::shipped_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A scenario file cannot be forgotten: every file in the directory has its test above,
+/// and every test its file.
+#[test]
+fn every_shipped_scenario_file_has_a_test() {
+    let files: BTreeSet<String> = shipped_files()
+        .iter()
+        .map(|p| p.file_stem().expect("a file name").to_string_lossy().into_owned())
+        .collect();
+    let listed: BTreeSet<String> = LISTED.iter().map(|s| s.to_string()).collect();
+    let untested: Vec<&String> = files.difference(&listed).collect();
+    let missing: Vec<&String> = listed.difference(&files).collect();
+    assert!(
+        untested.is_empty() && missing.is_empty(),
+        "scenario files without a test (add them to shipped_scenarios! in tests/scenarios.rs): {untested:?}; \
+         tests without a file: {missing:?}"
+    );
+}
+
+/// Every alert kind of the engine has a shipped scenario that expects it.
+#[test]
+fn every_alert_kind_is_expected_by_a_shipped_scenario() {
+    let mut covered = BTreeSet::new();
+    for file in shipped_files() {
+        let s = scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
         covered.extend(s.expect.iter().map(|e| e.kind));
     }
     let missing: Vec<AlertKind> = AlertKind::SIMPLE.into_iter().filter(|k| !covered.contains(k)).collect();
@@ -25,60 +93,6 @@ async fn every_shipped_scenario_raises_exactly_its_expected_alerts() {
     assert!(
         covered.iter().any(|k| matches!(k, AlertKind::Fault(_))),
         "no scenario expects a fault code"
-    );
-    // Local tasks: a run's future is not `Send` (ingest's futures borrow across awaits);
-    // the services it starts still run on the runtime's worker threads.
-    let local = tokio::task::LocalSet::new();
-    let results = local
-        .run_until(async {
-            let limit = Arc::new(Semaphore::new(PARALLEL));
-            let runs: Vec<_> = files
-                .into_iter()
-                .map(|file| {
-                    let limit = limit.clone();
-                    tokio::task::spawn_local(async move {
-                        let _permit = limit.acquire_owned().await.expect("semaphore");
-                        let report = scenario::run_file(&file).await;
-                        (file, report)
-                    })
-                })
-                .collect();
-            let mut results = Vec::new();
-            for run in runs {
-                results.push(run.await.expect("a scenario task panicked"));
-            }
-            results
-        })
-        .await;
-    let mut reports: Vec<RunReport> = Vec::new();
-    let mut errors = Vec::new();
-    for (file, report) in results {
-        match report {
-            Ok(r) => reports.push(r),
-            Err(e) => errors.push(format!("{}: {e:#}", file.display())),
-        }
-    }
-    reports.sort_by(|a, b| a.name.cmp(&b.name));
-    for r in &reports {
-        println!(
-            "{:<32} {:<4} {:>9} device time in {:>5.1} s",
-            r.name,
-            if r.passed() { "ok" } else { "FAIL" },
-            scenario::parse::format_offset(r.simulated.as_millis() as i64),
-            r.wall.as_secs_f64()
-        );
-    }
-    println!(
-        "{} scenarios in {:.1} s",
-        reports.len() + errors.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let failed: Vec<String> = reports.iter().filter(|r| !r.passed()).map(RunReport::render).collect();
-    assert!(
-        errors.is_empty() && failed.is_empty(),
-        "scenarios that could not run:\n{}\n\nscenarios whose alerts differ:\n{}",
-        errors.join("\n"),
-        failed.join("\n")
     );
 }
 
@@ -90,7 +104,9 @@ async fn a_wrong_expectation_is_reported_as_a_difference() {
     let wrong = format!(
         "{text}\n[[expect]]\nkind = \"power_loss\"\ndevice = \"L-0003\"\n\n[[absent]]\nkind = \"trapped_passenger\"\nbefore = \"2m\"\n"
     );
-    let report = scenario::run(&scenario::parse(&wrong, "wrong").unwrap()).await.unwrap();
+    let report = scenario::run(&scenario::parse(&wrong, "wrong").unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let verdicts: Vec<(scenario::Verdict, &str)> = report
         .comparison
         .lines
@@ -109,4 +125,5 @@ async fn a_wrong_expectation_is_reported_as_a_difference() {
         report.render()
     );
     assert!(!report.passed());
+    assert!(report.render().contains("FAIL: 2 differences"), "{}", report.render());
 }

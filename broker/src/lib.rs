@@ -14,7 +14,7 @@
 //!   well below `max_payload`).
 //!
 //! In-process consumers use rumqttd's local links, which skip the TCP stack
-//! entirely (the largest single throughput win measured; see docs/benchmarks.md).
+//! entirely, and rumqttd's cap of 100 unacknowledged QoS 1 messages per TCP subscriber.
 mod error;
 mod link;
 
@@ -146,6 +146,15 @@ impl EmbeddedBroker {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if listening_here(addr) {
+                // Another listener of this process may hold the port that was free
+                // a moment ago (rumqttd's bind then failed): only our broker answers
+                // an MQTT CONNECT.
+                if !answers_mqtt(addr, config) {
+                    return Ok(Err(BrokerError::AddressInUse {
+                        name: name.to_string(),
+                        addr,
+                    }));
+                }
                 tracing::info!(%addr, broker = name, "embedded MQTT broker listening");
                 return Ok(Ok(Self { addr, links }));
             }
@@ -273,6 +282,61 @@ fn listening_here(addr: SocketAddr) -> bool {
     })
 }
 
+/// Whether an MQTT broker answers at `addr`: a CONNECT (with the broker's first
+/// credentials, if it has any: rumqttd closes the socket silently on a failed
+/// login) gets a CONNACK. The session ends with a DISCONNECT, so the broker logs
+/// no lost connection.
+fn answers_mqtt(addr: SocketAddr, config: &BrokerConfig) -> bool {
+    use std::io::{Read, Write};
+    const CONNACK: u8 = 0x20;
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let login = config.credentials.as_ref().and_then(|c| c.iter().next());
+    let mut connack = [0u8; 4];
+    let answered = stream
+        .write_all(&connect_packet("gridwatch-readiness-probe", login))
+        .is_ok()
+        && stream.read_exact(&mut connack).is_ok()
+        && connack[0] == CONNACK;
+    // DISCONNECT
+    let _ = stream.write_all(&[0xE0, 0x00]);
+    answered
+}
+
+/// An MQTT 3.1.1 CONNECT with a clean session.
+fn connect_packet(client_id: &str, login: Option<(&String, &String)>) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    const CLEAN_SESSION: u8 = 0x02;
+    const USERNAME_AND_PASSWORD: u8 = 0xC0;
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(4); // protocol level 3.1.1
+    body.push(CLEAN_SESSION | if login.is_some() { USERNAME_AND_PASSWORD } else { 0 });
+    body.extend_from_slice(&10u16.to_be_bytes()); // keep-alive, s
+    string(&mut body, client_id);
+    if let Some((user, password)) = login {
+        string(&mut body, user);
+        string(&mut body, password);
+    }
+    let mut packet = vec![0x10];
+    let mut remaining = body.len();
+    loop {
+        let byte = (remaining % 128) as u8;
+        remaining /= 128;
+        packet.push(if remaining > 0 { byte | 0x80 } else { byte });
+        if remaining == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    packet
+}
+
 /// (port, socket inode) of every socket in the LISTEN state, from
 /// /proc/net/tcp{,6}; `None` where there is no /proc.
 fn listening_sockets() -> Option<Vec<(u16, String)>> {
@@ -341,6 +405,24 @@ mod tests {
         holder.wait().unwrap();
         let e = started.err().expect("someone else's listener is not our broker");
         assert!(e.to_string().contains("could not listen on"), "{e}");
+    }
+
+    #[test]
+    fn a_port_held_by_another_listener_of_this_process_is_an_error_not_a_broker() {
+        // Holds the port and accepts, as another service of the same process would.
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = BrokerConfig {
+            listen: held.local_addr().unwrap(),
+            ..BrokerConfig::default()
+        };
+        let accepting = std::thread::spawn(move || {
+            let _connection = held.accept();
+        });
+        let e = EmbeddedBroker::start("shared", &config, &[])
+            .err()
+            .expect("our own other listener is not our broker");
+        assert!(e.to_string().contains("could not listen on"), "{e}");
+        accepting.join().unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reading a scenario file (TOML) into a checked [`Scenario`]: every field is
 //! validated here, with the file's names in the error, so a run never starts on a
 //! scenario that cannot mean anything. The format is documented in `docs/simulators.md`.
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use crate::error::{Invalid, ScenarioError, Within};
 use gridwatch_alerts::AlertKind;
 use gridwatch_alerts::china::{self, ClockTime};
 use gridwatch_protocol::{DeviceKind, Method};
@@ -11,6 +11,36 @@ use gridwatch_simulators::sterilizer::{SterilizerEvent, SterilizerParams};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+type Result<T, E = Invalid> = std::result::Result<T, E>;
+
+/// Returns the mistake `format!(...)` describes (`in PLACE, ...;` first: found there,
+/// outermost first).
+macro_rules! bail {
+    (in $($place:expr),+ ; $($arg:tt)+) => {
+        return Err(Invalid {
+            at: vec![$($place.to_string()),+],
+            problem: format!($($arg)+),
+        })
+    };
+    ($($arg:tt)+) => {
+        return Err(Invalid::new(format!($($arg)+)))
+    };
+}
+
+/// Returns the mistake `format!(...)` describes unless `$cond` holds.
+macro_rules! ensure {
+    ($cond:expr, in $($place:expr),+ ; $($arg:tt)+) => {
+        if !$cond {
+            bail!(in $($place),+ ; $($arg)+)
+        }
+    };
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            bail!($($arg)+)
+        }
+    };
+}
 
 /// Default virtual time per lock-step round.
 pub const DEFAULT_STEP_MS: u64 = 60_000;
@@ -227,21 +257,30 @@ enum DeviceKindName {
 }
 
 /// Reads and checks the scenario in `path`.
-pub fn load(path: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut scenario = parse(&text, &stem).with_context(|| format!("in {}", path.display()))?;
+    let mut scenario = parse(&text, &stem).map_err(|source| ScenarioError::Invalid {
+        path: Some(path.to_path_buf()),
+        source,
+    })?;
     scenario.path = Some(path.to_path_buf());
     Ok(scenario)
 }
 
 /// The scenario files (`*.toml`) in `dir`, sorted by name.
-pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+        .map_err(|source| ScenarioError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -252,28 +291,30 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Parses scenario text; `default_name` names it when the file does not.
 pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     let file: File = toml::from_str(text)?;
-    let start_ms = parse_instant(&file.start).context("field start")?;
-    let duration_ms = parse_duration(&file.duration).context("field duration")?;
-    ensure!(duration_ms > 0, "field duration: must be more than 0");
+    let start_ms = parse_instant(&file.start).within("field start")?;
+    let duration_ms = parse_duration(&file.duration).within("field duration")?;
+    ensure!(duration_ms > 0, in "field duration"; "must be more than 0");
     let end_ms = start_ms + duration_ms;
     let step_ms = match &file.step {
-        Some(s) => parse_duration(s).context("field step")?,
+        Some(s) => parse_duration(s).within("field step")?,
         None => DEFAULT_STEP_MS,
     };
     ensure!(
         (1_000..=MAX_STEP_MS).contains(&step_ms),
-        "field step: must be 1s..{}s",
+        in "field step";
+        "must be 1s..{}s",
         MAX_STEP_MS / 1000
     );
     // A round delivers what it produced at its end: a node must not resend while its
     // round's acks are on their way (the firmware's 30 s plus two rounds).
     let node_resend_after_ms = match &file.node_resend_after {
-        Some(s) => parse_duration(s).context("field node_resend_after")?,
+        Some(s) => parse_duration(s).within("field node_resend_after")?,
         None => 2 * step_ms + 30_000,
     };
     ensure!(
         node_resend_after_ms > step_ms && node_resend_after_ms <= 86_400_000,
-        "field node_resend_after: must be longer than step and at most 1d"
+        in "field node_resend_after";
+        "must be longer than step and at most 1d"
     );
     let at = |text: &str| resolve_time(text, start_ms);
 
@@ -284,7 +325,8 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     for (i, g) in gateways.iter().enumerate() {
         ensure!(
             valid_id(g),
-            "gateway {g:?}: ids are 1-32 characters of A-Z a-z 0-9 - _ ."
+            in format!("gateway {g:?}");
+            "ids are 1-32 characters of A-Z a-z 0-9 - _ ."
         );
         ensure!(!gateways[..i].contains(g), "gateway {g:?} is listed twice");
     }
@@ -310,12 +352,11 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     }
 
     for (i, table) in file.event.into_iter().enumerate() {
-        let event =
-            scheduled_event(table, &devices, &gateways, &at).with_context(|| format!("[[event]] #{}", i + 1))?;
+        let event = scheduled_event(table, &devices, &gateways, &at).within_with(|| format!("[[event]] #{}", i + 1))?;
         ensure!(
             event.at_ms >= start_ms && event.at_ms <= end_ms,
-            "[[event]] #{}: at must lie within the scenario (0..{})",
-            i + 1,
+            in format!("[[event]] #{}", i + 1);
+            "at must lie within the scenario (0..{})",
             file.duration
         );
         events.push(event);
@@ -329,13 +370,13 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
             .as_deref()
             .map(at)
             .transpose()
-            .context("field after")?
+            .within("field after")?
             .unwrap_or(start_ms);
         let to = before
             .as_deref()
             .map(at)
             .transpose()
-            .context("field before")?
+            .within("field before")?
             .unwrap_or(end_ms);
         ensure!(from <= to, "after must not be later than before");
         ensure!(from <= end_ms, "after lies beyond the end of the scenario");
@@ -344,15 +385,15 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     let mut expect = Vec::new();
     for (i, e) in file.expect.into_iter().enumerate() {
         let context = || format!("[[expect]] #{} ({} on {})", i + 1, e.kind, e.device);
-        let kind: AlertKind = e.kind.parse().map_err(|m: String| anyhow!(m)).with_context(context)?;
-        ensure!(known(&e.device), "{}: no device or gateway {:?}", context(), e.device);
-        ensure!(e.count >= 1, "{}: count must be 1 or more", context());
-        let (from_ms, to_ms) = window(&e.after, &e.before).with_context(context)?;
+        let kind: AlertKind = e.kind.parse().map_err(Invalid::new).within_with(context)?;
+        ensure!(known(&e.device), in context(); "no device or gateway {:?}", e.device);
+        ensure!(e.count >= 1, in context(); "count must be 1 or more");
+        let (from_ms, to_ms) = window(&e.after, &e.before).within_with(context)?;
         let details = e
             .details
-            .map(|t| serde_json::to_value(t).context("field details"))
+            .map(|t| serde_json::to_value(t).map_err(Invalid::new).within("field details"))
             .transpose()
-            .with_context(context)?;
+            .within_with(context)?;
         expect.push(Expectation {
             kind,
             device: e.device,
@@ -366,11 +407,11 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     let mut absent = Vec::new();
     for (i, a) in file.absent.into_iter().enumerate() {
         let context = || format!("[[absent]] #{} ({})", i + 1, a.kind);
-        let kind: AlertKind = a.kind.parse().map_err(|m: String| anyhow!(m)).with_context(context)?;
+        let kind: AlertKind = a.kind.parse().map_err(Invalid::new).within_with(context)?;
         if let Some(d) = &a.device {
-            ensure!(known(d), "{}: no device or gateway {d:?}", context());
+            ensure!(known(d), in context(); "no device or gateway {d:?}");
         }
-        let (from_ms, to_ms) = window(&a.after, &a.before).with_context(context)?;
+        let (from_ms, to_ms) = window(&a.after, &a.before).within_with(context)?;
         absent.push(Absence {
             kind,
             device: a.device,
@@ -409,7 +450,7 @@ fn take_str(table: &mut toml::Table, key: &str) -> Result<Option<String>> {
     match table.remove(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s)),
-        Some(other) => bail!("field {key}: expected a string, found {other}"),
+        Some(other) => bail!(in format!("field {key}"); "expected a string, found {other}"),
     }
 }
 
@@ -427,50 +468,52 @@ fn device(
     } else {
         "[[sterilizer]]"
     };
-    let id = take_str(&mut table, "id")?.ok_or_else(|| anyhow!("{section}: field id is required"))?;
+    let id = take_str(&mut table, "id")
+        .within(section)?
+        .ok_or_else(|| Invalid::new("field id is required").within(section))?;
     let context = || format!("{section} {id:?}");
     ensure!(
         valid_id(&id),
-        "{}: ids are 1-32 characters of A-Z a-z 0-9 - _ .",
-        context()
+        in context();
+        "ids are 1-32 characters of A-Z a-z 0-9 - _ ."
     );
-    let gateway = match take_str(&mut table, "gateway").with_context(context)? {
+    let gateway = match take_str(&mut table, "gateway").within_with(context)? {
         Some(g) => {
-            ensure!(gateways.contains(&g), "{}: no [[gateway]] {g:?}", context());
+            ensure!(gateways.contains(&g), in context(); "no [[gateway]] {g:?}");
             g
         }
         None if gateways.len() == 1 => gateways[0].clone(),
         None => bail!(
-            "{}: field gateway is required when there are several gateways",
-            context()
+            in context();
+            "field gateway is required when there are several gateways"
         ),
     };
     let heartbeat_ms = match table.remove("heartbeat") {
-        Some(toml::Value::String(s)) => parse_duration(&s).context("field heartbeat").with_context(context)? as u32,
+        Some(toml::Value::String(s)) => parse_duration(&s).within("field heartbeat").within_with(context)? as u32,
         Some(other) => bail!(
-            "{}: field heartbeat: expected a duration string, found {other}",
-            context()
+            in context(), "field heartbeat";
+            "expected a duration string, found {other}"
         ),
         None => 10_000,
     };
     let mut routine = Vec::new();
     let model = if kind == DeviceKind::Lift {
-        let params: LiftParams = toml::Value::Table(table).try_into().with_context(context)?;
-        params.validate().map_err(|e| anyhow!(e)).with_context(context)?;
+        let params: LiftParams = toml::Value::Table(table).try_into().within_with(context)?;
+        params.validate().map_err(Invalid::new).within_with(context)?;
         ModelSpec::Lift(params)
     } else {
         let daily: Vec<String> = match table.remove("daily_cycles") {
-            Some(v) => v.try_into().context("field daily_cycles").with_context(context)?,
+            Some(v) => v.try_into().within("field daily_cycles").within_with(context)?,
             None => Vec::new(),
         };
         let unused: Vec<String> = match table.remove("unused_days") {
-            Some(v) => v.try_into().context("field unused_days").with_context(context)?,
+            Some(v) => v.try_into().within("field unused_days").within_with(context)?,
             None => Vec::new(),
         };
-        let overrides: SterilizerOverrides = toml::Value::Table(table).try_into().with_context(context)?;
+        let overrides: SterilizerOverrides = toml::Value::Table(table).try_into().within_with(context)?;
         let params = overrides.apply();
-        params.validate().map_err(|e| anyhow!(e)).with_context(context)?;
-        routine = daily_routine(&id, &params, &daily, &unused, start_ms, end_ms).with_context(context)?;
+        params.validate().map_err(Invalid::new).within_with(context)?;
+        routine = daily_routine(&id, &params, &daily, &unused, start_ms, end_ms).within_with(context)?;
         ModelSpec::Sterilizer(params)
     };
     Ok((
@@ -527,13 +570,13 @@ fn daily_routine(
 ) -> Result<Vec<ScheduledEvent>> {
     let times: Vec<ClockTime> = daily
         .iter()
-        .map(|t| ClockTime::parse(t).map_err(|e| anyhow!("field daily_cycles: {e}")))
+        .map(|t| ClockTime::parse(t).map_err(|e| Invalid::new(e).within("field daily_cycles")))
         .collect::<Result<_>>()?;
     let unused: Vec<china::Date> = unused
         .iter()
         .map(|d| {
             d.parse()
-                .map_err(|e| anyhow!("field unused_days: {d:?} is not a date YYYY-MM-DD ({e})"))
+                .map_err(|e| Invalid::new(format!("{d:?} is not a date YYYY-MM-DD ({e})")).within("field unused_days"))
         })
         .collect::<Result<_>>()?;
     let program_ms = (params.max_heating_s + params.hold_s) * 1000;
@@ -580,8 +623,8 @@ fn scheduled_event(
     gateways: &[String],
     at: &dyn Fn(&str) -> Result<u64>,
 ) -> Result<ScheduledEvent> {
-    let at_text = take_str(&mut table, "at")?.ok_or_else(|| anyhow!("field at is required"))?;
-    let at_ms = at(&at_text).context("field at")?;
+    let at_text = take_str(&mut table, "at")?.ok_or_else(|| Invalid::new("field at is required"))?;
+    let at_ms = at(&at_text).within("field at")?;
     let action_name = match table.get("action") {
         Some(toml::Value::String(s)) => s.clone(),
         _ => bail!("field action is required (a string)"),
@@ -606,7 +649,7 @@ fn scheduled_event(
             let spec = devices
                 .iter()
                 .find(|d| d.id == device)
-                .ok_or_else(|| anyhow!("no device {device:?}"))?;
+                .ok_or_else(|| Invalid::new(format!("no device {device:?}")))?;
             let node_action = match action_name.as_str() {
                 "network_down" => Some(Action::NetworkDown { device: device.clone() }),
                 "network_up" => Some(Action::NetworkUp { device: device.clone() }),
@@ -627,12 +670,12 @@ fn scheduled_event(
                         DeviceKind::Lift => EquipmentEvent::Lift(
                             value
                                 .try_into::<LiftEvent>()
-                                .with_context(|| format!("lift {device:?}, action {action_name:?}"))?,
+                                .within_with(|| format!("lift {device:?}, action {action_name:?}"))?,
                         ),
                         DeviceKind::Sterilizer => EquipmentEvent::Sterilizer(
                             value
                                 .try_into::<SterilizerEvent>()
-                                .with_context(|| format!("sterilizer {device:?}, action {action_name:?}"))?,
+                                .within_with(|| format!("sterilizer {device:?}, action {action_name:?}"))?,
                         ),
                     };
                     Action::Equipment { device, event }
@@ -644,7 +687,7 @@ fn scheduled_event(
     Ok(ScheduledEvent { at_ms, action })
 }
 
-/// Builds the register export (the offices' CSV layout, see `shared/data/README.md`).
+/// Builds the register export (the offices' CSV layout, see `simulators/data/README.md`).
 fn register_csv(rows: &[RegisterEntry], devices: &[DeviceSpec]) -> Result<String> {
     let mut csv = String::from(
         "设备类别,设备品种,设备注册代码,内部编号,制造单位,投用日期,使用单位,使用单位地址,使用单位联系电话,\
@@ -654,8 +697,8 @@ fn register_csv(rows: &[RegisterEntry], devices: &[DeviceSpec]) -> Result<String
         let context = || format!("[[register]] #{} ({})", i + 1, row.id);
         for date in [&row.next_inspection_due, &row.last_maintenance].into_iter().flatten() {
             date.parse::<china::Date>()
-                .map_err(|e| anyhow!("{date:?} is not a date YYYY-MM-DD ({e})"))
-                .with_context(context)?;
+                .map_err(|e| Invalid::new(format!("{date:?} is not a date YYYY-MM-DD ({e})")))
+                .within_with(context)?;
         }
         let lift = row.kind == DeviceKindName::Lift;
         let method = devices.iter().find(|d| d.id == row.id).and_then(|d| match &d.model {
@@ -695,8 +738,8 @@ fn register_csv(rows: &[RegisterEntry], devices: &[DeviceSpec]) -> Result<String
         for field in &fields {
             ensure!(
                 !field.contains([',', '"', '\n']),
-                "{}: {field:?} may not hold , or \"",
-                context()
+                in context();
+                "{field:?} may not hold , or \""
             );
         }
         csv.push_str(&fields.join(","));
@@ -709,8 +752,8 @@ fn register_csv(rows: &[RegisterEntry], devices: &[DeviceSpec]) -> Result<String
 pub fn parse_instant(text: &str) -> Result<u64> {
     let ts: jiff::Timestamp = text
         .parse()
-        .map_err(|e| anyhow!("{text:?} is not a time like 2026-11-25T09:00:00+08:00 ({e})"))?;
-    u64::try_from(ts.as_millisecond()).map_err(|_| anyhow!("{text:?} is before 1970"))
+        .map_err(|e| Invalid::new(format!("{text:?} is not a time like 2026-11-25T09:00:00+08:00 ({e})")))?;
+    u64::try_from(ts.as_millisecond()).map_err(|_| Invalid::new(format!("{text:?} is before 1970")))
 }
 
 /// A time in a scenario: an offset from its start (`"90s"`, `"1h30m"`) or an absolute
@@ -725,14 +768,18 @@ pub fn resolve_time(text: &str, start_ms: u64) -> Result<u64> {
 
 /// `"90s"`, `"1h30m"`, `"2m 30s"`, `"1d"`, `"500ms"` to milliseconds.
 pub fn parse_duration(text: &str) -> Result<u64> {
-    let bad = || anyhow!("{text:?} is not a duration like 90s, 2m30s, 1h, 1d");
+    let bad = || Invalid::new(format!("{text:?} is not a duration like 90s, 2m30s, 1h, 1d"));
     let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    ensure!(!s.is_empty(), bad());
+    if s.is_empty() {
+        return Err(bad());
+    }
     let mut total: u64 = 0;
     let mut rest = s.as_str();
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        ensure!(digits > 0, bad());
+        if digits == 0 {
+            return Err(bad());
+        }
         let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
@@ -863,8 +910,48 @@ mod tests {
             (MINIMAL.replace("\"09:05\"", "\"9:05\""), "HH:MM"),
         ];
         for (text, needle) in cases {
-            let e = format!("{:#}", parse(&text, "x").unwrap_err());
+            let e = parse(&text, "x").unwrap_err().to_string();
             assert!(e.contains(needle), "{needle:?} not in {e}");
         }
+    }
+
+    #[test]
+    fn a_mistake_says_its_file_section_field_and_what_was_expected() {
+        let e = parse(&MINIMAL.replace("at = \"1m\"", "at = \"1 minute\""), "x").unwrap_err();
+        assert_eq!(e.at, ["[[event]] #1", "field at"]);
+        assert_eq!(
+            e.to_string(),
+            "[[event]] #1: field at: \"1 minute\" is not a duration like 90s, 2m30s, 1h, 1d"
+        );
+        let e = parse(&MINIMAL.replace("before = \"3m\"", "before = \"30s\""), "x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "[[expect]] #1 (fault:1 on L-1): after must not be later than before"
+        );
+        let e = parse(&MINIMAL.replace("floors = 6", "floors = 6\nheartbeat = 5"), "x").unwrap_err();
+        assert_eq!(e.at, ["[[lift]] \"L-1\"", "field heartbeat"]);
+        assert_eq!(e.problem, "expected a duration string, found 5");
+        let e = parse(&MINIMAL.replace("id = \"S-1\"", "id = 7"), "x").unwrap_err();
+        assert_eq!(e.to_string(), "[[sterilizer]]: field id: expected a string, found 7");
+        // TOML syntax: the line and column.
+        let e = parse("start = \"2026-11-25T09:00:00+08:00\"\nduration = 10m\n", "x").unwrap_err();
+        assert!(e.to_string().contains("line 2, column 14"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, MINIMAL.replace("\"10m\"", "\"10 minutes\"")).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "in {}: field duration: \"10 minutes\" is not a duration like 90s, 2m30s, 1h, 1d",
+                path.display()
+            )
+        );
+        let e = load(&dir.path().join("missing.toml")).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("reading {}: ", dir.path().join("missing.toml").display())),
+            "{e}"
+        );
     }
 }

@@ -8,9 +8,10 @@
 //!
 //! 1. every node runs its physics and firmware to the round's end `t` (scheduled
 //!    equipment events happen at their exact times);
-//! 2. the nodes deliver what they buffered, and the round waits (wall time, with a
-//!    deadline) until every node that can reach ingest has its readings acknowledged
-//!    and the alert engine has applied them;
+//! 2. the nodes deliver what they buffered, and the round waits until every node that
+//!    can reach ingest has its readings acknowledged and the alert engine has applied
+//!    them: it wakes at each ack a node receives and looks again, and fails only when
+//!    nothing at all moves for [`RunOptions::stall_after`], naming what it waited for;
 //! 3. the shared [`ManualClock`] moves to `t` and ingest runs its time-based rules once
 //!    (`Ingest::tick`); ingest's own background tick is parked, so the engine never
 //!    judges an instant whose readings are still on their way;
@@ -20,24 +21,53 @@
 //! A simulated day takes a few seconds of wall time: the rounds cost a delivery round
 //! trip each, not the time they stand for.
 use crate::check::{ActualAlert, Comparison, compare};
-use crate::parse::{Action, ModelSpec, Scenario, ScheduledEvent, format_offset};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::error::{AwaitedAck, EngineWait, RunError, ScenarioError, Stall};
+use crate::parse::{Action, ModelSpec, Scenario, format_offset};
 use gridwatch_protocol::clock::ManualClock;
 use gridwatch_simulators::node::{NodeConfig, SimNode};
 use gridwatch_simulators::relay::CuttableLink;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// How long (wall time) one round may wait for its readings to be acknowledged.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long (wall time) delivery may make no progress at all before a run fails:
+/// no reading reaches a gateway, no ack reaches a node, the alert engine applies
+/// nothing. Well above the longest pause a healthy run has (a gateway resends a batch
+/// whose ack was lost after 10 s), and well below nextest's slow-timeout bound, so a
+/// stall ends in [`RunError::Stalled`] naming what was awaited.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
+/// Once every node is acknowledged, how often the runner looks whether the alert
+/// engine has applied the readings (the acks go out just before it does).
+const ENGINE_POLL: Duration = Duration::from_millis(1);
+/// While nodes wait for acks the runner wakes at each one; between them it looks at
+/// the gateways this often, to see progress that wakes nobody (readings arriving).
+const PROGRESS_POLL: Duration = Duration::from_millis(100);
 /// A round runs the nodes in slices of this much device time ...
 const DELIVERY_SLICE_MS: u64 = 5_000;
 /// ... and delivers as soon as this many readings are waiting. (The gateway's broker hands
 /// its intake at most 200 messages at a time; see docs/simulators.md.)
 const DELIVERY_BURST: usize = 128;
+/// A wall-time period that never comes round in a run: ingest's own tick and
+/// checkpoint timers are parked with it.
+const PARKED: Duration = Duration::from_secs(365 * 86_400);
+
+/// How a run behaves where wall time matters.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Fail when delivery makes no progress at all for this long (wall time).
+    pub stall_after: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            stall_after: DEFAULT_STALL_AFTER,
+        }
+    }
+}
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -103,106 +133,66 @@ pub struct PhaseTimes {
 }
 
 struct GatewaySite {
-    id: String,
     uplink: CuttableLink,
     gateway: gridwatch_gateway::Gateway,
 }
 
 /// Loads `path` and runs it.
-pub async fn run_file(path: &std::path::Path) -> Result<RunReport> {
+pub async fn run_file(path: &Path) -> Result<RunReport, ScenarioError> {
     let scenario = crate::parse::load(path)?;
-    run(&scenario)
-        .await
-        .with_context(|| format!("running {}", path.display()))
+    run(&scenario).await
 }
 
 /// Runs `scenario` and compares the alerts with its expectations.
-pub async fn run(scenario: &Scenario) -> Result<RunReport> {
+pub async fn run(scenario: &Scenario) -> Result<RunReport, ScenarioError> {
+    run_with(scenario, &RunOptions::default()).await
+}
+
+/// [`run`] with `options`.
+pub async fn run_with(scenario: &Scenario, options: &RunOptions) -> Result<RunReport, ScenarioError> {
+    run_through(scenario, options, None)
+        .await
+        .map_err(|source| ScenarioError::Run {
+            scenario: scenario.name.clone(),
+            path: scenario.path.clone(),
+            source: Box::new(source),
+        })
+}
+
+/// Runs `scenario`; the gateways' uplinks lead to `uplink_to` instead of ingest's
+/// broker when it is given (a test's listener that never answers).
+async fn run_through(
+    scenario: &Scenario,
+    options: &RunOptions,
+    uplink_to: Option<SocketAddr>,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let dir = data_dir()?;
+    let dir = data_dir().map_err(RunError::DataDir)?;
     let clock = ManualClock::new(scenario.start_ms);
-
-    let mut config = gridwatch_ingest::IngestConfig::embedded(dir.path());
-    config.clock = Arc::new(clock.clone());
-    // Only the runner ticks (after each round has been delivered).
-    config.tick_every = Duration::from_secs(365 * 86_400);
-    config.pipeline.linger = Duration::from_millis(0);
-    // Room for every ack of a round: an ack dropped by the broker's log is harmless but costs
-    // the gateway's resend_after (10 s of wall time) before the round can finish.
-    config.broker_log.ack_log_bytes = 256 * 1024;
-    let ingest = gridwatch_ingest::start(config).await.context("starting ingest")?;
-    if let Some(csv) = &scenario.register_csv {
-        ingest
-            .import_register_csv(csv.as_bytes())
-            .await
-            .context("importing the scenario's [[register]]")?;
-    }
-
-    let mut sites = BTreeMap::new();
-    for id in &scenario.gateways {
-        let uplink = CuttableLink::start(ingest.mqtt_addr).await?;
-        let mut config = gridwatch_gateway::GatewayConfig::new(id, uplink.addr.into(), dir.path().join(id));
-        config.linger = Duration::from_millis(0);
-        let gateway = gridwatch_gateway::start(config)
-            .await
-            .with_context(|| format!("starting gateway {id}"))?;
-        sites.insert(
-            id.clone(),
-            GatewaySite {
-                id: id.clone(),
-                uplink,
-                gateway,
-            },
-        );
-    }
-
-    let wake = Arc::new(Notify::new());
-    let mut nodes = Vec::new();
-    let mut node_links = BTreeMap::new();
-    for spec in &scenario.devices {
-        // The node's own network segment, so it can fail on its own.
-        let link = CuttableLink::start(sites[&spec.gateway].gateway.node_addr).await?;
-        let config = NodeConfig {
-            heartbeat_ms: spec.heartbeat_ms,
-            resend_after_ms: scenario.node_resend_after_ms as u32,
-            ..NodeConfig::new(&spec.id, &spec.gateway, link.addr)
-        };
-        node_links.insert(spec.id.clone(), link);
-        let node = match &spec.model {
-            ModelSpec::Lift(p) => SimNode::lift(config, p.clone(), scenario.start_ms, wake.clone())?,
-            ModelSpec::Sterilizer(p) => SimNode::sterilizer(config, p.clone(), scenario.start_ms, wake.clone())?,
-        };
-        nodes.push(node);
-    }
-    let mut network = Vec::new();
-    for event in &scenario.events {
-        match &event.action {
-            Action::Equipment { device, event: e } => node_mut(&mut nodes, device)?.schedule(event.at_ms, e.clone()),
-            _ => network.push(event.clone()),
-        }
-    }
-
+    let services = Services::start(scenario, dir.path(), &clock, uplink_to).await?;
     let mut run = Runner {
         scenario,
-        nodes,
-        sites,
-        node_links,
-        ingest: &ingest,
+        options,
+        nodes: Vec::new(),
+        services,
         clock: &clock,
-        wake,
+        wake: Arc::new(Notify::new()),
         rounds: 0,
         wall: PhaseTimes::default(),
     };
     // Whatever the outcome, the services stop before it is reported: a failed run must
     // not leave its brokers, links and tasks running in the caller's process.
-    let played = run.play(network).await;
+    let played = run.play().await;
     let readings = run.nodes.iter().map(|n| n.stats().produced).sum();
-    let (rounds, phases) = (run.rounds, run.wall);
-    drop(run.nodes);
-    for site in run.sites.into_values() {
-        site.gateway.stop().await;
-    }
-    ingest.stop().await;
+    let Runner {
+        nodes,
+        services,
+        rounds,
+        wall: phases,
+        ..
+    } = run;
+    drop(nodes);
+    services.stop().await;
     let actual = played?;
     Ok(RunReport {
         name: scenario.name.clone(),
@@ -218,8 +208,8 @@ pub async fn run(scenario: &Scenario) -> Result<RunReport> {
 }
 
 /// A fresh data directory, in memory where the system has one (commits fsync).
-fn data_dir() -> Result<tempfile::TempDir> {
-    let shm = std::path::Path::new("/dev/shm");
+fn data_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
     let builder = || {
         let mut b = tempfile::Builder::new();
         b.prefix("gridwatch-scenario-");
@@ -230,34 +220,127 @@ fn data_dir() -> Result<tempfile::TempDir> {
     {
         return Ok(dir);
     }
-    Ok(builder().tempdir()?)
+    builder().tempdir()
 }
 
-fn node_mut<'a>(nodes: &'a mut [SimNode], id: &str) -> Result<&'a mut SimNode> {
-    nodes
-        .iter_mut()
-        .find(|n| n.id() == id)
-        .ok_or_else(|| anyhow!("no device {id:?}"))
+/// The services of a run and the network segments between them.
+struct Services {
+    ingest: gridwatch_ingest::Ingest,
+    sites: BTreeMap<String, GatewaySite>,
+    /// Each node's own segment to its gateway, by device id, so it can fail on its own.
+    node_links: BTreeMap<String, CuttableLink>,
+}
+
+impl Services {
+    /// Starts ingest (on `clock`, its own timers parked), the gateways and the relays.
+    async fn start(
+        scenario: &Scenario,
+        dir: &Path,
+        clock: &ManualClock,
+        uplink_to: Option<SocketAddr>,
+    ) -> Result<Services, RunError> {
+        let mut config = gridwatch_ingest::IngestConfig::embedded(dir);
+        config.clock = Arc::new(clock.clone());
+        // Only the runner ticks, after each round has been delivered.
+        config.tick_every = PARKED;
+        // Checkpoints serve a restart, which a run has none of; on their wall-time
+        // timer they would take the engine's lock at moments no other run repeats.
+        config.checkpoint_every = PARKED;
+        config.pipeline.linger = Duration::ZERO;
+        // Room for every ack of a round: an ack dropped by the broker's log is harmless
+        // but costs the gateway's resend_after (10 s of wall time) before the round can
+        // finish.
+        config.broker_log.ack_log_bytes = 256 * 1024;
+        let ingest = gridwatch_ingest::start(config).await?;
+        if let Some(csv) = &scenario.register_csv {
+            ingest
+                .import_register_csv(csv.as_bytes())
+                .await
+                .map_err(|e| RunError::Register(e.into()))?;
+        }
+        let mut sites = BTreeMap::new();
+        for id in &scenario.gateways {
+            let uplink = CuttableLink::start(uplink_to.unwrap_or(ingest.mqtt_addr)).await?;
+            let mut config = gridwatch_gateway::GatewayConfig::new(id, uplink.addr.into(), dir.join(id));
+            config.linger = Duration::ZERO;
+            let gateway = gridwatch_gateway::start(config)
+                .await
+                .map_err(|source| RunError::Gateway { id: id.clone(), source })?;
+            sites.insert(id.clone(), GatewaySite { uplink, gateway });
+        }
+        let mut node_links = BTreeMap::new();
+        for spec in &scenario.devices {
+            let link = CuttableLink::start(sites[&spec.gateway].gateway.node_addr).await?;
+            node_links.insert(spec.id.clone(), link);
+        }
+        Ok(Services {
+            ingest,
+            sites,
+            node_links,
+        })
+    }
+
+    async fn stop(self) {
+        drop(self.node_links);
+        for site in self.sites.into_values() {
+            site.gateway.stop().await;
+        }
+        self.ingest.stop().await;
+    }
 }
 
 struct Runner<'a> {
     scenario: &'a Scenario,
+    options: &'a RunOptions,
     nodes: Vec<SimNode>,
-    sites: BTreeMap<String, GatewaySite>,
-    node_links: BTreeMap<String, CuttableLink>,
-    ingest: &'a gridwatch_ingest::Ingest,
+    services: Services,
     clock: &'a ManualClock,
+    /// Told whenever something reaches a node (an ack, a dropped connection).
     wake: Arc<Notify>,
     rounds: u64,
     wall: PhaseTimes,
 }
 
+/// What the runner sees of delivery at one moment.
+struct Observed {
+    /// Nodes that can reach ingest and wait for acks.
+    awaiting: Vec<AwaitedAck>,
+    /// Counters that move whenever delivery does: every node's outbox and session, the
+    /// readings every gateway holds.
+    counters: Vec<u64>,
+    /// Readings held by gateways whose uplink is up, by gateway.
+    gateways: Vec<(String, usize)>,
+    /// The last seq the alert engine applied, per node; `None` while its lock is held.
+    applied: Option<Vec<u64>>,
+}
+
 impl Runner<'_> {
     /// Plays the whole scenario, round by round with its network actions, and returns
     /// the alerts ingest raised.
-    async fn play(&mut self, network: Vec<ScheduledEvent>) -> Result<Vec<ActualAlert>> {
+    async fn play(&mut self) -> Result<Vec<ActualAlert>, RunError> {
         let scenario = self.scenario;
-        self.ingest.tick().await;
+        for spec in &scenario.devices {
+            let link = &self.services.node_links[&spec.id];
+            let config = NodeConfig {
+                heartbeat_ms: spec.heartbeat_ms,
+                resend_after_ms: scenario.node_resend_after_ms as u32,
+                ..NodeConfig::new(&spec.id, &spec.gateway, link.addr)
+            };
+            let wake = self.wake.clone();
+            let node = match &spec.model {
+                ModelSpec::Lift(p) => SimNode::lift(config, p.clone(), scenario.start_ms, wake),
+                ModelSpec::Sterilizer(p) => SimNode::sterilizer(config, p.clone(), scenario.start_ms, wake),
+            };
+            self.nodes.push(node?);
+        }
+        let mut network = Vec::new();
+        for event in &scenario.events {
+            match &event.action {
+                Action::Equipment { device, event: e } => self.node_mut(device)?.schedule(event.at_ms, e.clone()),
+                _ => network.push(event.clone()),
+            }
+        }
+        self.services.ingest.tick().await;
         let mut pending = network.into_iter().peekable();
         while let Some(e) = pending.next_if(|e| e.at_ms <= scenario.start_ms) {
             self.apply(&e.action)?;
@@ -272,18 +355,19 @@ impl Runner<'_> {
             }
             t = next;
         }
-        let url = format!("http://{}/api/alerts?state=all", self.ingest.http_addr);
-        reqwest::get(&url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("GET {url}"))?
-            .json()
-            .await
-            .with_context(|| format!("reading the alerts from {url}"))
+        let url = format!("http://{}/api/alerts?state=all", self.services.ingest.http_addr);
+        let alerts = async {
+            reqwest::get(&url)
+                .await?
+                .error_for_status()?
+                .json::<Vec<ActualAlert>>()
+                .await
+        };
+        alerts.await.map_err(|source| RunError::Alerts { url, source })
     }
 
     /// One lock-step round to device time `t`.
-    async fn round(&mut self, t: u64) -> Result<()> {
+    async fn round(&mut self, t: u64) -> Result<(), RunError> {
         // Real nodes deliver as they go; a round delivers in bursts of at most
         // `DELIVERY_BURST` readings, so that no round floods the brokers.
         let mut now = self.clock_now();
@@ -303,7 +387,7 @@ impl Runner<'_> {
         }
         let started = Instant::now();
         self.clock.set(t);
-        self.ingest.tick().await;
+        self.services.ingest.tick().await;
         self.wall.tick += started.elapsed();
         self.rounds += 1;
         Ok(())
@@ -319,98 +403,146 @@ impl Runner<'_> {
     }
 
     fn uplink_up(&self, gateway: &str) -> bool {
-        self.sites.get(gateway).is_some_and(|s| s.uplink.is_up())
+        self.services.sites.get(gateway).is_some_and(|s| s.uplink.is_up())
     }
 
     /// Delivers until every node that can reach ingest is acknowledged and the alert
-    /// engine has applied what was acknowledged.
-    async fn settle(&mut self, now: u64) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    /// engine has applied what was acknowledged. Each look at the state is followed by
+    /// a wait for the next thing to reach a node (or, once only the engine is awaited,
+    /// a short poll); it fails when nothing moved for `stall_after`.
+    async fn settle(&mut self, now: u64) -> Result<(), RunError> {
+        let mut last: Option<(Vec<u64>, Vec<u64>)> = None;
+        let mut applied = Vec::new();
+        let mut since = Instant::now();
         loop {
             for node in &mut self.nodes {
                 node.deliver(now).await;
             }
-            let waiting: Vec<String> = self
-                .nodes
-                .iter()
-                .filter(|n| n.awaiting_acks() && self.uplink_up(n.gateway()))
-                .map(|n| {
-                    let s = n.stats();
-                    format!(
-                        "{} (seq {}..{} unacknowledged; {} published, {} acks, {} resends)",
-                        n.id(),
-                        s.outbox.acked + 1,
-                        s.outbox.next_seq - 1,
-                        s.session.published,
-                        s.session.acks,
-                        s.session.resends
-                    )
-                })
-                .collect();
-            if waiting.is_empty() {
-                // The domain lock is held while the alert engine saves; bounded, so a
-                // save that never ends fails the run with a reason instead of hanging it.
-                let Ok(behind) = tokio::time::timeout_at(deadline, self.engine_behind()).await else {
-                    bail!(
-                        "at {}: the alert engine's lock was not free within {:?} (a domain save stuck?)",
-                        self.offset(now),
-                        SETTLE_TIMEOUT
-                    );
-                };
-                if behind.is_empty() {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    bail!(
-                        "at {}: the alert engine has not applied acknowledged readings of {}",
-                        self.offset(now),
-                        behind.join(", ")
-                    );
-                }
-                // Acks go out just before the engine applies the batch: poll briefly.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
+            let seen = self.observe();
+            if seen.awaiting.is_empty()
+                && let Some(a) = &seen.applied
+                && self.behind(a).is_empty()
+            {
+                return Ok(());
             }
-            if tokio::time::timeout_at(deadline, self.wake.notified()).await.is_err() {
-                let unacked: usize = self.sites.values().map(|s| s.gateway.unacknowledged()).sum();
-                bail!(
-                    "at {}: no ack for {:?}: {}; readings waiting at the gateways: {unacked}",
-                    self.offset(now),
-                    SETTLE_TIMEOUT,
-                    waiting.join(", ")
-                );
+            if let Some(a) = &seen.applied {
+                applied.clone_from(a);
             }
+            let progress = (seen.counters.clone(), applied.clone());
+            if last.as_ref() != Some(&progress) {
+                last = Some(progress);
+                since = Instant::now();
+            } else if since.elapsed() >= self.options.stall_after {
+                return Err(RunError::Stalled(Box::new(self.stall(now, seen, since.elapsed()))));
+            }
+            let poll = if seen.awaiting.is_empty() {
+                ENGINE_POLL
+            } else {
+                PROGRESS_POLL
+            };
+            // Woken at once by an ack; a wake-up that comes while the state is being
+            // read is kept by the `Notify` for the next wait, and the state is read
+            // again after every wait in any case.
+            let _ = tokio::time::timeout(poll, self.wake.notified()).await;
         }
     }
 
-    /// Nodes whose acknowledged readings the alert engine has not applied yet.
-    async fn engine_behind(&self) -> Vec<String> {
-        let domain = self.ingest.domain().lock().await;
-        let engine = domain.engine();
+    fn observe(&self) -> Observed {
+        let mut counters = Vec::with_capacity(self.nodes.len() * 6 + self.services.sites.len());
+        let mut awaiting = Vec::new();
+        for n in &self.nodes {
+            let s = n.stats();
+            counters.extend([
+                s.outbox.acked,
+                s.outbox.next_seq,
+                u64::from(s.session.connects),
+                u64::from(s.session.published),
+                u64::from(s.session.acks),
+                u64::from(s.session.resends),
+            ]);
+            if n.awaiting_acks() && self.uplink_up(n.gateway()) {
+                awaiting.push(AwaitedAck {
+                    device: n.id().to_string(),
+                    gateway: n.gateway().to_string(),
+                    first_seq: s.outbox.acked + 1,
+                    last_seq: s.outbox.next_seq - 1,
+                    published: s.session.published,
+                    acks: s.session.acks,
+                    resends: s.session.resends,
+                });
+            }
+        }
+        let mut gateways = Vec::new();
+        for (id, site) in &self.services.sites {
+            let held = site.gateway.unacknowledged();
+            counters.push(held as u64);
+            if held > 0 && site.uplink.is_up() {
+                gateways.push((id.clone(), held));
+            }
+        }
+        // Not waited for: the lock is held while the engine saves, and a save that
+        // never ends must end in a stall report, not in a wait without end.
+        let applied = self.services.ingest.domain().try_lock().ok().map(|domain| {
+            let engine = domain.engine();
+            self.nodes
+                .iter()
+                .map(|n| engine.monitor(n.id()).map_or(0, |m| m.last_seq))
+                .collect()
+        });
+        Observed {
+            awaiting,
+            counters,
+            gateways,
+            applied,
+        }
+    }
+
+    /// Nodes whose acknowledged readings the alert engine has not applied (it applied
+    /// up to `applied`, per node): (device, acknowledged, applied).
+    fn behind(&self, applied: &[u64]) -> Vec<(String, u64, u64)> {
         self.nodes
             .iter()
-            .filter(|n| n.acked_seq() > engine.monitor(n.id()).map_or(0, |m| m.last_seq))
-            .map(|n| n.id().to_string())
+            .zip(applied)
+            .filter(|(n, applied)| n.acked_seq() > **applied)
+            .map(|(n, applied)| (n.id().to_string(), n.acked_seq(), *applied))
             .collect()
+    }
+
+    fn stall(&self, now: u64, seen: Observed, idle: Duration) -> Stall {
+        let engine = match &seen.applied {
+            None => EngineWait::LockHeld,
+            Some(applied) => match self.behind(applied) {
+                behind if behind.is_empty() => EngineWait::CaughtUp,
+                behind => EngineWait::Behind(behind),
+            },
+        };
+        Stall {
+            round: self.rounds + 1,
+            at: self.offset(now),
+            idle,
+            nodes: seen.awaiting,
+            gateways: seen.gateways,
+            engine,
+        }
     }
 
     fn offset(&self, t: u64) -> String {
         format_offset(t as i64 - self.scenario.start_ms as i64)
     }
 
-    fn apply(&mut self, action: &Action) -> Result<()> {
+    fn apply(&mut self, action: &Action) -> Result<(), RunError> {
         let now = self.clock_now();
         match action {
-            Action::Equipment { device, event } => node_mut(&mut self.nodes, device)?.apply(event)?,
+            Action::Equipment { device, event } => self.node_mut(device)?.apply(event)?,
             Action::NetworkDown { device } => {
-                self.node_links[device].cut();
-                node_mut(&mut self.nodes, device)?.set_network(false, now);
+                self.node_link(device)?.cut();
+                self.node_mut(device)?.set_network(false, now);
             }
             Action::NetworkUp { device } => {
-                self.node_links[device].restore();
-                node_mut(&mut self.nodes, device)?.set_network(true, now);
+                self.node_link(device)?.restore();
+                self.node_mut(device)?.set_network(true, now);
             }
-            Action::NodeReset { device } => node_mut(&mut self.nodes, device)?.reset()?,
+            Action::NodeReset { device } => self.node_mut(device)?.reset()?,
             Action::UplinkDown { gateway } => self.site(gateway)?.uplink.cut(),
             Action::UplinkUp { gateway } => self.site(gateway)?.uplink.restore(),
         }
@@ -422,10 +554,82 @@ impl Runner<'_> {
         self.clock.now_ms()
     }
 
-    fn site(&self, id: &str) -> Result<&GatewaySite> {
-        self.sites
-            .values()
-            .find(|s| s.id == id)
-            .ok_or_else(|| anyhow!("no gateway {id:?}"))
+    fn node_mut(&mut self, id: &str) -> Result<&mut SimNode, RunError> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id() == id)
+            .ok_or_else(|| RunError::NoDevice(id.to_string()))
+    }
+
+    fn node_link(&self, id: &str) -> Result<&CuttableLink, RunError> {
+        self.services
+            .node_links
+            .get(id)
+            .ok_or_else(|| RunError::NoDevice(id.to_string()))
+    }
+
+    fn site(&self, id: &str) -> Result<&GatewaySite, RunError> {
+        self.services
+            .sites
+            .get(id)
+            .ok_or_else(|| RunError::NoGateway(id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway whose uplink leads to a listener that accepts and never answers (what
+    /// a broker start mistaken for ingest's would give): the first round stalls, and the
+    /// run fails naming the round, the node's seqs and the readings held at the gateway.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_round_fails_naming_what_it_awaited() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        let scenario = crate::parse::parse(
+            r#"
+            start = "2026-11-25T09:00:00+08:00"
+            duration = "2m"
+            step = "30s"
+            [[lift]]
+            id = "L-1"
+            "#,
+            "stalls",
+        )
+        .unwrap();
+        let options = RunOptions {
+            stall_after: Duration::from_millis(500),
+        };
+        let started = Instant::now();
+        let error = run_through(&scenario, &options, Some(silent_addr)).await.unwrap_err();
+        held.abort();
+        let RunError::Stalled(stall) = &error else {
+            panic!("not a stall: {error}");
+        };
+        assert_eq!((stall.round, stall.at.as_str()), (1, "+30s"), "{error}");
+        assert_eq!(stall.nodes.len(), 1, "{error}");
+        let node = &stall.nodes[0];
+        assert_eq!(
+            (node.device.as_str(), node.gateway.as_str(), node.first_seq),
+            ("L-1", "gw-1", 1)
+        );
+        assert!(node.last_seq >= 1 && node.acks == 0, "{error}");
+        assert!(
+            matches!(stall.gateways.as_slice(), [(gateway, held)] if gateway == "gw-1" && *held >= 1),
+            "{error}"
+        );
+        assert!(stall.idle >= options.stall_after);
+        let message = error.to_string();
+        for part in ["round 1", "L-1's seq 1..", "held by gateway gw-1"] {
+            assert!(message.contains(part), "{part:?} not in {message}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     }
 }
