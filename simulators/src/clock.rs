@@ -2,12 +2,12 @@
 //! time advances `speed` times faster than wall time from a chosen start.
 use std::time::Instant;
 
-pub use gridwatch_protocol::clock::{Clock, ManualClock, SystemClock};
+use gridwatch_protocol::clock::Clock;
 
 /// Wall time, scaled: `start_ms + speed × elapsed`, optionally never ahead of
 /// the wall clock (a fleet that starts in the past and catches up with now).
 #[derive(Debug, Clone)]
-pub struct ScaledClock {
+pub(crate) struct ScaledClock {
     start_ms: u64,
     started: Instant,
     speed: f64,
@@ -22,7 +22,7 @@ fn wall_ms() -> u64 {
 }
 
 impl ScaledClock {
-    pub fn new(start_ms: u64, speed: f64) -> Self {
+    pub(crate) fn new(start_ms: u64, speed: f64) -> Self {
         Self {
             start_ms,
             started: Instant::now(),
@@ -33,7 +33,7 @@ impl ScaledClock {
 
     /// Starts `behind` in the past and runs `speed` times faster until it reaches
     /// the wall clock, then follows it: timestamps are never in the future.
-    pub fn catching_up(behind: std::time::Duration, speed: f64) -> Self {
+    pub(crate) fn catching_up(behind: std::time::Duration, speed: f64) -> Self {
         Self {
             cap_at_wall: true,
             ..Self::new(wall_ms() - behind.as_millis() as u64, speed)

@@ -1,13 +1,14 @@
 //! A fleet of simulated nodes (real firmware over physics models), each its own
 //! MQTT client, publishing to a gateway's broker on a scaled wall clock: what
 //! `gridwatch demo` and `gridwatch sim fleet` run.
-use crate::clock::{Clock, ScaledClock};
+use crate::clock::ScaledClock;
 use crate::lift::{LiftEvent, LiftParams};
 use crate::node::{EquipmentEvent, NodeConfig, SimNode};
 use crate::sterilizer::{SterilizerEvent, SterilizerParams};
-use anyhow::Result;
+use crate::{Error, Result};
 use gridwatch_mqtt::MqttUrl;
 use gridwatch_protocol::Method;
+use gridwatch_protocol::clock::Clock;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,9 +61,13 @@ impl FleetConfig {
 
 fn resolve(url: &MqttUrl) -> Result<SocketAddr> {
     (url.host.as_str(), url.port)
-        .to_socket_addrs()?
+        .to_socket_addrs()
+        .map_err(|source| Error::Resolve {
+            broker: url.clone(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| anyhow::anyhow!("{url:?} does not resolve"))
+        .ok_or_else(|| Error::Unresolved { broker: url.clone() })
 }
 
 /// The fleet's nodes, with what the demo schedules for them.

@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 /// One signal line: its electrical level, set by the model, read by a [`SimPin`].
 #[derive(Debug, Clone, Default)]
-pub struct Wire(Arc<AtomicBool>);
+pub(crate) struct Wire(Arc<AtomicBool>);
 
 impl Wire {
-    pub fn set_high(&self, high: bool) {
+    pub(crate) fn set_high(&self, high: bool) {
         self.0.store(high, Ordering::Relaxed);
     }
 
-    pub fn is_high(&self) -> bool {
+    pub(crate) fn is_high(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }

@@ -6,7 +6,6 @@
 //! stops at the first error. Cutting the network drops the TCP connection without an
 //! MQTT DISCONNECT, so the broker publishes the node's last will, as it would when a
 //! real node loses its uplink.
-use anyhow::{Context, Result, bail};
 use gridwatch_firmware::session::{ConnectRequest, Publish};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
@@ -18,9 +17,25 @@ use tokio::task::JoinHandle;
 /// How long a connection attempt may take (wall time) before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a connection could not be made or used (the node logs it and tries again
+/// when its session says so).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error("connection to {broker} refused")]
+    Refused { broker: SocketAddr },
+    #[error("no CONNACK from {broker} within {timeout:?}")]
+    NoConnAck { broker: SocketAddr, timeout: Duration },
+    #[error("not connected")]
+    NotConnected,
+    #[error("subscribing")]
+    Subscribe(#[source] rumqttc::ClientError),
+    #[error("publishing")]
+    Publish(#[source] rumqttc::ClientError),
+}
+
 /// Something that arrived on the connection.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Message {
         topic: String,
         payload: Vec<u8>,
@@ -42,7 +57,7 @@ impl Drop for Connection {
 }
 
 /// The node's side of the network.
-pub struct Link {
+pub(crate) struct Link {
     broker: SocketAddr,
     connection: Option<Connection>,
     /// Notified whenever something arrives, so a runner can wait for any node.
@@ -50,7 +65,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(broker: SocketAddr, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(broker: SocketAddr, wake: Arc<Notify>) -> Self {
         Self {
             broker,
             connection: None,
@@ -58,13 +73,13 @@ impl Link {
         }
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.connection.is_some()
     }
 
     /// Opens a clean MQTT session with the request's client id, keep-alive and will,
     /// and returns once the broker accepted it (CONNACK).
-    pub async fn connect(&mut self, request: &ConnectRequest<'_>) -> Result<()> {
+    pub(crate) async fn connect(&mut self, request: &ConnectRequest<'_>) -> Result<(), LinkError> {
         self.close();
         let mut options = MqttOptions::new(request.client_id, self.broker.ip().to_string(), self.broker.port());
         options.set_keep_alive(Duration::from_secs(u64::from(request.keep_alive_s.max(5))));
@@ -114,22 +129,25 @@ impl Link {
                 self.connection = Some(connection);
                 Ok(())
             }
-            Ok(Err(_)) => bail!("connection to {} refused", self.broker),
-            Err(_) => bail!("no CONNACK from {} within {CONNECT_TIMEOUT:?}", self.broker),
+            Ok(Err(_)) => Err(LinkError::Refused { broker: self.broker }),
+            Err(_) => Err(LinkError::NoConnAck {
+                broker: self.broker,
+                timeout: CONNECT_TIMEOUT,
+            }),
         }
     }
 
-    pub async fn subscribe(&mut self, topic: &str) -> Result<()> {
-        let connection = self.connection.as_ref().context("not connected")?;
+    pub(crate) async fn subscribe(&mut self, topic: &str) -> Result<(), LinkError> {
+        let connection = self.connection.as_ref().ok_or(LinkError::NotConnected)?;
         connection
             .client
             .subscribe(topic, QoS::AtLeastOnce)
             .await
-            .context("subscribing")
+            .map_err(LinkError::Subscribe)
     }
 
-    pub async fn publish(&mut self, message: &Publish<'_>) -> Result<()> {
-        let connection = self.connection.as_ref().context("not connected")?;
+    pub(crate) async fn publish(&mut self, message: &Publish<'_>) -> Result<(), LinkError> {
+        let connection = self.connection.as_ref().ok_or(LinkError::NotConnected)?;
         connection
             .client
             .publish(
@@ -139,12 +157,12 @@ impl Link {
                 message.payload.to_vec(),
             )
             .await
-            .context("publishing")
+            .map_err(LinkError::Publish)
     }
 
     /// Everything that arrived since the last call. A closed connection is reported
     /// once as [`Incoming::Closed`] and forgotten.
-    pub fn drain(&mut self) -> Vec<Incoming> {
+    pub(crate) fn drain(&mut self) -> Vec<Incoming> {
         let mut out = Vec::new();
         let Some(connection) = self.connection.as_mut() else {
             return out;
@@ -161,7 +179,7 @@ impl Link {
     }
 
     /// Drops the connection at once, without an MQTT DISCONNECT (the will is published).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.connection = None;
     }
 }

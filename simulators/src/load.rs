@@ -23,7 +23,7 @@
 //! messages, the few devices missing them are held back by ingest while the
 //! connection's other devices go on being acked, and a connection-wide timer
 //! would then never fire while those devices slowly filled the whole window.
-use anyhow::{Context, Result, bail};
+use crate::{Error, LoadConnectionError, Result};
 use gridwatch_mqtt::MqttUrl;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -119,6 +119,14 @@ impl LoadConfig {
     pub fn gateway_id(&self, connection: usize) -> String {
         format!("{}-gw{connection:04}", self.prefix)
     }
+
+    fn connection_error(&self, connection: usize, source: LoadConnectionError) -> Error {
+        Error::LoadConnection {
+            connection,
+            broker: self.broker.clone(),
+            source,
+        }
+    }
 }
 
 /// What a run did.
@@ -194,13 +202,13 @@ fn unix_ms() -> u64 {
 /// Runs the load to completion and reports.
 pub async fn run(config: LoadConfig) -> Result<LoadReport> {
     if config.devices == 0 || config.connections == 0 {
-        bail!("load: --devices and --connections must be at least 1");
+        return Err(Error::LoadDevices);
     }
     if config.readings.is_none() && config.duration.is_none() {
-        bail!("load: give a number of readings (--messages) or a --duration");
+        return Err(Error::LoadUnbounded);
     }
     if config.mode == Mode::Gateway && !(1..=1000).contains(&config.batch) {
-        bail!("load: --batch must be 1-1000 readings (a gateway batch is at most 256 KiB)");
+        return Err(Error::LoadBatch { batch: config.batch });
     }
     let connections = config.connections.min(config.devices);
     // Each connection's share; a gateway batch must fit in it, or nothing would ever be sent.
@@ -218,7 +226,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport> {
     for index in 0..connections {
         let connection = Connection::open(&config, index)
             .await
-            .with_context(|| format!("connection {index} to {}", config.broker))?;
+            .map_err(|source| config.connection_error(index, source))?;
         tasks.spawn(connection.run(config.clone(), totals.clone(), started));
     }
     let progress = config.progress.then(|| {
@@ -243,7 +251,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport> {
     });
     let mut latencies = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        latencies.extend(done.context("a load connection panicked")??);
+        latencies.extend(done.map_err(Error::LoadTask)??);
     }
     if let Some(progress) = progress {
         progress.abort();
@@ -276,7 +284,10 @@ impl LoadReport {
     }
 
     pub fn from_json(line: &str) -> Result<Self> {
-        serde_json::from_str(line).with_context(|| format!("not a load report: {line:?}"))
+        serde_json::from_str(line).map_err(|source| Error::LoadReport {
+            line: line.to_string(),
+            source,
+        })
     }
 }
 
@@ -328,7 +339,23 @@ struct Pending {
     /// Publishes awaiting a PUBACK (packet ids must not be reused before it).
     unpubacked: usize,
     latencies: Vec<u32>,
-    failed: Option<String>,
+    failed: Option<Lost>,
+}
+
+/// Why the reading side gave up on the connection.
+#[derive(Debug, Clone, Copy)]
+enum Lost {
+    Closed,
+    Unreadable(&'static str),
+}
+
+impl From<Lost> for LoadConnectionError {
+    fn from(lost: Lost) -> Self {
+        match lost {
+            Lost::Closed => LoadConnectionError::Closed,
+            Lost::Unreadable(problem) => LoadConnectionError::Unreadable { problem },
+        }
+    }
 }
 
 /// A direct device's unacknowledged readings.
@@ -363,11 +390,13 @@ const KEEP_ALIVE_SECS: u16 = 60;
 
 impl Connection {
     /// Connects, says CONNECT and SUBSCRIBE to its ack topic, and waits for both acks.
-    async fn open(config: &LoadConfig, index: usize) -> Result<Connection> {
+    async fn open(config: &LoadConfig, index: usize) -> Result<Connection, LoadConnectionError> {
         let gateway = config.gateway_id(index);
         let devices: Vec<usize> = (index..config.devices).step_by(config.connections).collect();
-        let stream = TcpStream::connect((config.broker.host.as_str(), config.broker.port)).await?;
-        stream.set_nodelay(true)?;
+        let stream = TcpStream::connect((config.broker.host.as_str(), config.broker.port))
+            .await
+            .map_err(LoadConnectionError::Connect)?;
+        stream.set_nodelay(true).map_err(LoadConnectionError::Connect)?;
         let (mut reader, mut writer) = stream.into_split();
         let mut out = Vec::with_capacity(256);
         mqtt::connect(
@@ -381,7 +410,7 @@ impl Connection {
             Mode::Gateway => format!("gw/{gateway}/ack"),
         };
         mqtt::subscribe(&mut out, 1, &filter);
-        writer.write_all(&out).await?;
+        writer.write_all(&out).await.map_err(LoadConnectionError::Login)?;
         let mut buf = Vec::with_capacity(64);
         let deadline = Instant::now() + Duration::from_secs(10);
         let (mut connacked, mut subacked) = (false, false);
@@ -390,15 +419,18 @@ impl Connection {
             let mut chunk = [0u8; 64];
             let n = tokio::time::timeout(left, reader.read(&mut chunk))
                 .await
-                .context("no CONNACK/SUBACK within 10 s")??;
+                .map_err(|_| LoadConnectionError::LoginTimeout)?
+                .map_err(LoadConnectionError::Login)?;
             if n == 0 {
-                bail!("the broker closed the connection (refused login?)");
+                return Err(LoadConnectionError::ClosedAtLogin);
             }
             buf.extend_from_slice(&chunk[..n]);
-            while let Some((packet, used)) = mqtt::parse(&buf)? {
+            while let Some((packet, used)) =
+                mqtt::parse(&buf).map_err(|problem| LoadConnectionError::Unreadable { problem })?
+            {
                 match packet {
                     mqtt::Packet::ConnAck { code: 0 } => connacked = true,
-                    mqtt::Packet::ConnAck { code } => bail!("CONNACK refused the connection, code {code}"),
+                    mqtt::Packet::ConnAck { code } => return Err(LoadConnectionError::Refused { code }),
                     mqtt::Packet::SubAck => subacked = true,
                     _ => {}
                 }
@@ -463,11 +495,11 @@ impl Connection {
         let _ = publisher.writer.write_all(&mqtt::DISCONNECT).await;
         let mut p = pending.lock().await;
         if let Some(why) = p.failed.take() {
-            bail!("connection {}: {why}", self.index);
+            return Err(config.connection_error(self.index, why.into()));
         }
         let drained = match drained {
             Ok(result) => {
-                result.with_context(|| format!("connection {}", self.index))?;
+                result.map_err(|source| config.connection_error(self.index, source))?;
                 Ok(())
             }
             Err(timeout) => Err(timeout),
@@ -569,7 +601,12 @@ impl Publisher {
     /// Publishes again the unacknowledged readings of every sender whose resend
     /// time has come, oldest first per device (as a node replays), and restarts
     /// their timers. Does nothing before [`Publisher::next_resend_check`].
-    async fn resend_overdue(&mut self, config: &LoadConfig, pending: &Mutex<Pending>, totals: &Totals) -> Result<()> {
+    async fn resend_overdue(
+        &mut self,
+        config: &LoadConfig,
+        pending: &Mutex<Pending>,
+        totals: &Totals,
+    ) -> Result<(), LoadConnectionError> {
         let now = Instant::now();
         if now < self.next_resend_check {
             return Ok(());
@@ -614,7 +651,10 @@ impl Publisher {
         }
         if messages > 0 {
             tracing::debug!(gateway = %self.gateway, readings, "no acks for a while: publishing the unacknowledged readings again");
-            self.writer.write_all(&self.out).await.context("publishing again")?;
+            self.writer
+                .write_all(&self.out)
+                .await
+                .map_err(LoadConnectionError::Resend)?;
             self.last_write = Instant::now();
             totals.readings_resent.fetch_add(readings, Ordering::Relaxed);
         }
@@ -630,7 +670,7 @@ async fn publish(
     room: &Notify,
     totals: &Totals,
     started: Instant,
-) -> Result<()> {
+) -> Result<(), LoadConnectionError> {
     let my_readings = config.readings.map(|r| share(r, config.connections, index));
     let my_rate = config.rate.map(|r| r / config.connections as f64);
     let per_message = match config.mode {
@@ -661,7 +701,11 @@ async fn publish(
                 tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
                 // Slow rates: keep the connection alive for the broker (keep-alive 60 s).
                 if publisher.last_write.elapsed() > Duration::from_secs(30) {
-                    publisher.writer.write_all(&mqtt::PINGREQ).await?;
+                    publisher
+                        .writer
+                        .write_all(&mqtt::PINGREQ)
+                        .await
+                        .map_err(LoadConnectionError::Ping)?;
                     publisher.last_write = Instant::now();
                 }
                 continue;
@@ -671,8 +715,8 @@ async fn publish(
         let notified = room.notified();
         let free = {
             let p = pending.lock().await;
-            if let Some(why) = &p.failed {
-                bail!("{why}");
+            if let Some(why) = p.failed {
+                return Err(why.into());
             }
             let pkids_free = 60_000usize.saturating_sub(p.unpubacked);
             slow_start(config.window, p.acked)
@@ -769,7 +813,11 @@ async fn publish(
                 .first_publish_unix_ms
                 .compare_exchange(0, unix_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
-        publisher.writer.write_all(&publisher.out).await.context("publishing")?;
+        publisher
+            .writer
+            .write_all(&publisher.out)
+            .await
+            .map_err(LoadConnectionError::Publish)?;
         publisher.last_write = Instant::now();
         sent += readings as u64;
         totals.messages_sent.fetch_add(messages, Ordering::Relaxed);
@@ -839,7 +887,7 @@ async fn read_acks(
     loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => {
-                pending.lock().await.failed = Some("the broker closed the connection".into());
+                pending.lock().await.failed = Some(Lost::Closed);
                 room.notify_waiters();
                 return;
             }
@@ -857,8 +905,8 @@ async fn read_acks(
                     packet
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    p.failed = Some(format!("unreadable packet from the broker: {e}"));
+                Err(problem) => {
+                    p.failed = Some(Lost::Unreadable(problem));
                     room.notify_waiters();
                     return;
                 }
@@ -925,12 +973,10 @@ async fn read_acks(
 
 /// The few MQTT 3.1.1 packets the load generator needs (OASIS MQTT 3.1.1, section 3).
 mod mqtt {
-    use anyhow::{Result, bail};
+    pub(super) const DISCONNECT: [u8; 2] = [0xe0, 0];
+    pub(super) const PINGREQ: [u8; 2] = [0xc0, 0];
 
-    pub const DISCONNECT: [u8; 2] = [0xe0, 0];
-    pub const PINGREQ: [u8; 2] = [0xc0, 0];
-
-    pub enum Packet<'a> {
+    pub(super) enum Packet<'a> {
         ConnAck { code: u8 },
         SubAck,
         PubAck,
@@ -958,7 +1004,7 @@ mod mqtt {
     }
 
     /// CONNECT with a clean session.
-    pub fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive: u16, login: Option<&(String, String)>) {
+    pub(super) fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive: u16, login: Option<&(String, String)>) {
         let mut body = Vec::with_capacity(64);
         string(&mut body, b"MQTT");
         body.push(4); // protocol level 3.1.1
@@ -979,7 +1025,7 @@ mod mqtt {
     }
 
     /// SUBSCRIBE to one filter at QoS 0 (acks may be lost: the sender resends, which is harmless).
-    pub fn subscribe(out: &mut Vec<u8>, pkid: u16, filter: &str) {
+    pub(super) fn subscribe(out: &mut Vec<u8>, pkid: u16, filter: &str) {
         out.push(0x82);
         remaining_length(out, 2 + 2 + filter.len() + 1);
         out.extend_from_slice(&pkid.to_be_bytes());
@@ -988,7 +1034,7 @@ mod mqtt {
     }
 
     /// PUBLISH at QoS 1.
-    pub fn publish(out: &mut Vec<u8>, topic: &str, pkid: u16, payload: &[u8]) {
+    pub(super) fn publish(out: &mut Vec<u8>, topic: &str, pkid: u16, payload: &[u8]) {
         out.push(0x32);
         remaining_length(out, 2 + topic.len() + 2 + payload.len());
         string(out, topic.as_bytes());
@@ -996,8 +1042,9 @@ mod mqtt {
         out.extend_from_slice(payload);
     }
 
-    /// One packet from the front of `buf` and its length, or `None` if incomplete.
-    pub fn parse(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>> {
+    /// One packet from the front of `buf` and its length, or `None` if incomplete;
+    /// the error says what is wrong with it.
+    pub(super) fn parse(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, &'static str> {
         let Some(&first) = buf.first() else { return Ok(None) };
         let mut len = 0usize;
         let mut shift = 0;
@@ -1011,7 +1058,7 @@ mod mqtt {
             }
             shift += 7;
             if shift > 21 {
-                bail!("malformed remaining length");
+                return Err("malformed remaining length");
             }
         }
         let end = at + len;
@@ -1027,13 +1074,13 @@ mod mqtt {
             4 => Packet::PubAck,
             3 => {
                 if body.len() < 2 {
-                    bail!("short PUBLISH");
+                    return Err("short PUBLISH");
                 }
                 let topic_len = u16::from_be_bytes([body[0], body[1]]) as usize;
                 let qos = (first >> 1) & 3;
                 let payload_at = 2 + topic_len + if qos > 0 { 2 } else { 0 };
                 if body.len() < payload_at {
-                    bail!("short PUBLISH");
+                    return Err("short PUBLISH");
                 }
                 Packet::Publish {
                     payload: &body[payload_at..],

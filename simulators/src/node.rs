@@ -2,7 +2,7 @@
 //! firmware's `LiftNode` / `SterilizerNode` reading simulated hardware through
 //! embedded-hal, its `Outbox` (seq numbering, un-acked ring, persistence) on RAM
 //! storage, and its MQTT `Session` (will, birth, replay, resend, back-off) driven over
-//! a rumqttc [`Link`].
+//! a rumqttc `Link` (`link.rs`).
 //!
 //! Nothing here sleeps: [`SimNode::advance_to`] runs physics and firmware up to a
 //! device time, [`SimNode::deliver`] performs what the session asks at that time,
@@ -13,7 +13,7 @@ use crate::hal::{Max31855Chip, SimPin, TfLunaChip};
 use crate::lift::{LiftEvent, LiftModel, LiftParams};
 use crate::link::{Incoming, Link};
 use crate::sterilizer::{SterilizerEvent, SterilizerModel, SterilizerParams};
-use anyhow::{Result, anyhow};
+use crate::{Error, Result};
 use embedded_storage::{ReadStorage, Storage};
 use gridwatch_firmware::lift::{LiftConfig, LiftInputs, LiftNode, WearCounters};
 use gridwatch_firmware::outbox::{Outbox, OutboxStats};
@@ -77,10 +77,13 @@ impl Storage for RamStorage {
 
 pub type NodeOutbox = Outbox<RamStorage, OUTBOX_CAPACITY>;
 
-fn open_outbox(storage: RamStorage) -> Result<Box<NodeOutbox>> {
+fn open_outbox(storage: RamStorage, device: &str) -> Result<Box<NodeOutbox>> {
     NodeOutbox::open(storage, 0)
         .map(Box::new)
-        .map_err(|e| anyhow!("opening the node outbox: {e:?}"))
+        .map_err(|problem| Error::Outbox {
+            device: device.to_string(),
+            problem,
+        })
 }
 
 /// The equipment a node watches.
@@ -236,7 +239,7 @@ impl SimNode {
         let session = Session::new(Self::session_config(&config, equipment.kind())?);
         Ok(Self {
             firmware: Firmware::boot(&equipment, config.heartbeat_ms),
-            outbox: open_outbox(storage)?,
+            outbox: open_outbox(storage, &config.device)?,
             session,
             link: Link::new(config.broker, wake),
             network_up: true,
@@ -249,15 +252,19 @@ impl SimNode {
 
     /// A lift node on a new lift model.
     pub fn lift(config: NodeConfig, params: LiftParams, now_ms: u64, wake: Arc<Notify>) -> Result<Self> {
-        params.validate().map_err(|e| anyhow!("lift {}: {e}", config.device))?;
+        params.validate().map_err(|problem| Error::LiftParams {
+            device: config.device.clone(),
+            problem,
+        })?;
         Self::new(config, Equipment::Lift(LiftModel::new(params, now_ms)), wake)
     }
 
     /// A sterilizer node on a new cabinet model.
     pub fn sterilizer(config: NodeConfig, params: SterilizerParams, now_ms: u64, wake: Arc<Notify>) -> Result<Self> {
-        params
-            .validate()
-            .map_err(|e| anyhow!("sterilizer {}: {e}", config.device))?;
+        params.validate().map_err(|problem| Error::SterilizerParams {
+            device: config.device.clone(),
+            problem,
+        })?;
         Self::new(
             config,
             Equipment::Sterilizer(SterilizerModel::new(params, now_ms)),
@@ -266,8 +273,12 @@ impl SimNode {
     }
 
     fn session_config(config: &NodeConfig, kind: DeviceKind) -> Result<SessionConfig> {
-        let mut session = SessionConfig::new(&config.gateway, &config.device, kind)
-            .map_err(|e| anyhow!("device {:?} on gateway {:?}: {e:?}", config.device, config.gateway))?;
+        let mut session =
+            SessionConfig::new(&config.gateway, &config.device, kind).map_err(|problem| Error::NodeIds {
+                device: config.device.clone(),
+                gateway: config.gateway.clone(),
+                problem,
+            })?;
         session.resend_after_ms = config.resend_after_ms;
         Ok(session)
     }
@@ -308,7 +319,12 @@ impl SimNode {
         match (&mut self.equipment, event) {
             (Equipment::Lift(m), EquipmentEvent::Lift(e)) => m.apply(e),
             (Equipment::Sterilizer(m), EquipmentEvent::Sterilizer(e)) => m.apply(e),
-            (_, e) => return Err(anyhow!("{e:?} does not apply to {}", self.config.device)),
+            (_, e) => {
+                return Err(Error::WrongEquipment {
+                    device: self.config.device.clone(),
+                    event: e.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -431,9 +447,9 @@ impl SimNode {
     /// recovers its outbox from storage; the connection drops and is made again.
     pub fn reset(&mut self) -> Result<()> {
         self.link.close();
-        let erased = open_outbox(RamStorage::new(NodeOutbox::STORAGE_BYTES))?;
+        let erased = open_outbox(RamStorage::new(NodeOutbox::STORAGE_BYTES), &self.config.device)?;
         let storage = std::mem::replace(&mut self.outbox, erased).into_storage();
-        self.outbox = open_outbox(storage)?;
+        self.outbox = open_outbox(storage, &self.config.device)?;
         self.firmware = Firmware::boot(&self.equipment, self.config.heartbeat_ms);
         if let Firmware::Lift(node) = &mut self.firmware
             && let Some(record) = self.outbox.newest_stored(|m| matches!(m, NodeMessage::Lift(_)))

@@ -8,7 +8,7 @@
 //! that writes a PUBACK and then, milliseconds later, an application ack holds the
 //! second packet for the peer's delayed ACK (Nagle's algorithm), about 40 ms per hop:
 //! lock-step rounds would cost a multiple of that each.
-use anyhow::Result;
+use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,11 @@ pub struct CuttableLink {
 impl CuttableLink {
     /// Relays connections on a loopback port (any free one) to `target`.
     pub async fn start(target: SocketAddr) -> Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
+        let relay_error = |source| Error::Relay { target, source };
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(relay_error)?;
+        let addr = listener.local_addr().map_err(relay_error)?;
         let up = Arc::new(AtomicBool::new(true));
         let relays: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let acceptor = {
