@@ -9,14 +9,13 @@ FLASH_BUDGET=$((128 * 1024))
 RAM_BUDGET=$((32 * 1024))
 target_dir="${CARGO_TARGET_DIR:-target}"
 
-# The workspace release profile optimises for speed; node images need size.
-CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-    cargo build -p gridwatch-firmware --target thumbv7em-none-eabihf --release --features board-stm32f407
+# The workspace's `firmware` profile: size over speed, as the shipping images are built.
+cargo build -p gridwatch-firmware --target thumbv7em-none-eabihf --profile firmware --features board-stm32f407
 
 size_tool=$(command -v llvm-size || command -v size)
 status=0
 for image in lift-node-f407 sterilizer-node-f407; do
-    read -r text data bss _ < <("$size_tool" "$target_dir/thumbv7em-none-eabihf/release/$image" | tail -n1)
+    read -r text data bss _ < <("$size_tool" "$target_dir/thumbv7em-none-eabihf/firmware/$image" | tail -n1)
     flash=$((text + data))
     ram=$((data + bss))
     awk -v i="$image" -v f="$flash" -v r="$ram" \

@@ -3,8 +3,8 @@
 //! Rust's allocations go to jemalloc, configured by [`MALLOC_CONF`]; C code
 //! (SQLite) still calls glibc malloc, tuned by [`tune`].
 //!
-//! Measured with `gridwatch bench ingest --mode direct` (docs/benchmarks.md,
-//! sixth session), against glibc malloc with the trim threshold below:
+//! Measured with `gridwatch bench ingest --mode direct` (docs/benchmarks.md),
+//! against glibc malloc with the trim threshold below:
 //! ingest's CPU per million direct readings fell by 10-25 % (SQLite 15-18 s to
 //! 13-14 s; PostgreSQL 7.2-7.7 s to 6.8-7.2 s), and SQLite direct rose from
 //! 70-81k to 87-90k msg/s at the same peak RSS.
@@ -13,7 +13,7 @@
 //! - `oversize_threshold:1048576`: buffers of 1 MiB and more (batches, SQL text,
 //!   COPY data) come from an arena that returns them to the system at once. With
 //!   the default (8 MiB) freed batch buffers lingered and peak RSS was
-//!   133-142 MiB. At 256 KiB (until the twelfth session) the broker's growing
+//!   133-142 MiB. At 256 KiB the broker's growing
 //!   vectors (log segments, per-connection ack and packet queues) were faulted in
 //!   afresh every time: page faults were 17 % of ingest's CPU in the direct
 //!   PostgreSQL benchmark, 10 % at 1 MiB (ingest 6.8 -> 6.2 s per million
@@ -53,7 +53,7 @@ unsafe impl Sync for ConfString {}
 /// keeps it at 128 KiB (before jemalloc, when all of ingest used glibc: peak RSS
 /// 129-130 → 107-108 MiB). Settings given in the environment
 /// (`MALLOC_TRIM_THRESHOLD_`, `GLIBC_TUNABLES`) win.
-pub fn tune() {
+pub(crate) fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let given = ["MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"]

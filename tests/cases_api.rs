@@ -120,7 +120,7 @@ async fn poll<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
 
 fn sample_register() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("simulators/data/registry-sample.csv");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (shared/ must sit beside the repository)", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn node(ingest: &Ingest, id: &str) -> AsyncClient {

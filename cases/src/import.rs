@@ -1,5 +1,5 @@
 //! Reads the offices' equipment register export as it is: UTF-8 CSV, one row per device,
-//! Chinese headers (see `shared/data/README.md`). Columns are found by header, so their
+//! Chinese headers (see `simulators/data/README.md`). Columns are found by header, so their
 //! order does not matter and extra columns are ignored.
 //!
 //! Every problem is reported with its line, its column header and what was expected;

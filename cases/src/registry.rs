@@ -297,11 +297,11 @@ mod units_as_list {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::collections::BTreeMap;
 
-    pub fn serialize<S: Serializer>(units: &BTreeMap<UnitKey, UsingUnit>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(units: &BTreeMap<UnitKey, UsingUnit>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(units.values())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<UnitKey, UsingUnit>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<UnitKey, UsingUnit>, D::Error> {
         let list = Vec::<UsingUnit>::deserialize(d)?;
         Ok(list.into_iter().map(|u| (u.key.clone(), u)).collect())
     }

@@ -8,7 +8,7 @@ use gridwatch_protocol::{Kind, Topic};
 
 /// What the caller must do after a message was taken in.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Queued,
     Ignored,
     Rejected,
@@ -19,7 +19,13 @@ pub enum Outcome {
     },
 }
 
-pub fn take_in(gateway: &str, topic: &str, payload: &[u8], outbox: &mut Outbox, quarantine: &Quarantine) -> Outcome {
+pub(crate) fn take_in(
+    gateway: &str,
+    topic: &str,
+    payload: &[u8],
+    outbox: &mut Outbox,
+    quarantine: &Quarantine,
+) -> Outcome {
     match classify(gateway, topic, payload) {
         Ok(None) => Outcome::Ignored,
         Ok(Some(reading)) => {

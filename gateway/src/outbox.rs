@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     waiting: VecDeque<Reading>,
     in_flight: BTreeMap<u64, InFlight>,
     next_batch: u64,
@@ -35,7 +35,7 @@ struct DeviceState {
 
 /// What happened to a reading a node handed over.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Accepted {
+pub(crate) enum Accepted {
     Queued,
     /// Already waiting here: a node resend.
     AlreadyPending,
@@ -44,7 +44,7 @@ pub enum Accepted {
 }
 
 impl Outbox {
-    pub fn push(&mut self, reading: Reading) -> Accepted {
+    pub(crate) fn push(&mut self, reading: Reading) -> Accepted {
         let device = self.devices.entry(reading.device().to_string()).or_default();
         let seq = reading.seq();
         if seq <= device.acked {
@@ -58,17 +58,17 @@ impl Outbox {
     }
 
     /// Readings not yet sent.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiting.len()
     }
 
     /// Readings sent or waiting but not yet committed upstream.
-    pub fn unacknowledged(&self) -> usize {
+    pub(crate) fn unacknowledged(&self) -> usize {
         self.waiting.len() + self.in_flight.values().map(|b| b.readings.len()).sum::<usize>()
     }
 
     /// Takes up to `max` waiting readings into a new numbered batch.
-    pub fn next_batch(&mut self, max: usize, now: Instant) -> Option<(u64, &[Reading])> {
+    pub(crate) fn next_batch(&mut self, max: usize, now: Instant) -> Option<(u64, &[Reading])> {
         if self.waiting.is_empty() {
             return None;
         }
@@ -84,7 +84,7 @@ impl Outbox {
     }
 
     /// Batches sent longer than `after` ago (or all, after a reconnect) to send again.
-    pub fn due_for_resend(&mut self, after: Duration, now: Instant) -> Vec<(u64, Vec<Reading>)> {
+    pub(crate) fn due_for_resend(&mut self, after: Duration, now: Instant) -> Vec<(u64, Vec<Reading>)> {
         self.in_flight
             .iter_mut()
             .filter(|(_, b)| b.sent_at.is_none_or(|at| now.duration_since(at) >= after))
@@ -96,14 +96,14 @@ impl Outbox {
     }
 
     /// After a reconnect nothing in flight can be trusted to arrive: send it all again.
-    pub fn mark_all_for_resend(&mut self) {
+    pub(crate) fn mark_all_for_resend(&mut self) {
         for batch in self.in_flight.values_mut() {
             batch.sent_at = None;
         }
     }
 
     /// Ingest committed `batch`: returns the new per-device acks for the nodes.
-    pub fn ack(&mut self, batch: u64) -> Vec<(String, u64)> {
+    pub(crate) fn ack(&mut self, batch: u64) -> Vec<(String, u64)> {
         let Some(done) = self.in_flight.remove(&batch) else {
             return Vec::new(); // a repeated ack
         };

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub struct Quarantine {
+pub(crate) struct Quarantine {
     path: PathBuf,
     file: Mutex<std::fs::File>,
 }
@@ -21,7 +21,7 @@ struct Entry<'a> {
 }
 
 impl Quarantine {
-    pub fn open(dir: &Path) -> Result<Self, crate::GatewayError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, crate::GatewayError> {
         let path = dir.join("quarantine.jsonl");
         let failed = |source| crate::GatewayError::Quarantine {
             path: path.clone(),
@@ -39,11 +39,11 @@ impl Quarantine {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn keep(&self, topic: &str, payload: &[u8], why: &Rejection) {
+    pub(crate) fn keep(&self, topic: &str, payload: &[u8], why: &Rejection) {
         metrics::counter!("gridwatch_gateway_rejected_total", "reason" => why.reason).increment(1);
         tracing::warn!(topic, reason = why.reason, detail = %why.detail, "message quarantined");
         let at_ms = std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 
 #[derive(Debug, Clone)]
-pub struct UplinkConfig {
+pub(crate) struct UplinkConfig {
     pub gateway: String,
     /// Most readings in one batch.
     pub batch_max: usize,
@@ -21,7 +21,7 @@ pub struct UplinkConfig {
     pub resend_after: Duration,
 }
 
-pub fn encode_batch(gateway: &str, batch: u64, readings: &[Reading]) -> Vec<u8> {
+pub(crate) fn encode_batch(gateway: &str, batch: u64, readings: &[Reading]) -> Vec<u8> {
     let readings = readings
         .iter()
         .map(|r| serde_json::value::to_raw_value(r).expect("readings serialize"))
@@ -38,7 +38,7 @@ pub fn encode_batch(gateway: &str, batch: u64, readings: &[Reading]) -> Vec<u8> 
 /// only while `subscribed`: a batch sent before ingest's broker holds our ack
 /// subscription could be committed and acked into the void, and would then wait
 /// `resend_after` for nothing.
-pub async fn forward(
+pub(crate) async fn forward(
     config: UplinkConfig,
     client: AsyncClient,
     outbox: Arc<Mutex<Outbox>>,
@@ -97,7 +97,7 @@ pub async fn forward(
 /// restore subscriptions by itself), turns batch acks into node acks, and once
 /// the subscription is acknowledged, lets `forward` send and asks for every
 /// in-flight batch to be resent.
-pub async fn drive(
+pub(crate) async fn drive(
     config: UplinkConfig,
     client: AsyncClient,
     mut events: EventLoop,
@@ -164,7 +164,7 @@ pub async fn drive(
 }
 
 /// Publishes node acks on the gateway's broker.
-pub async fn ack_nodes(
+pub(crate) async fn ack_nodes(
     gateway: String,
     mut link: gridwatch_broker::LinkSender,
     mut acks: mpsc::UnboundedReceiver<(String, u64)>,

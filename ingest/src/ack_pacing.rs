@@ -13,7 +13,7 @@ use foldhash::HashMap;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub struct AckPacer {
+pub(crate) struct AckPacer {
     interval: Duration,
     /// Nodes acked within the last interval, by device id (unique across gateways).
     cooling: HashMap<String, Cooling>,
@@ -31,7 +31,7 @@ struct Cooling {
 
 impl AckPacer {
     /// Zero: every commit is acked at once.
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         Self {
             interval,
             cooling: HashMap::default(),
@@ -41,7 +41,7 @@ impl AckPacer {
 
     /// `device` has everything up to `seq` committed; `ack(external, gateway,
     /// device, seq)` is called now if the node may be acked now.
-    pub fn committed(
+    pub(crate) fn committed(
         &mut self,
         now: Instant,
         external: bool,
@@ -72,13 +72,13 @@ impl AckPacer {
     }
 
     /// When [`AckPacer::release`] next has something to do.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.due.front().map(|(at, _)| *at)
     }
 
     /// Acks the nodes whose interval is over and that committed more since their
     /// last ack (they cool down again); the others may be acked at once again.
-    pub fn release(&mut self, now: Instant, mut ack: impl FnMut(bool, &str, &str, u64)) {
+    pub(crate) fn release(&mut self, now: Instant, mut ack: impl FnMut(bool, &str, &str, u64)) {
         while let Some((at, _)) = self.due.front() {
             if *at > now {
                 break;
@@ -100,7 +100,7 @@ impl AckPacer {
     }
 
     /// Acks everything pending now (the pipeline is stopping).
-    pub fn flush(&mut self, mut ack: impl FnMut(bool, &str, &str, u64)) {
+    pub(crate) fn flush(&mut self, mut ack: impl FnMut(bool, &str, &str, u64)) {
         for (device, node) in self.cooling.drain() {
             if let Some(seq) = node.pending {
                 ack(node.external, &node.gateway, &device, seq);

@@ -42,7 +42,7 @@ impl ExternalConfig {
 const REQUEST_CAPACITY: usize = 10_000;
 
 /// The client (to acknowledge with) and its event loop (to run with [`read`]).
-pub fn connect(config: &ExternalConfig) -> (AsyncClient, EventLoop) {
+pub(crate) fn connect(config: &ExternalConfig) -> (AsyncClient, EventLoop) {
     let mut options = gridwatch_mqtt::client_options(&config.url, &config.client_id);
     options.set_clean_session(false);
     options.set_manual_acks(true);
@@ -53,7 +53,12 @@ pub fn connect(config: &ExternalConfig) -> (AsyncClient, EventLoop) {
 /// its subscriptions, a new one has none; subscribing again is harmless), and
 /// queues every message for the pipeline. Messages with nothing to store are
 /// acknowledged at once.
-pub async fn read(client: AsyncClient, mut events: EventLoop, config: ExternalConfig, queue: mpsc::Sender<Delivery>) {
+pub(crate) async fn read(
+    client: AsyncClient,
+    mut events: EventLoop,
+    config: ExternalConfig,
+    queue: mpsc::Sender<Delivery>,
+) {
     let mut retry_in = Duration::from_millis(100);
     loop {
         match events.poll().await {

@@ -20,7 +20,7 @@
 use foldhash::HashMap;
 
 #[derive(Default)]
-pub struct NodeAcks {
+pub(crate) struct NodeAcks {
     /// By device id (unique across gateways; a device heard through another gateway starts afresh).
     devices: HashMap<String, Seen>,
     /// Broker drops seen so far.
@@ -41,13 +41,13 @@ struct Seen {
 
 impl NodeAcks {
     /// The broker dropped messages (of unknown devices).
-    pub fn broker_dropped(&mut self) {
+    pub(crate) fn broker_dropped(&mut self) {
         self.drops += 1;
     }
 
     /// Notes `seq` arriving from `device` under `gateway`; returns the highest
     /// seq it may be acknowledged up to, if limited.
-    pub fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
+    pub(crate) fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
         let drops = self.drops;
         // Looked up by &str: this runs for every message of a direct node.
         let Some(seen) = self.devices.get_mut(device).filter(|seen| seen.gateway == gateway) else {

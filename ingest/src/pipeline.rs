@@ -80,8 +80,7 @@ impl Default for PipelineConfig {
             // reading does (direct benchmark, 10,000 nodes: 12 s of ingest CPU per
             // million readings at 150 ms, 8 s at 250 ms), but a fast sender needs
             // a larger buffer. 250 ms capped the direct benchmark's 36,000 readings
-            // in flight at ~130k/s with the cores 84 % busy; 200 ms: 139-147k/s
-            // (twelfth session).
+            // in flight at ~130k/s with the cores 84 % busy; 200 ms: 139-147k/s.
             node_ack_interval: Duration::from_millis(200),
         }
     }

@@ -31,13 +31,13 @@ mod procfs;
 use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
 
 #[derive(Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// End-to-end ingest throughput against the database's own COPY limit (docs/benchmarks.md).
     Ingest(IngestBenchArgs),
 }
 
 #[derive(clap::Args)]
-pub struct IngestBenchArgs {
+pub(crate) struct IngestBenchArgs {
     /// A PostgreSQL server URL (fresh databases are created on it and dropped afterwards),
     /// or `sqlite` for fresh SQLite files in a temporary directory.
     #[arg(long, default_value = "postgres:///postgres?host=/var/run/postgresql&user=postgres")]
@@ -48,10 +48,10 @@ pub struct IngestBenchArgs {
     /// Readings to send (in gateway mode they travel in batches of --batch).
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = super::defaults::LOAD_DEVICES)]
     devices: usize,
     /// Readings per gateway batch.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = super::defaults::LOAD_BATCH)]
     batch: usize,
     /// Load connections (default: one per 1000 devices, at most 1000).
     #[arg(long)]
@@ -68,7 +68,7 @@ pub struct IngestBenchArgs {
     keep: bool,
 }
 
-pub async fn run(command: BenchCommand) -> Result<()> {
+pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args).await,
     }

@@ -3,17 +3,17 @@ use anyhow::Result;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
-pub enum DbCommand {
+pub(crate) enum DbCommand {
     /// Create or upgrade the database schema, then exit.
     Migrate {
         /// Database URL: `sqlite://PATH` or `postgres://user@host/db` (over the Unix socket:
         /// `postgres:///db?host=/var/run/postgresql`).
-        #[arg(long, env = "GRIDWATCH_DB", default_value = "sqlite://data/gridwatch.db")]
+        #[arg(long, env = "GRIDWATCH_DB", default_value_t = super::defaults::database())]
         db: String,
     },
 }
 
-pub async fn run(command: DbCommand) -> Result<()> {
+pub(crate) async fn run(command: DbCommand) -> Result<()> {
     match command {
         DbCommand::Migrate { db } => {
             let store = gridwatch_storage::Store::open(&db).await?;

@@ -4,18 +4,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Address of the HTTP API and dashboard (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = super::defaults::HTTP)]
     http: SocketAddr,
     /// Directory for the SQLite database and quarantine files.
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = super::defaults::DATA_DIR)]
     data: PathBuf,
     /// Number of simulated lifts.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = super::defaults::LIFTS)]
     lifts: usize,
     /// Number of simulated sterilizers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = super::defaults::STERILIZERS)]
     sterilizers: usize,
     /// Simulated device time starts 100 s in the past and runs this many times faster than
     /// wall time until it reaches now (timestamps are never in the future).
@@ -23,7 +23,7 @@ pub struct DemoArgs {
     speed: f64,
 }
 
-pub async fn run(args: DemoArgs) -> Result<()> {
+pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let mut config = gridwatch_ingest::IngestConfig::embedded(&args.data);
     config.http = args.http;
     let ingest = gridwatch_ingest::start(config).await.context("starting ingest")?;
@@ -74,7 +74,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// A copy of `shared/data/registry-sample.csv`, the synthetic county register.
+/// `simulators/data/registry-sample.csv`, the synthetic county register.
 const SAMPLE_REGISTER: &[u8] = include_bytes!("../../simulators/data/registry-sample.csv");
 
 /// Registration codes of in-service lifts and sterilizers, in register order.

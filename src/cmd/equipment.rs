@@ -7,21 +7,21 @@ use gridwatch_storage::Store;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
-pub enum EquipmentCommand {
+pub(crate) enum EquipmentCommand {
     /// Replace the register with an office export (CSV, Chinese headers as exported; see
-    /// shared/data/README.md) and evaluate every device's due dates. Nothing changes if any
+    /// simulators/data/README.md) and evaluate every device's due dates. Nothing changes if any
     /// row is bad: every bad row is listed with its line and column. Use it while ingest is
     /// stopped; a running ingest takes the same file at POST /api/equipment/import.
     Import {
         /// The CSV file.
         file: PathBuf,
         /// Database URL (`sqlite://PATH` or `postgres://...`).
-        #[arg(long, env = "GRIDWATCH_DB", default_value = "sqlite://data/gridwatch.db")]
+        #[arg(long, env = "GRIDWATCH_DB", default_value_t = super::defaults::database())]
         db: String,
     },
 }
 
-pub async fn run(command: EquipmentCommand) -> Result<()> {
+pub(crate) async fn run(command: EquipmentCommand) -> Result<()> {
     match command {
         EquipmentCommand::Import { file, db } => import(file, db).await,
     }

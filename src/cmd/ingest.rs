@@ -1,18 +1,19 @@
 //! `gridwatch ingest`: the ingest service on its own.
 use anyhow::Result;
+use gridwatch_ingest::{BrokerLog, PipelineConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Address of the HTTP API and dashboard (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = super::defaults::HTTP)]
     http: SocketAddr,
     /// Address of the embedded MQTT broker that gateways and smart nodes publish to.
-    #[arg(long, default_value = "127.0.0.1:1884")]
+    #[arg(long, default_value = super::defaults::INGEST_MQTT)]
     mqtt: SocketAddr,
     /// Directory for data; the default database is DATA/gridwatch.db.
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = super::defaults::DATA_DIR)]
     data: PathBuf,
     /// Database URL: `sqlite://PATH`, or `postgres://user@host/db` (over the Unix socket:
     /// `postgres:///db?host=/var/run/postgresql`); defaults to SQLite under --data.
@@ -30,7 +31,7 @@ pub struct IngestArgs {
     write_path: WritePathArgs,
 }
 
-pub async fn run(args: IngestArgs) -> Result<()> {
+pub(crate) async fn run(args: IngestArgs) -> Result<()> {
     let mut config = gridwatch_ingest::IngestConfig::embedded(&args.data);
     config.http = args.http;
     config.mqtt = args.mqtt;
@@ -47,9 +48,12 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     Ok(gridwatch_ingest::run(config).await?)
 }
 
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
 /// The write path: an external broker to consume, and batching.
 #[derive(clap::Args)]
-pub struct WritePathArgs {
+pub(crate) struct WritePathArgs {
     /// Also consume this external broker, e.g. mqtt://127.0.0.1:1883 (persistent session,
     /// messages acknowledged after their commit).
     #[arg(long)]
@@ -61,45 +65,43 @@ pub struct WritePathArgs {
     /// the node acks ingest publishes: gw, gw/+, gw/+/+, gw/+/dev/+, gw/+/+/+/+, gw/+/+/+/+/+/#]
     #[arg(long = "broker-filter")]
     broker_filters: Vec<String>,
-    /// Commit once this many readings are gathered... (default: 5000 on PostgreSQL, 20,000
-    /// on SQLite, whose one writer gains from several readings of a device per commit)
+    /// Commit once this many readings are gathered... (default: PostgreSQL 5000, SQLite
+    /// 20,000, whose one writer gains from several readings of a device per commit)
     #[arg(long)]
     batch_max: Option<usize>,
     /// ...or this many ms after the first one arrived, when a commit can start on it; while
-    /// every commit slot is busy the batch grows up to --batch-max instead [default: 20]
-    #[arg(long)]
-    linger_ms: Option<u64>,
+    /// every commit slot is busy the batch grows up to --batch-max instead
+    #[arg(long, default_value_t = PipelineConfig::default().linger.as_millis() as u64)]
+    linger_ms: u64,
     /// Batches committing at once on PostgreSQL (SQLite has one writer: always 1).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = PipelineConfig::default().commits_in_flight)]
     commits_in_flight: usize,
     /// A node is acked at most once per this many ms (0: after every commit); one sending
     /// faster gets one cumulative ack per interval, not one per batch. Acks are the broker's
-    /// other half of the work for one reading per message (default: 200).
-    #[arg(long)]
-    node_ack_interval_ms: Option<u64>,
+    /// other half of the work for one reading per message.
+    #[arg(long, default_value_t = PipelineConfig::default().node_ack_interval.as_millis() as u64)]
+    node_ack_interval_ms: u64,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = BrokerLog::default().segment_size / MIB)]
     broker_log_mib: usize,
     /// ...and this many of them kept (the bound on how far ingest may fall behind the publishers).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = BrokerLog::default().segment_count)]
     broker_log_segments: usize,
     /// The log of each ack subscription, KiB (see docs/storage.md).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = BrokerLog::default().ack_log_bytes / KIB)]
     ack_log_kib: usize,
 }
 
 impl WritePathArgs {
     fn apply(self, config: &mut gridwatch_ingest::IngestConfig) {
-        let defaults = gridwatch_ingest::PipelineConfig::for_database(&config.database);
+        let defaults = PipelineConfig::for_database(&config.database);
         config.pipeline.batch_max = self.batch_max.unwrap_or(defaults.batch_max);
-        config.pipeline.linger = self.linger_ms.map_or(defaults.linger, std::time::Duration::from_millis);
+        config.pipeline.linger = std::time::Duration::from_millis(self.linger_ms);
         config.pipeline.commits_in_flight = self.commits_in_flight;
-        config.pipeline.node_ack_interval = self
-            .node_ack_interval_ms
-            .map_or(defaults.node_ack_interval, std::time::Duration::from_millis);
-        config.broker_log.segment_size = self.broker_log_mib.max(1) * 1024 * 1024;
+        config.pipeline.node_ack_interval = std::time::Duration::from_millis(self.node_ack_interval_ms);
+        config.broker_log.segment_size = self.broker_log_mib.max(1) * MIB;
         config.broker_log.segment_count = self.broker_log_segments.max(1);
-        config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * 1024;
+        config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * KIB;
         if let Some(url) = self.broker {
             let mut external = gridwatch_ingest::ExternalConfig::new(url, &self.broker_client_id);
             if !self.broker_filters.is_empty() {

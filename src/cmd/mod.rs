@@ -1,8 +1,9 @@
 //! One module per subcommand: its options (clap) and its handler.
-pub mod bench;
-pub mod db;
-pub mod demo;
-pub mod equipment;
-pub mod gateway;
-pub mod ingest;
-pub mod sim;
+pub(crate) mod bench;
+pub(crate) mod db;
+mod defaults;
+pub(crate) mod demo;
+pub(crate) mod equipment;
+pub(crate) mod gateway;
+pub(crate) mod ingest;
+pub(crate) mod sim;

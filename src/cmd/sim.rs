@@ -5,7 +5,7 @@ use gridwatch_mqtt::MqttUrl;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub enum SimCommand {
+pub(crate) enum SimCommand {
     /// Simulated lifts and sterilizers publishing to a gateway's broker until Ctrl-C.
     Fleet(FleetArgs),
     /// Run scenario files (or every *.toml in a directory) through an in-process gateway and
@@ -17,7 +17,7 @@ pub enum SimCommand {
 }
 
 #[derive(clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Scenario files (TOML, see docs/simulators.md) or directories of them.
     #[arg(required = true)]
     files: Vec<std::path::PathBuf>,
@@ -27,16 +27,16 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// The gateway's broker, e.g. mqtt://127.0.0.1:1883.
     #[arg(long)]
     mqtt: MqttUrl,
     /// The gateway id the nodes publish under.
     #[arg(long)]
     gateway: String,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = super::defaults::LIFTS)]
     lifts: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = super::defaults::STERILIZERS)]
     sterilizers: usize,
     /// Device time starts this many seconds in the past...
     #[arg(long, default_value_t = 0)]
@@ -49,7 +49,7 @@ pub struct FleetArgs {
     trap_after_secs: Option<u64>,
 }
 
-pub async fn run(command: SimCommand) -> Result<()> {
+pub(crate) async fn run(command: SimCommand) -> Result<()> {
     match command {
         SimCommand::Fleet(args) => fleet(args).await,
         SimCommand::Run(args) => run_scenarios(args).await,
@@ -103,12 +103,12 @@ async fn run_scenarios(args: RunArgs) -> Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// The broker to load, e.g. mqtt://127.0.0.1:1884 (an ingest service's).
     #[arg(long)]
     mqtt: MqttUrl,
     /// Simulated devices.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = super::defaults::LOAD_DEVICES)]
     devices: usize,
     /// `direct` (one reading per message, as smart nodes publish) or `gateway` (batches).
     #[arg(long, default_value = "direct", value_parser = ["direct", "gateway"])]
@@ -123,7 +123,7 @@ pub struct LoadArgs {
     #[arg(long)]
     messages: Option<u64>,
     /// Readings per message in gateway mode.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = super::defaults::LOAD_BATCH)]
     batch: usize,
     /// Connections the devices share (default: one per 1000 devices, at most 1000).
     #[arg(long)]

@@ -29,19 +29,19 @@ use std::time::Duration;
 /// sending ten readings a second spent ~14 % of PostgreSQL's time on these
 /// upserts (direct benchmark; 5 s: 76–108k → 103–125k msg/s). Reads never wait
 /// for it ([`overlay`]); only SQL read straight from `devices` lags by up to this.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// How far before the last flush start-up looks for states to recompute: longer
 /// than any one commit attempt takes (a retried commit stamps its rows anew).
-pub const RECOVERY_MARGIN_MS: i64 = 5 * 60 * 1000;
+pub(crate) const RECOVERY_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// The time (ingest clock, ms) of the last flush, in `store_meta`: read and
 /// written with the same SQL on both backends.
-pub const READ_FLUSHED_AT: &str = "SELECT value FROM store_meta WHERE key = 'device_states_flushed_at'";
-pub const WRITE_FLUSHED_AT: &str = "UPDATE store_meta SET value = $1 WHERE key = 'device_states_flushed_at'";
+pub(crate) const READ_FLUSHED_AT: &str = "SELECT value FROM store_meta WHERE key = 'device_states_flushed_at'";
+pub(crate) const WRITE_FLUSHED_AT: &str = "UPDATE store_meta SET value = $1 WHERE key = 'device_states_flushed_at'";
 
 /// How both backends write a state: an older reading never replaces a newer state.
-pub const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, \
+pub(crate) const UPSERT_DEVICE: &str = "ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, \
      gateway = excluded.gateway, last_seq = excluded.last_seq, last_ts = excluded.last_ts, \
      last_body = excluded.last_body, updated_at = excluded.updated_at \
      WHERE excluded.last_seq > devices.last_seq";
@@ -109,7 +109,7 @@ impl Pending {
     /// holds a device's readings in the order they arrived, so its older ones fail
     /// the seq test without their body being worked out (with a per-batch map of
     /// the newest reading per device first, these states took 8 % of ingest's CPU
-    /// in the direct benchmark; twelfth session).
+    /// in the direct benchmark).
     pub fn merge<'a>(&self, accepted: &'a [Accepted], new: &[usize], reading_json: impl Fn(usize) -> Option<&'a str>) {
         let mut pending = self.states.lock().expect("pending states lock");
         for &i in new.iter().rev() {
@@ -183,7 +183,7 @@ impl Pending {
 
 /// Replaces rows read from the `devices` table by newer `pending` states (from
 /// [`Pending::states`]), and adds devices not written yet; the result is in device order.
-pub fn overlay(pending: Vec<State>, rows: &mut Vec<DeviceRow>) {
+pub(crate) fn overlay(pending: Vec<State>, rows: &mut Vec<DeviceRow>) {
     if pending.is_empty() {
         return;
     }
@@ -206,7 +206,7 @@ pub fn overlay(pending: Vec<State>, rows: &mut Vec<DeviceRow>) {
 
 /// Writes every pending state with `write(states, flushed_at)`, which must store
 /// them and `flushed_at` in one transaction. Nothing is forgotten when it fails.
-pub async fn flush<F, Fut>(pending: &Pending, write: F) -> Result<()>
+pub(crate) async fn flush<F, Fut>(pending: &Pending, write: F) -> Result<()>
 where
     F: FnOnce(Vec<State>, i64) -> Fut,
     Fut: Future<Output = Result<Vec<State>>>,
@@ -222,7 +222,7 @@ where
 
 /// Flushes `pending` with `write` on `pool` every [`FLUSH_EVERY`] until aborted;
 /// failures are logged and retried at the next tick (the states stay pending).
-pub fn spawn_flusher<P, W, Fut>(pending: Arc<Pending>, pool: P, write: W) -> tokio::task::JoinHandle<()>
+pub(crate) fn spawn_flusher<P, W, Fut>(pending: Arc<Pending>, pool: P, write: W) -> tokio::task::JoinHandle<()>
 where
     P: Clone + Send + Sync + 'static,
     W: Fn(P, Vec<State>, i64) -> Fut + Send + Sync + 'static,
@@ -242,7 +242,7 @@ where
 }
 
 /// Aborts a background task when the last clone of its owner is dropped.
-pub struct AbortOnDrop(pub Option<tokio::task::JoinHandle<()>>);
+pub(crate) struct AbortOnDrop(pub Option<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -253,7 +253,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// A shared [`AbortOnDrop`] for cloneable stores.
-pub type Background = Arc<AbortOnDrop>;
+pub(crate) type Background = Arc<AbortOnDrop>;
 
 #[cfg(test)]
 mod tests {

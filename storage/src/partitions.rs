@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Which days to keep partitions for, relative to today (UTC).
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Days before today to create partitions for (for replays of recent data).
     pub back_days: i32,
     /// Days after today to create partitions for.
@@ -34,7 +34,7 @@ impl Default for Plan {
 
 /// What one maintenance run did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub created: Vec<String>,
     /// Days whose rows sit in the default partition, so no partition could be made.
     pub blocked: Vec<String>,
@@ -42,7 +42,7 @@ pub struct Report {
 }
 
 /// Creates the missing day partitions of the plan's window and drops expired ones.
-pub async fn maintain(pool: &PgPool, plan: &Plan) -> Result<Report> {
+pub(crate) async fn maintain(pool: &PgPool, plan: &Plan) -> Result<Report> {
     let mut report = Report::default();
     let days = sqlx::query(
         "SELECT to_char(d, 'YYYYMMDD') AS name, to_char(d, 'YYYY-MM-DD') AS from_day, \

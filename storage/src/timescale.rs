@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// What the server offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Support {
+pub(crate) struct Support {
     /// `CREATE EXTENSION` has run in this database: the installed version.
     pub installed: Option<String>,
     /// `shared_preload_libraries` names timescaledb (a requirement of the extension).
@@ -31,14 +31,14 @@ pub struct Support {
 
 impl Support {
     /// Whether the extension may be created here without harm.
-    pub fn can_install(&self) -> bool {
+    pub(crate) fn can_install(&self) -> bool {
         self.installed.is_none() && self.preloaded && self.available
     }
 }
 
 /// Policies of the hypertable (and of the native partitions, where they apply).
 #[derive(Debug, Clone)]
-pub struct Policies {
+pub(crate) struct Policies {
     /// Chunk (and native partition) width.
     pub chunk: Duration,
     /// Compress chunks older than this: after the longest expected replay
@@ -60,7 +60,7 @@ impl Default for Policies {
 }
 
 /// Reads what the server offers, without changing anything.
-pub async fn detect(pool: &PgPool) -> Result<Support> {
+pub(crate) async fn detect(pool: &PgPool) -> Result<Support> {
     let installed: Option<String> =
         sqlx::query_scalar("SELECT extversion::text FROM pg_extension WHERE extname = 'timescaledb'")
             .fetch_optional(pool)
@@ -84,7 +84,7 @@ pub async fn detect(pool: &PgPool) -> Result<Support> {
 
 /// Whether a `shared_preload_libraries` value names timescaledb (entries may be
 /// quoted or paths, e.g. `'pg_stat_statements, timescaledb'` or `$libdir/timescaledb`).
-pub fn preloads_timescale(setting: &str) -> bool {
+pub(crate) fn preloads_timescale(setting: &str) -> bool {
     setting.split(',').any(|entry| {
         let name = entry.trim().trim_matches('"');
         let name = name.rsplit('/').next().unwrap_or(name);
@@ -93,7 +93,7 @@ pub fn preloads_timescale(setting: &str) -> bool {
 }
 
 /// Creates the extension in this database. Only call when [`Support::can_install`].
-pub async fn install(pool: &PgPool) -> Result<String> {
+pub(crate) async fn install(pool: &PgPool) -> Result<String> {
     sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
         .execute(pool)
         .await
@@ -105,7 +105,7 @@ pub async fn install(pool: &PgPool) -> Result<String> {
 }
 
 /// Whether `readings` already is a hypertable.
-pub async fn is_hypertable(pool: &PgPool) -> Result<bool> {
+pub(crate) async fn is_hypertable(pool: &PgPool) -> Result<bool> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables \
          WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings')",
@@ -115,12 +115,12 @@ pub async fn is_hypertable(pool: &PgPool) -> Result<bool> {
 }
 
 /// Name of the continuous aggregate behind the dashboard's charts.
-pub const HOURLY_VIEW: &str = "readings_hourly";
+pub(crate) const HOURLY_VIEW: &str = "readings_hourly";
 
 /// Turns the migrated plain `readings` table into a hypertable with compression,
 /// retention and a continuous aggregate for charts. Idempotent: every step is
 /// skipped when already done, so it runs at every start-up.
-pub async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
+pub(crate) async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
     let chunk = interval(policies.chunk);
     // migrate_data: a process may have died between the migration and this call
     // after rows arrived; they move into chunks.

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`] naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -25,7 +25,7 @@ where
     }
 }
 
-pub async fn get_json(url: &str) -> serde_json::Value {
+pub(crate) async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)
         .await
         .unwrap()
@@ -36,13 +36,16 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .unwrap()
 }
 
-pub async fn get_text(url: &str) -> String {
+pub(crate) async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
 /// An MQTT client whose incoming publishes arrive on the returned channel; it is
 /// connected (ConnAck seen) when this returns.
-pub async fn mqtt_client(addr: SocketAddr, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
+pub(crate) async fn mqtt_client(
+    addr: SocketAddr,
+    id: &str,
+) -> (AsyncClient, mpsc::UnboundedReceiver<rumqttc::Publish>) {
     let options = gridwatch_mqtt::client_options(&addr.into(), id);
     let (client, events) = AsyncClient::new(options, 1000);
     let (connected_tx, mut connected_rx) = mpsc::unbounded_channel();
@@ -74,17 +77,17 @@ async fn drive(
 }
 
 /// Device time at the start of every test: 2025-11-25 09:00:00 UTC.
-pub const T0: u64 = 1_764_061_200_000;
+pub(crate) const T0: u64 = 1_764_061_200_000;
 
 /// Ingest on embedded defaults under `dir`, on a manual clock at [`T0`] that ticks
 /// only when a test says so, plus a gateway `gw_id` linked to it.
-pub struct Stack {
+pub(crate) struct Stack {
     pub ingest: gridwatch_ingest::Ingest,
     pub gateway: gridwatch_gateway::Gateway,
     pub clock: gridwatch_protocol::clock::ManualClock,
 }
 
-pub async fn start_stack(dir: &std::path::Path, gw_id: &str) -> Stack {
+pub(crate) async fn start_stack(dir: &std::path::Path, gw_id: &str) -> Stack {
     let clock = gridwatch_protocol::clock::ManualClock::new(T0);
     let mut config = gridwatch_ingest::IngestConfig::embedded(dir);
     config.clock = std::sync::Arc::new(clock.clone());

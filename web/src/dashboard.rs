@@ -29,7 +29,7 @@ fn table(out: &mut String, id: &str, title: &str, headers: &[&str], rows: &[Vec<
     out.push_str("</table>");
 }
 
-pub async fn page(State(s): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
+pub(crate) async fn page(State(s): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
     let alerts = query::alerts(&s.store, true, 200).await?;
     let devices = s.store.devices().await?;
     let domain = s.alerting.domain.lock().await;

@@ -36,14 +36,14 @@ pub fn router(state: AppState) -> Router {
 
 /// An error with its HTTP status and a message for the caller; 500s are logged.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -71,13 +71,13 @@ impl IntoResponse for ApiError {
 
 /// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`;
 /// without one ingest is open for reading and `user` is `None`.
-pub struct Caller {
+pub(crate) struct Caller {
     pub user: Option<User>,
 }
 
 impl Caller {
     /// Whether the caller may see something placed at `place` (open mode sees everything).
-    pub fn can_see(&self, place: Option<Placement<'_>>) -> bool {
+    pub(crate) fn can_see(&self, place: Option<Placement<'_>>) -> bool {
         match (&self.user, place) {
             (None, _) => true,
             (Some(user), Some(place)) => user.can_see(place),
@@ -87,7 +87,7 @@ impl Caller {
     }
 
     /// The user, for actions that change something; open mode may not write.
-    pub fn writer(&self) -> Result<&User, ApiError> {
+    pub(crate) fn writer(&self) -> Result<&User, ApiError> {
         self.user.as_ref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -10,16 +10,16 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::rc::Rc;
 
-pub const CAPACITY: usize = 8;
-pub type Storage = RamStorage<{ storage_bytes(CAPACITY) }>;
-pub const T0: u64 = 1_764_061_200_000;
+pub(crate) const CAPACITY: usize = 8;
+pub(crate) type Storage = RamStorage<{ storage_bytes(CAPACITY) }>;
+pub(crate) const T0: u64 = 1_764_061_200_000;
 
 /// A digital level a test (or a physics model) sets; reads as a GPIO would.
 #[derive(Clone, Default)]
-pub struct Level(Rc<Cell<bool>>);
+pub(crate) struct Level(Rc<Cell<bool>>);
 
 impl Level {
-    pub fn set(&self, high: bool) {
+    pub(crate) fn set(&self, high: bool) {
         self.0.set(high);
     }
 }
@@ -40,7 +40,7 @@ impl embedded_hal::digital::InputPin for Level {
 
 /// Car height for the position sensor; `None` makes the sensor fail.
 #[derive(Clone, Default)]
-pub struct Height(pub Rc<Cell<Option<u32>>>);
+pub(crate) struct Height(pub Rc<Cell<Option<u32>>>);
 
 impl PositionSensor for Height {
     type Error = ();
@@ -51,7 +51,7 @@ impl PositionSensor for Height {
 
 /// Cabinet temperature for the thermocouple; `Err` is a sensor fault.
 #[derive(Clone)]
-pub struct Thermometer(pub Rc<Cell<Result<f32, ThermocoupleFault>>>);
+pub(crate) struct Thermometer(pub Rc<Cell<Result<f32, ThermocoupleFault>>>);
 
 impl TemperatureSensor for Thermometer {
     fn read_celsius(&mut self) -> Result<f32, ThermocoupleFault> {
@@ -60,7 +60,7 @@ impl TemperatureSensor for Thermometer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sent {
+pub(crate) enum Sent {
     Connect {
         client_id: String,
         will_topic: String,
@@ -78,7 +78,7 @@ pub enum Sent {
 
 /// A broker connection that records every call and can be told to fail.
 #[derive(Default)]
-pub struct MockTransport {
+pub(crate) struct MockTransport {
     pub up: bool,
     pub refuse_connects: bool,
     /// Fail the publish after this many more succeed (then the link is down).
@@ -88,12 +88,12 @@ pub struct MockTransport {
 }
 
 impl MockTransport {
-    pub fn take_sent(&mut self) -> Vec<Sent> {
+    pub(crate) fn take_sent(&mut self) -> Vec<Sent> {
         std::mem::take(&mut self.sent)
     }
 
     /// Seqs of the readings published so far (presence excluded), in order.
-    pub fn published_seqs(&self) -> Vec<u64> {
+    pub(crate) fn published_seqs(&self) -> Vec<u64> {
         self.sent
             .iter()
             .filter_map(|s| match s {
@@ -103,20 +103,20 @@ impl MockTransport {
             .collect()
     }
 
-    pub fn ack(&mut self, gateway: &str, device: &str, seq: u64) {
+    pub(crate) fn ack(&mut self, gateway: &str, device: &str, seq: u64) {
         let payload = format!(r#"{{"v":1,"device":"{device}","seq":{seq}}}"#);
         self.incoming
             .push_back((format!("gw/{gateway}/ack/{device}"), payload.into_bytes()));
     }
 }
 
-pub fn seq_of(payload: &str) -> Option<u64> {
+pub(crate) fn seq_of(payload: &str) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
     value.get("seq")?.as_u64()
 }
 
 #[derive(Debug)]
-pub struct LinkDown;
+pub(crate) struct LinkDown;
 
 impl Transport for MockTransport {
     type Error = LinkDown;

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 10_000;
 
 /// Readings made ready for [`measure`], so that their preparation is not timed.
-pub enum Prepared {
+pub(super) enum Prepared {
     /// Binary COPY rows in chunks (PostgreSQL).
     Copy { chunks: Vec<Vec<u8>>, rows: u64 },
     /// The readings themselves (SQLite binds them).
     Rows(Vec<Accepted>),
 }
 
-pub fn prepare(store: &Store, readings: impl Iterator<Item = Accepted>) -> Prepared {
+pub(super) fn prepare(store: &Store, readings: impl Iterator<Item = Accepted>) -> Prepared {
     match store {
         Store::Postgres(_) => {
             let received_at = gridwatch_storage::model::now_ms();
@@ -47,7 +47,7 @@ pub fn prepare(store: &Store, readings: impl Iterator<Item = Accepted>) -> Prepa
 
 /// Writes the prepared readings into `readings`, returning the rows and the time
 /// from the start of the transaction to its commit.
-pub async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duration)> {
+pub(super) async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duration)> {
     let started = Instant::now();
     let rows = match (store, prepared) {
         (Store::Postgres(pg), Prepared::Copy { chunks, rows }) => {
@@ -84,7 +84,7 @@ pub async fn measure(store: &Store, prepared: &Prepared) -> Result<(u64, Duratio
 
 /// Rows in `readings`, and distinct `(device_id, seq)` among them: their
 /// difference is readings stored twice.
-pub async fn stored(store: &Store) -> Result<(i64, i64)> {
+pub(super) async fn stored(store: &Store) -> Result<(i64, i64)> {
     const SQL: &str = "SELECT COUNT(*), COUNT(DISTINCT device_id || '/' || seq) FROM readings";
     Ok(match store {
         Store::Postgres(pg) => sqlx::query_as(SQL).fetch_one(pg.pool()).await?,
@@ -94,7 +94,7 @@ pub async fn stored(store: &Store) -> Result<(i64, i64)> {
 
 /// Asks PostgreSQL to write out dirty pages now, so that a checkpoint does not
 /// land in the middle of a measurement (needs superuser or pg_checkpoint; skipped otherwise).
-pub async fn checkpoint(store: &Store) {
+pub(super) async fn checkpoint(store: &Store) {
     if let Store::Postgres(pg) = store
         && let Err(e) = sqlx::query("CHECKPOINT").execute(pg.pool()).await
     {
@@ -104,7 +104,7 @@ pub async fn checkpoint(store: &Store) {
 
 /// Creates database `name` on the PostgreSQL server of `server_url` and returns
 /// its URL (the server URL with the database replaced).
-pub async fn create_database(server_url: &str, name: &str) -> Result<String> {
+pub(super) async fn create_database(server_url: &str, name: &str) -> Result<String> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(server_url).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -114,7 +114,7 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String> {
 }
 
 /// Drops database `name` on the server of `server_url`, closing its sessions.
-pub async fn drop_database(server_url: &str, name: &str) -> Result<()> {
+pub(super) async fn drop_database(server_url: &str, name: &str) -> Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(server_url).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -126,7 +126,7 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<()> {
 }
 
 /// `url` naming database `name` instead of its own.
-pub fn with_database(url: &str, name: &str) -> String {
+pub(super) fn with_database(url: &str, name: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Peak resident set size (VmHWM) of a process, KiB.
-pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+pub(super) fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -16,7 +16,7 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// User plus system CPU time of a process (all its threads), seconds.
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_cpu_seconds(&stat).context("malformed /proc/PID/stat")
 }
@@ -24,7 +24,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 /// User plus system CPU time of each thread of a process, seconds, summed by
 /// thread name (as Linux shows it: the first 15 bytes). A thread that has ended
 /// is no longer counted, so compare two readings only for threads that live on.
-pub fn thread_cpu_seconds(pid: u32) -> Result<HashMap<String, f64>> {
+pub(super) fn thread_cpu_seconds(pid: u32) -> Result<HashMap<String, f64>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("listing /proc/{pid}/task"))?;
     let mut by_name = HashMap::new();
     for task in tasks.flatten() {
@@ -42,7 +42,7 @@ pub fn thread_cpu_seconds(pid: u32) -> Result<HashMap<String, f64>> {
 /// User plus system CPU time of this process's children that have ended and been
 /// waited for, seconds (`getrusage(RUSAGE_CHILDREN)`): how a child that is gone
 /// from /proc is measured.
-pub fn waited_children_cpu_seconds() -> Result<f64> {
+pub(super) fn waited_children_cpu_seconds() -> Result<f64> {
     // SAFETY: getrusage writes only into the struct it is given, which is plain data.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
@@ -73,7 +73,7 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
 /// backend of that database every 100 ms, so a backend that ends between samples
 /// loses at most 100 ms of its time; the ones the benchmark measures live
 /// throughout.
-pub struct DatabaseCpu {
+pub(super) struct DatabaseCpu {
     stop: Arc<AtomicBool>,
     sampler: std::thread::JoinHandle<HashMap<u32, (f64, f64)>>,
 }
@@ -82,7 +82,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 impl DatabaseCpu {
     /// Starts counting from now: time a backend had used before this call is not counted.
-    pub fn start(database: &str) -> Self {
+    pub(super) fn start(database: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let title = format!(" {database} ");
         let stopping = stop.clone();
@@ -107,7 +107,7 @@ impl DatabaseCpu {
 
     /// Seconds of CPU used since [`start`](Self::start), or `None` when no backend
     /// was ever seen (a server on another machine).
-    pub fn finish(self) -> Option<f64> {
+    pub(super) fn finish(self) -> Option<f64> {
         self.stop.store(true, Ordering::Relaxed);
         let backends = self.sampler.join().ok()?;
         (!backends.is_empty()).then(|| backends.values().map(|(first, last)| last - first).sum())

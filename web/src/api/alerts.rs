@@ -9,12 +9,16 @@ use gridwatch_storage::query;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// `open` (default) or `all`.
     state: Option<String>,
 }
 
-pub async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+pub(super) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let open_only = match q.state.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
@@ -37,13 +41,13 @@ pub async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<Lis
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AckBody {
+pub(super) struct AckBody {
     device_id: String,
     kind: String,
 }
 
 /// A maintenance firm (or grid user) acknowledges an open alert it can see.
-pub async fn acknowledge(
+pub(super) async fn acknowledge(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<AckBody>,

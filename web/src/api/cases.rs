@@ -21,7 +21,7 @@ struct CaseSummary {
     reports: usize,
 }
 
-pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let domain = s.alerting.domain.lock().await;
     let rows: Vec<CaseSummary> = domain
         .book()
@@ -41,7 +41,11 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response,
     Ok(Json(rows).into_response())
 }
 
-pub async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<CaseId>) -> Result<Response, ApiError> {
+pub(super) async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<CaseId>,
+) -> Result<Response, ApiError> {
     let domain = s.alerting.domain.lock().await;
     let case = domain.book().case(id).filter(|c| caller.can_see(Some(c.placement())));
     let Some(case) = case else {
@@ -61,7 +65,7 @@ pub async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<Case
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReportBody {
+pub(super) struct ReportBody {
     channel: Channel,
     device_id: String,
     case_type: CaseType,
@@ -75,7 +79,7 @@ pub struct ReportBody {
 
 /// A report from a hotline, a patrol or another system; merges into an open case
 /// about the same device and problem.
-pub async fn report(
+pub(super) async fn report(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<ReportBody>,
@@ -116,7 +120,7 @@ pub async fn report(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StepBody {
+pub(super) struct StepBody {
     step: Step,
     #[serde(default)]
     note: String,
@@ -127,7 +131,7 @@ pub struct StepBody {
 }
 
 /// Takes the next step of the closed loop as the calling user.
-pub async fn step(
+pub(super) async fn step(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<CaseId>,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::Date;
 use serde::Deserialize;
 
-pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let domain = s.alerting.domain.lock().await;
     let registry = domain.registry();
     let devices: Vec<_> = registry
@@ -19,7 +19,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response,
 }
 
 /// Replaces the register with the CSV body. Grid heads only: it changes every grid.
-pub async fn import(State(s): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn import(State(s): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
     let user = caller.writer()?;
     if !user.has_role(gridwatch_cases::Role::GridHead) {
         return Err(ApiError::new(
@@ -39,7 +39,7 @@ pub async fn import(State(s): State<AppState>, caller: Caller, body: Bytes) -> R
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InspectionBody {
+pub(super) struct InspectionBody {
     /// The inspection date, `YYYY-MM-DD` (China time).
     date: Date,
     /// The next periodic inspection due, as printed on the new label.
@@ -48,7 +48,7 @@ pub struct InspectionBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MaintenanceBody {
+pub(super) struct MaintenanceBody {
     date: Date,
 }
 
@@ -58,7 +58,7 @@ enum Record {
 }
 
 /// `POST /api/equipment/{id}/inspections`: moves the next inspection due date.
-pub async fn inspection(
+pub(super) async fn inspection(
     s: State<AppState>,
     caller: Caller,
     id: Path<String>,
@@ -68,7 +68,7 @@ pub async fn inspection(
 }
 
 /// `POST /api/equipment/{id}/maintenance`: restarts the maintenance interval.
-pub async fn maintenance(
+pub(super) async fn maintenance(
     s: State<AppState>,
     caller: Caller,
     id: Path<String>,

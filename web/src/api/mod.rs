@@ -8,7 +8,7 @@ use crate::http::AppState;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/ack", post(alerts::acknowledge))

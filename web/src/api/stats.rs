@@ -9,14 +9,14 @@ use gridwatch_cases::{Case, stats};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
-pub struct Format {
+pub(super) struct Format {
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
 
 const NAMES: &str = "cases, overdue, timings, devices-due, ranking";
 
-pub async fn show(
+pub(super) async fn show(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
