@@ -4,6 +4,7 @@
 //! every due-date alert again (616 open alerts for 308 device and kind pairs, a
 //! second report in every case), and ingest, knowing nothing of the open alerts,
 //! never cleared them when an inspection or a maintenance was recorded.
+use gridwatch_alerts::china;
 use gridwatch_cases::{Assignment, GridScope, Role, User};
 use gridwatch_ingest::{IngestConfig, Users};
 use gridwatch_protocol::clock::{Clock, ManualClock, SystemClock};
@@ -245,18 +246,7 @@ fn users() -> Users {
     users
 }
 
-/// The China-local date (UTC+8) of `ms`, plus `days`, as `YYYY-MM-DD`.
+/// The China-local date of `ms`, plus `days`, as `YYYY-MM-DD`.
 fn china_date(ms: u64, days: i64) -> String {
-    let day = ((ms + 8 * 3_600_000) / 86_400_000) as i64 + days;
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    china::add_days(china::date_of(ms), days).to_string()
 }

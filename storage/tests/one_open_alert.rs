@@ -4,7 +4,7 @@
 //! `GRIDWATCH_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`; never skipped).
 mod common;
 
-use common::{Backend, T0, TestDb, execute, lift_at};
+use common::{Backend, T0, TestDb, alerting_on, execute, lift_at};
 use gridwatch_alerts::{AlertEvent, AlertKey, AlertKind, Change, Details, Severity};
 use gridwatch_storage::Store;
 use gridwatch_storage::model::Accepted;
@@ -193,12 +193,6 @@ fn lift(device: &str, seq: u64, ts: u64) -> Accepted {
     }
 }
 
-async fn load(store: &Store) -> gridwatch_domain::Alerting {
-    gridwatch_domain::load(store, gridwatch_domain::DomainConfig::default())
-        .await
-        .unwrap()
-}
-
 /// Alerts raised on the ingest clock (here the gateway going silent) cannot be
 /// raised again by replaying readings. The engine's state of what an alert is about
 /// is saved with the alert, so ingest killed between two checkpoints restarts
@@ -207,7 +201,7 @@ async fn a_restart_without_a_checkpoint_knows_the_alerts_a_tick_raised(backend: 
     let db = TestDb::new(backend).await;
     let store = db.open().await;
     let first = raise_gateway_offline(&store).await;
-    let alerting = load(&store).await;
+    let alerting = alerting_on(&store).await;
     alerting.tick(first + MINUTE).await;
     assert_eq!(
         alerts(&store).await,
@@ -222,7 +216,7 @@ async fn a_restart_without_a_checkpoint_knows_the_alerts_a_tick_raised(backend: 
 async fn an_open_alert_the_engine_does_not_know_is_closed_when_it_is_raised_again(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open().await;
-    let before = load(&store).await;
+    let before = alerting_on(&store).await;
     before.on_committed(&[lift("L-1", 1, T0)], vec![0]).await;
     before.checkpoint(T0 as i64).await;
     let unaware = gateway_state(&store).await;
@@ -237,7 +231,7 @@ async fn an_open_alert_the_engine_does_not_know_is_closed_when_it_is_raised_agai
     .await
     .map(|_| ()))
     .unwrap();
-    let alerting = load(&store).await;
+    let alerting = alerting_on(&store).await;
     let again = first + MINUTE;
     tokio::time::timeout(Duration::from_secs(30), alerting.tick(again))
         .await
@@ -260,7 +254,7 @@ async fn gateway_state(store: &Store) -> String {
 /// raises gateway_offline; ingest then stops without another checkpoint. Returns
 /// when the alert was raised.
 async fn raise_gateway_offline(store: &Store) -> u64 {
-    let alerting = load(store).await;
+    let alerting = alerting_on(store).await;
     alerting.on_committed(&[lift("L-1", 1, T0)], vec![0]).await;
     alerting.checkpoint(T0 as i64).await;
     let raised = T0 + 10 * MINUTE;

@@ -10,8 +10,7 @@
 //! `mqtt://127.0.0.1:1883`) and fail the same way without it.
 mod common;
 
-use common::{Backend, T0, TestDb, execute, id, lift, lift_at, unique};
-use gridwatch_domain::Alerting;
+use common::{Backend, T0, TestDb, alerting_on, execute, id, lift, lift_at, unique};
 use gridwatch_ingest::pipeline::{self, Acks, Delivery, PipelineConfig, Via};
 use gridwatch_ingest::{ExternalConfig, IngestConfig, intake};
 use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
@@ -574,13 +573,6 @@ async fn an_engine_checkpoint_of_many_devices_is_saved_in_pieces_and_loads_back(
             .values()
             .all(|m| m.last_seq == 8)
     );
-}
-
-/// The alert engine and cases over `store`, as ingest starts them.
-async fn alerting_on(store: &Store) -> Alerting {
-    gridwatch_domain::load(store, gridwatch_domain::DomainConfig::default())
-        .await
-        .unwrap()
 }
 
 async fn engine_rows(store: &Store) -> i64 {

@@ -184,3 +184,10 @@ pub async fn execute(store: &Store, sql: &'static str) {
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// The alert engine and cases over `store`, as ingest loads them at start-up.
+pub async fn alerting_on(store: &Store) -> gridwatch_domain::Alerting {
+    gridwatch_domain::load(store, gridwatch_domain::DomainConfig::default())
+        .await
+        .unwrap()
+}
