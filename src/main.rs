@@ -27,9 +27,15 @@ enum Command {
     /// within a minute so there is a real alert to see. Ctrl-C stops it.
     Demo(cmd::demo::DemoArgs),
     /// Run the ingest service: embedded MQTT broker, storage, alerts, HTTP API and dashboard.
-    Ingest(cmd::ingest::IngestArgs),
+    Ingest(Box<cmd::ingest::IngestArgs>),
     /// Run an edge gateway: embedded broker for nodes, batched uplink to ingest.
-    Gateway(cmd::gateway::GatewayArgs),
+    Gateway(Box<cmd::gateway::GatewayArgs>),
+    /// MQTT identities of devices, gateways and services: provision, revoke, list.
+    #[command(subcommand)]
+    Devices(cmd::devices::DevicesCommand),
+    /// Users of the HTTP API and their bearer tokens: add, revoke, list.
+    #[command(subcommand)]
+    Users(cmd::users::UsersCommand),
     /// Hardware simulators.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -45,9 +51,13 @@ enum Command {
 }
 
 fn init_logging(format: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into());
+    // Colour only for a person at a terminal: not in files, pipes or journald, nor with NO_COLOR.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -70,8 +80,10 @@ async fn run() -> Result<()> {
     init_logging(&cli.log_format);
     match cli.command {
         Command::Demo(args) => cmd::demo::run(args).await,
-        Command::Ingest(args) => cmd::ingest::run(args).await,
-        Command::Gateway(args) => cmd::gateway::run(args).await,
+        Command::Ingest(args) => cmd::ingest::run(*args).await,
+        Command::Gateway(args) => cmd::gateway::run(*args).await,
+        Command::Devices(command) => cmd::devices::run(command).await,
+        Command::Users(command) => cmd::users::run(command),
         Command::Sim(command) => cmd::sim::run(command).await,
         Command::Db(command) => cmd::db::run(command).await,
         Command::Bench(command) => cmd::bench::run(command).await,

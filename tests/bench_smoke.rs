@@ -4,32 +4,41 @@
 //! it never asserts a speed.
 use std::process::Command;
 
-/// Runs both modes on `db`; `direct_target` is the direct mode's target as printed.
-/// Returns what it printed.
-fn bench(db: &str, direct_target: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
-        .args([
-            "bench",
-            "ingest",
-            "--messages",
-            "2000",
-            "--devices",
-            "100",
-            "--batch",
-            "100",
-            "--db",
-            db,
-        ])
+/// Runs `gridwatch bench ingest` (2,000 readings from 100 devices, both modes) on each of
+/// `dbs` in one run, fails unless it succeeded, and returns what it printed.
+fn run_bench(dbs: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gridwatch"));
+    command.args([
+        "bench",
+        "ingest",
+        "--messages",
+        "2000",
+        "--devices",
+        "100",
+        "--batch",
+        "100",
+    ]);
+    for db in dbs {
+        command.args(["--db", db]);
+    }
+    let output = command
         .env("RUST_LOG", "warn,rumqttd=off")
         .output()
         .expect("running gridwatch bench ingest");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "bench failed: {}\n{stdout}\n{stderr}",
-        output.status
+        "bench failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
+    stdout.into_owned()
+}
+
+/// Runs both modes on `db`; `direct_target` is the direct mode's target as printed.
+/// Returns what it printed.
+fn bench(db: &str, direct_target: &str) -> String {
+    let stdout = run_bench(&[db]);
     for mode in ["== direct", "== gateway"] {
         assert!(stdout.contains(mode), "no {mode} result:\n{stdout}");
     }
@@ -60,7 +69,7 @@ fn bench(db: &str, direct_target: &str) -> String {
             "{target} judged once:\n{stdout}"
         );
     }
-    stdout.into_owned()
+    stdout
 }
 
 #[test]
@@ -88,5 +97,38 @@ fn bench_ingest_runs_on_postgres() {
         stdout.matches("(its COPY of these rows)").count(),
         2,
         "the ceiling counts PostgreSQL's least work:\n{stdout}"
+    );
+}
+
+/// Plain PostgreSQL against a server that preloads TimescaleDB, in one run
+/// (`GRIDWATCH_TEST_TIMESCALE_URL`, set by scripts/test; skipped, saying so, without it).
+#[test]
+fn bench_ingest_compares_timescaledb_with_plain_postgres_in_one_run() {
+    let Some(timescale) = std::env::var("GRIDWATCH_TEST_TIMESCALE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED the TimescaleDB comparison: GRIDWATCH_TEST_TIMESCALE_URL is not set");
+        return;
+    };
+    let server = std::env::var("GRIDWATCH_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let plain = format!("{server}/postgres");
+    let stdout = run_bench(&[&plain, &timescale]);
+    assert_eq!(
+        stdout.matches("2000 rows stored, 0 lost, 0 duplicated").count(),
+        4,
+        "both modes on both servers:\n{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches(", PostgreSQL, readings a TimescaleDB hypertable")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("  compared    ").count(),
+        2,
+        "each mode's TimescaleDB run compared with plain PostgreSQL's:\n{stdout}"
     );
 }

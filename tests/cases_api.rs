@@ -35,8 +35,13 @@ fn grid_user(id: &str, roles: &[(Role, &str)]) -> User {
 }
 
 fn users() -> Users {
-    let mut users = Users::open();
+    let mut users = Users::new();
     users.add("t-head", grid_user("head", &[(Role::GridHead, "01")]));
+    // Imports the whole sample register, which spans areas 01 and 02.
+    users.add(
+        "t-registrar",
+        grid_user("registrar", &[(Role::GridHead, "01"), (Role::GridHead, "02")]),
+    );
     users.add("t-officer", grid_user("officer", &[(Role::InformationOfficer, "0101")]));
     users.add("t-inspector", grid_user("inspector", &[(Role::Inspector, "010101")]));
     users.add(
@@ -75,7 +80,7 @@ async fn start_with_register(dir: &Path, clock: &ManualClock) -> (Ingest, Api) {
     let resp = api
         .http
         .post(format!("{}/api/equipment/import", api.base))
-        .bearer_auth("t-head");
+        .bearer_auth("t-registrar");
     assert!(resp.body(sample_register()).send().await.unwrap().status().is_success());
     (ingest, api)
 }
@@ -174,7 +179,7 @@ async fn register_alert_case_closed_loop_and_restart() {
     let resp = api
         .http
         .post(format!("{}/api/equipment/import", api.base))
-        .bearer_auth("t-head");
+        .bearer_auth("t-registrar");
     let bad = "设备类别,设备品种\n电梯,飞行器\n";
     let refused: Value = resp
         .try_clone()
@@ -384,5 +389,155 @@ async fn an_inspection_record_clears_an_overdue_inspection_alert() {
             .await
             .0,
         StatusCode::NOT_FOUND
+    );
+}
+
+const MIN: u64 = 60_000;
+
+async fn escalations(api: &Api, id: u64) -> Vec<Value> {
+    let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
+    shown["escalations"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_episode_arriving_25_minutes_late_is_late_and_gets_the_full_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (ingest, api) = start_with_register(dir.path(), &clock).await;
+
+    // The node was offline: its trapped episode of device time NOW reaches ingest 25 minutes later.
+    clock.set(NOW + 25 * MIN);
+    let client = node(&ingest, "replaying-node").await;
+    trap(&client, LIFT2, NOW).await;
+    let case = case_of(&api, LIFT2).await;
+    let id = case["id"].as_u64().unwrap();
+    assert_eq!(case["late"], true, "{case}");
+    assert_eq!(case["known_at"], NOW + 25 * MIN, "known on ingest's clock");
+    let raised = case["opened_at"].as_u64().unwrap();
+    assert!((NOW..=NOW + 100_000).contains(&raised), "opened at device time: {case}");
+
+    // Nothing escalates on arrival: the firm has 5 minutes from when it could know.
+    ingest.tick().await;
+    assert!(escalations(&api, id).await.is_empty());
+    let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
+    assert_eq!(shown["deadlines"][0]["due_at"], NOW + 30 * MIN, "{shown}");
+    clock.set(NOW + 30 * MIN - 1_000);
+    ingest.tick().await;
+    assert!(escalations(&api, id).await.is_empty());
+    clock.set(NOW + 30 * MIN);
+    ingest.tick().await;
+    let escalated = escalations(&api, id).await;
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0]["level"], "grid_head");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_firm_acknowledging_in_3_minutes_and_arriving_in_25_stops_the_rescue_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (ingest, api) = start_with_register(dir.path(), &clock).await;
+    let client = node(&ingest, "smart-node").await;
+    trap(&client, LIFT2, NOW).await;
+    let id = case_of(&api, LIFT2).await["id"].as_u64().unwrap();
+
+    // The firm's own alert acknowledgement acknowledges the case too.
+    clock.set(NOW + 3 * MIN);
+    let ack = json!({"device_id": LIFT2, "kind": "trapped_passenger"});
+    let (status, e) = api.post("t-mf04", "/api/alerts/ack", ack).await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
+    let responses = shown["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 1, "{shown}");
+    assert_eq!(
+        (&responses[0]["response"], &responses[0]["actor"], &responses[0]["role"]),
+        (&json!("acknowledged"), &json!("firm-MF04"), &json!("maintenance_firm"))
+    );
+    assert_eq!(responses[0]["at"], NOW + 3 * MIN);
+    clock.set(NOW + 6 * MIN);
+    ingest.tick().await;
+    assert!(escalations(&api, id).await.is_empty());
+
+    // Arrival: the maintaining firm only (and grid administrators); once.
+    clock.set(NOW + 25 * MIN);
+    let arrival = format!("/api/cases/{id}/arrival");
+    let (status, _) = api.post("t-mf01", &arrival, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another firm does not see the case");
+    let (status, e) = api.post("t-supervisor", &arrival, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let (status, e) = api
+        .post("t-mf04", &arrival, json!({"note": "car moved to floor 3"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!(
+        (&e["response"], &e["at"]),
+        (&json!("arrived_on_site"), &json!(NOW + 25 * MIN))
+    );
+    let (status, e) = api.post("t-mf04", &arrival, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    clock.set(NOW + 120 * MIN);
+    ingest.tick().await;
+    assert!(escalations(&api, id).await.is_empty());
+
+    // The loop stays with the grid: the firm still cannot accept.
+    let step = json!({"step": "accept"});
+    assert_eq!(
+        api.post("t-mf04", &format!("/api/cases/{id}/steps"), step).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The responses are in the database, append-only.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("gridwatch.db").display()))
+        .await
+        .unwrap();
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT response, actor FROM case_responses WHERE case_id = $1 ORDER BY n")
+            .bind(id as i64)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("acknowledged".to_string(), "firm-MF04".to_string()),
+            ("arrived_on_site".to_string(), "firm-MF04".to_string())
+        ]
+    );
+    assert!(sqlx::query("DELETE FROM case_responses").execute(&db).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firm_acknowledging_in_7_minutes_escalates_and_oversized_steps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (ingest, api) = start_with_register(dir.path(), &clock).await;
+    let client = node(&ingest, "smart-node").await;
+    trap(&client, LIFT2, NOW).await;
+    let id = case_of(&api, LIFT2).await["id"].as_u64().unwrap();
+
+    clock.set(NOW + 7 * MIN);
+    let path = format!("/api/cases/{id}/acknowledgement");
+    let (status, e) = api.post("t-mf04", &path, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    ingest.tick().await;
+    let escalated = escalations(&api, id).await;
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(
+        (&escalated[0]["level"], &escalated[0]["step"]),
+        (&json!("grid_head"), &json!("accept"))
+    );
+
+    // Notes and evidence are bounded: the error names the field and the limit.
+    let steps = format!("/api/cases/{id}/steps");
+    let long = json!({"step": "accept", "note": "x".repeat(4_001)});
+    let (status, e) = api.post("t-officer", &steps, long).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(e["error"], "field note: 4001 characters, at most 4000");
+    let many = json!({"step": "accept", "evidence": vec![json!({"kind":"photo","reference":"p"}); 21]});
+    let (status, e) = api.post("t-officer", &steps, many).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(e["error"], "field evidence: 21 items, at most 20");
+    let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
+    assert!(
+        shown["records"].as_array().unwrap().is_empty(),
+        "nothing recorded: {shown}"
     );
 }

@@ -225,6 +225,151 @@ async fn importing_twice_changes_no_alert_and_ingest_clears_overdue_alerts_on_ne
     ingest.stop().await;
 }
 
+/// Runs the binary with `args`; returns (success, stdout, stderr).
+fn gridwatch(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(args)
+        .env_remove("GRIDWATCH_DB")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_empty_files_and_unconfirmed_mass_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gridwatch.db").display());
+    import(&url);
+    let db = SqlitePool::connect(&url).await.unwrap();
+    let register = async || -> String {
+        sqlx::query_scalar("SELECT body FROM register")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let before = register().await;
+
+    let sample = std::fs::read_to_string(register_path()).unwrap();
+    let header = sample.lines().next().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    for (name, text) in [("header-only.csv", format!("{header}\n")), ("empty.csv", String::new())] {
+        let file = write(name, &text);
+        let (ok, _, stderr) = gridwatch(&["equipment", "import", &file, "--db", &url]);
+        assert!(!ok && stderr.contains("at least one device row"), "{name}: {stderr}");
+    }
+    // Two rows for a register of 362: 360 removals, only when confirmed.
+    let two: String = sample.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let file = write("two.csv", &two);
+    let (ok, _, stderr) = gridwatch(&["equipment", "import", &file, "--db", &url]);
+    assert!(!ok && stderr.contains("confirm_removals=360"), "{stderr}");
+    assert!(register().await == before, "refused imports change nothing");
+    // Scoped to area 01: the two rows are of area 01, area 02 stays.
+    let (ok, stdout, stderr) = gridwatch(&[
+        "equipment",
+        "import",
+        &file,
+        "--db",
+        &url,
+        "--scope",
+        "01",
+        "--confirm-removals",
+        "175",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("imported 187 devices (175 removed, 185 outside the scope kept)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn ingest_refuses_an_empty_users_file_and_runs_open_only_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    // The broker's own access is not what this test is about.
+    let common = [
+        "--allow-anonymous",
+        "--http",
+        "127.0.0.1:0",
+        "--mqtt",
+        "127.0.0.1:0",
+        "--data",
+        &data,
+    ];
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, "# nobody yet\n").unwrap();
+    let users = users.display().to_string();
+    let (ok, stderr) = exits(&[&["ingest", "--users", &users][..], &common].concat());
+    assert!(!ok && stderr.contains("no [[user]]"), "{stderr}");
+    let (ok, stderr) = exits(&[&["ingest"][..], &common].concat());
+    assert!(!ok && stderr.contains("--users"), "{stderr}");
+
+    // --open-api starts, and says so in its log.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args([&["ingest", "--open-api"][..], &common].concat())
+        .env_remove("GRIDWATCH_DB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let warned = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("WARN") && line.contains("--open-api") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(warned, "ingest --open-api logs a warning");
+}
+
+/// Runs the binary with `args` and expects it to exit within the deadline (a service
+/// that starts instead is killed and fails the test): (success, stderr).
+fn exits(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+        .args(args)
+        .env_remove("GRIDWATCH_DB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("gridwatch {args:?} started instead of refusing to");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.success(), stderr)
+}
+
+fn register_path() -> String {
+    register()
+}
+
 /// A grid head of both areas of the sample register.
 fn users() -> Users {
     let assignments = ["01", "02"]
@@ -234,7 +379,7 @@ fn users() -> Users {
             scope: GridScope::parse(area).unwrap(),
         })
         .collect();
-    let mut users = Users::open();
+    let mut users = Users::new();
     users.add(
         "t-head",
         User {

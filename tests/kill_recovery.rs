@@ -1,54 +1,19 @@
 //! Invariant 1 and 2 with real processes: a node publishes through a `gridwatch
 //! gateway` process to a `gridwatch ingest` process; both are killed with SIGKILL
 //! mid-stream and restarted. Every reading the node sent is stored exactly once,
-//! and the node forgets a reading only after it was acknowledged.
+//! and the node forgets a reading only after it was acknowledged. On SQLite, on
+//! PostgreSQL, and on a PostgreSQL that preloads TimescaleDB (readings in a hypertable).
 mod common;
+use common::faults::storage_common::{Backend, TestDb, timescale_server};
+use common::faults::{mqtt_addr, rows, spawn};
 use common::*;
 use gridwatch_protocol::{DeviceId, Envelope, EventKind, NodeAck, NodeEvent};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const READINGS: u64 = 3000;
-
-/// A child process killed (SIGKILL) when dropped, so a failed test leaves nothing behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `gridwatch ARGS` and returns it with the first stdout line that starts with `prefix`.
-fn spawn(args: &[&str], prefix: &str) -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gridwatch"))
-        .args(args)
-        // Warnings go to the test's output, which nextest shows when the test fails.
-        .env("RUST_LOG", std::env::var("GRIDWATCH_TEST_LOG").unwrap_or("warn".into()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning gridwatch");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .find_map(|l| l.ok().filter(|l| l.starts_with(prefix)))
-        .unwrap_or_else(|| panic!("no {prefix} line"));
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), line)
-}
-
-fn mqtt_addr(line: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("mqtt://"))
-        .expect("an mqtt:// address")
-        .to_string()
-}
 
 struct Node {
     unacked: BTreeMap<u64, Vec<u8>>,
@@ -56,20 +21,52 @@ struct Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_ingest_and_gateway_loses_and_doubles_nothing() {
+    killing_ingest_and_gateway(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_ingest_and_gateway_loses_and_doubles_nothing_on_postgresql() {
+    killing_ingest_and_gateway(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_ingest_and_gateway_loses_and_doubles_nothing_on_timescaledb() {
+    if timescale_server("kill and redelivery").is_none() {
+        return;
+    }
+    killing_ingest_and_gateway(Backend::Timescale).await;
+}
+
+async fn killing_ingest_and_gateway(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let gw_data = dir.path().join("gw").to_str().unwrap().to_string();
+    // Both brokers with credentials: the gateway and the node have identities.
+    let credentials = dir.path().join("credentials.toml");
+    let gw_secret = provision(&credentials, "gw-k", gridwatch_ingest::Role::Gateway, None);
+    let node_secret = provision(&credentials, "node-k", gridwatch_ingest::Role::Node, Some("gw-k"));
+    let credentials = credentials.to_str().unwrap().to_string();
 
+    // Plain PostgreSQL must not turn into TimescaleDB, and TimescaleDB must be used.
+    let timescale = if backend == Backend::Timescale { "on" } else { "off" };
     let ingest_args = |mqtt: &str| {
-        vec![
+        let mut args = vec![
             "ingest".to_string(),
+            "--open-api".into(),
             "--http".into(),
             "127.0.0.1:0".into(),
             "--mqtt".into(),
             mqtt.to_string(),
             "--data".into(),
             data.clone(),
-        ]
+            "--credentials".into(),
+            credentials.clone(),
+        ];
+        if backend != Backend::Sqlite {
+            args.extend(["--db".into(), db.url.clone(), "--timescale".into(), timescale.into()]);
+        }
+        args
     };
     let run = |args: Vec<String>, prefix: &str| spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), prefix);
     let (ingest, line) = run(ingest_args("127.0.0.1:0"), "ingest:");
@@ -80,11 +77,13 @@ async fn killing_ingest_and_gateway_loses_and_doubles_nothing() {
             "--id".into(),
             "gw-k".into(),
             "--uplink".into(),
-            format!("mqtt://{ingest_mqtt}"),
+            format!("mqtt://gw-k:{gw_secret}@{ingest_mqtt}"),
             "--listen".into(),
             listen.to_string(),
             "--data".into(),
             gw_data.clone(),
+            "--credentials".into(),
+            credentials.clone(),
         ]
     };
     let (gateway, line) = run(gateway_args("127.0.0.1:0"), "gateway:");
@@ -100,6 +99,7 @@ async fn killing_ingest_and_gateway_loses_and_doubles_nothing() {
     let (host, port) = node_addr.rsplit_once(':').unwrap();
     let mut options = rumqttc::MqttOptions::new("node-k", host, port.parse().unwrap());
     options.set_clean_session(false);
+    options.set_credentials("node-k", node_secret);
     let (client, mut events) = AsyncClient::new(options, 10_000);
     let subscribed = Arc::new(tokio::sync::Notify::new());
     let replay = |client: AsyncClient, node: Arc<Mutex<Node>>| async move {
@@ -190,24 +190,41 @@ async fn killing_ingest_and_gateway_loses_and_doubles_nothing() {
     publish(1001, 2000).await;
     let (ingest, _) = run(ingest_args(&ingest_mqtt), "ingest:");
     eventually("acks after the ingest restart", || acked_through(1500)).await;
-    drop(gateway); // SIGKILL: its in-memory outbox is gone; the node still holds what was not acked
+    drop(gateway); // SIGKILL: what it acknowledged is on its disk; the node still holds the rest
     publish(2001, READINGS).await;
     let (_gateway, _) = run(gateway_args(&node_addr), "gateway:");
     eventually("every reading acknowledged", || acked_through(READINGS)).await;
 
     // Exactly once in the database.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{data}/gridwatch.db"))
-        .await
-        .unwrap();
-    let (rows, distinct, low, high): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM readings WHERE device_id = 'node-k'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let url = if backend == Backend::Sqlite {
+        format!("sqlite://{data}/gridwatch.db")
+    } else {
+        db.url.clone()
+    };
+    let query = || async {
+        rows::<(i64, i64, i64, i64)>(
+            &url,
+            "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM readings WHERE device_id = 'node-k'",
+        )
+        .await[0]
+    };
+    // The node is acknowledged once its reading is on the gateway's disk; ingest stores it after.
+    eventually("every reading stored", || async {
+        (query().await.1 >= READINGS as i64).then_some(())
+    })
+    .await;
+    let (rows_stored, distinct, low, high) = query().await;
     assert_eq!(
-        (rows, distinct, low, high),
+        (rows_stored, distinct, low, high),
         (READINGS as i64, READINGS as i64, 1, READINGS as i64)
     );
+    if backend == Backend::Timescale {
+        let hypertables: Vec<(i64,)> = rows(
+            &url,
+            "SELECT COUNT(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",
+        )
+        .await;
+        assert_eq!(hypertables[0].0, 1, "readings is a hypertable");
+    }
     drop(ingest);
 }

@@ -14,13 +14,19 @@ use tokio::sync::Notify;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapped_passenger_alert_is_raised_once_on_device_time_and_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let Stack { ingest, gateway, .. } = start_stack(dir.path(), "gw-e2e").await;
+    let stack = start_stack(dir.path(), "gw-e2e").await;
+    let spy_secret = stack.provision("spy", gridwatch_ingest::Role::Service, None);
+    let node_secret = stack.provision("lift-1", gridwatch_ingest::Role::Node, Some("gw-e2e"));
+    let Stack { ingest, gateway, .. } = stack;
     // A spy on the gateway's broker keeps every reading the node publishes, for the replay below.
-    let (spy, mut spied) = mqtt_client(gateway.node_addr, "spy").await;
+    let (spy, mut spied) = mqtt_client_as(gateway.node_addr, "spy", "spy", &spy_secret).await;
     spy.subscribe("gw/gw-e2e/dev/lift-1/+", QoS::AtLeastOnce).await.unwrap();
 
     let wake = Arc::new(Notify::new());
-    let config = NodeConfig::new("lift-1", "gw-e2e", gateway.node_addr);
+    let config = NodeConfig {
+        secret: Some(node_secret.clone()),
+        ..NodeConfig::new("lift-1", "gw-e2e", gateway.node_addr)
+    };
     let mut node = SimNode::lift(config, LiftParams::default(), T0, wake.clone()).unwrap();
     // From second 20 a passenger rides from floor 1 to 9; the drive stops the car between floors.
     let lift = |e| EquipmentEvent::Lift(e);
@@ -32,7 +38,7 @@ async fn trapped_passenger_alert_is_raised_once_on_device_time_and_stored() {
         node.advance_to(T0 + s * 1000).unwrap();
         node.deliver(T0 + s * 1000).await;
     }
-    // Every reading is committed and acknowledged back to the node.
+    // Every reading is acknowledged back to the node (once on the gateway's disk)...
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while node.unacknowledged() > 0 {
         let woken = tokio::time::timeout_at(deadline, wake.notified()).await;
@@ -40,6 +46,11 @@ async fn trapped_passenger_alert_is_raised_once_on_device_time_and_stored() {
         node.take_incoming(T0 + 200_000);
     }
     let last_seq = node.stats().outbox.next_seq - 1;
+    // ...and committed by ingest once the gateway's outbox is empty.
+    eventually("the gateway's outbox committed upstream", || async {
+        (gateway.unacknowledged() == 0).then_some(())
+    })
+    .await;
     assert_eq!(ingest.store.reading_count().await.unwrap(), last_seq as i64);
 
     let base = format!("http://{}", ingest.http_addr);
@@ -83,8 +94,11 @@ async fn trapped_passenger_alert_is_raised_once_on_device_time_and_stored() {
 
     // A node that lost its acks replays everything: nothing changes.
     let readings: Vec<rumqttc::Publish> = readings.into_values().map(|(_, p)| p).collect();
+    // As the node itself: the spy, a service, may read but not publish.
+    let (replayer, _) = mqtt_client_as(gateway.node_addr, "lift-1-replay", "lift-1", &node_secret).await;
     for p in &readings {
-        spy.publish(p.topic.clone(), QoS::AtLeastOnce, false, p.payload.to_vec())
+        replayer
+            .publish(p.topic.clone(), QoS::AtLeastOnce, false, p.payload.to_vec())
             .await
             .unwrap();
     }

@@ -204,6 +204,9 @@ pub enum Details {
         required_c: f32,
         required_hold_s: u32,
         bad_cycles: u32,
+        /// Why the cycle is bad, in words (which rule it broke and why not another).
+        #[serde(default)]
+        reason: String,
     },
     MealPeriod {
         date: Date,

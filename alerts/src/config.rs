@@ -15,6 +15,8 @@ pub struct AlertConfig {
     pub sterilizer: SterilizerConfig,
     pub offline: OfflineConfig,
     pub due: DueConfig,
+    /// How far a device's `seq` and clock may jump before the engine distrusts them.
+    pub readings: ReadingsConfig,
     /// Fault codes of lift controllers and node sensors.
     pub faults: FaultTable,
     /// Severity overrides by alert kind (`"power_loss" = "critical"`); fault codes take
@@ -30,6 +32,7 @@ impl Default for AlertConfig {
             sterilizer: SterilizerConfig::default(),
             offline: OfflineConfig::default(),
             due: DueConfig::default(),
+            readings: ReadingsConfig::default(),
             faults: FaultTable::default(),
             severity: BTreeMap::new(),
         }
@@ -132,6 +135,8 @@ pub fn default_fault_codes() -> Vec<FaultCode> {
         (802, "thermocouple short to ground", Minor),
         (803, "thermocouple short to supply", Minor),
         (804, "thermocouple not responding", Minor),
+        // Raised by the engine, not a node: a probe value no cabinet can reach.
+        (805, "temperature reading implausible", Minor),
         (901, "car position sensor fault", Minor),
     ]
     .into_iter()
@@ -204,6 +209,91 @@ impl SterilizerConfig {
     pub fn operates_on(&self, iso_weekday: u8) -> bool {
         self.operating_days.contains(&iso_weekday)
     }
+
+    /// This config with a site's own calendar over the global one: each field the
+    /// schedule sets replaces the global value, the cycle rules stay.
+    pub fn with_schedule(&self, schedule: &KitchenSchedule) -> SterilizerConfig {
+        SterilizerConfig {
+            meal_periods: schedule
+                .meal_periods
+                .clone()
+                .unwrap_or_else(|| self.meal_periods.clone()),
+            operating_days: schedule
+                .operating_days
+                .clone()
+                .unwrap_or_else(|| self.operating_days.clone()),
+            opens: schedule.opens.unwrap_or(self.opens),
+            closes: schedule.closes.unwrap_or(self.closes),
+            ..self.clone()
+        }
+    }
+}
+
+/// A kitchen's own calendar (a using unit's, from the register): a school canteen closed
+/// at weekends, a restaurant open every day. A field left out keeps the global
+/// `[alerts.sterilizer]` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KitchenSchedule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meal_periods: Option<Vec<MealPeriod>>,
+    /// ISO weekdays the kitchen operates: 1 = Monday … 7 = Sunday.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operating_days: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens: Option<ClockTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes: Option<ClockTime>,
+}
+
+/// A kitchen schedule that cannot be a calendar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("field operating_days: {0} is not an ISO weekday (1 = Monday … 7 = Sunday)")]
+    Weekday(u8),
+    #[error("field meal_periods: period {name:?} must end after it starts ({start}-{end})")]
+    EmptyPeriod {
+        name: String,
+        start: ClockTime,
+        end: ClockTime,
+    },
+    #[error("field meal_periods: a period needs a name")]
+    UnnamedPeriod,
+    #[error("fields opens/closes: the kitchen must close after it opens ({opens}-{closes})")]
+    Hours { opens: ClockTime, closes: ClockTime },
+}
+
+impl KitchenSchedule {
+    /// Whether the schedule sets nothing (the global one applies in full).
+    pub fn is_empty(&self) -> bool {
+        *self == KitchenSchedule::default()
+    }
+
+    /// Refuses weekdays outside 1–7, periods that end before they start, and closing
+    /// before opening.
+    pub fn check(&self) -> Result<(), ScheduleError> {
+        if let Some(&day) = self.operating_days.iter().flatten().find(|d| !(1..=7).contains(*d)) {
+            return Err(ScheduleError::Weekday(day));
+        }
+        for p in self.meal_periods.iter().flatten() {
+            if p.name.trim().is_empty() {
+                return Err(ScheduleError::UnnamedPeriod);
+            }
+            if p.end <= p.start {
+                return Err(ScheduleError::EmptyPeriod {
+                    name: p.name.clone(),
+                    start: p.start,
+                    end: p.end,
+                });
+            }
+        }
+        if let (Some(opens), Some(closes)) = (self.opens, self.closes)
+            && closes <= opens
+        {
+            return Err(ScheduleError::Hours { opens, closes });
+        }
+        Ok(())
+    }
 }
 
 /// A disinfection cycle is good when its peak reaches `min_temp_c` and it held the
@@ -211,8 +301,22 @@ impl SterilizerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CycleRule {
+    #[serde(deserialize_with = "finite_min_temp_c")]
     pub min_temp_c: f32,
     pub min_hold_s: u32,
+}
+
+/// Refuses NaN and infinities: every comparison with NaN is false, so a NaN target
+/// would pass every cycle.
+fn finite_min_temp_c<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let value = f32::deserialize(d)?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "field min_temp_c: expected a finite number of °C, found {value}"
+        )))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +336,9 @@ pub struct OfflineConfig {
     pub sterilizer_after_s: u64,
     /// A gateway with no batch for this long (and no presence saying it is online) is offline.
     pub gateway_after_s: u64,
+    /// A gateway whose presence said online counts as present for this long after its
+    /// last presence message: three of the gateway's default 30 s heartbeats.
+    pub gateway_presence_after_s: u64,
 }
 
 impl Default for OfflineConfig {
@@ -240,6 +347,7 @@ impl Default for OfflineConfig {
             lift_after_s: 300,
             sterilizer_after_s: 300,
             gateway_after_s: 300,
+            gateway_presence_after_s: 90,
         }
     }
 }
@@ -261,6 +369,30 @@ impl Default for DueConfig {
             warn_days: vec![30, 7],
             inspection_grace_days: 7,
             maintenance_grace_days: 7,
+        }
+    }
+}
+
+/// The ordering rule's limits (see [`crate::monitor`] and `docs/alerts.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadingsConfig {
+    /// The most readings a node can produce per second of device time. The firmware
+    /// samples a lift every 100 ms and queues at most 8 messages per sample: 80/s.
+    pub max_per_s: u64,
+    /// A `seq` may always advance this much, whatever the device time says.
+    pub seq_slack: u64,
+    /// Device time going back by more than this re-bases the device's clock; smaller
+    /// steps back count at the later time.
+    pub clock_back_s: u64,
+}
+
+impl Default for ReadingsConfig {
+    fn default() -> Self {
+        ReadingsConfig {
+            max_per_s: 100,
+            seq_slack: 10_000,
+            clock_back_s: 10,
         }
     }
 }
@@ -324,6 +456,52 @@ mod tests {
             toml::from_str::<AlertConfig>("min_clear = 1").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn non_finite_thresholds_are_refused_naming_the_field() {
+        for value in ["nan", "inf", "-inf"] {
+            let text = format!("[sterilizer]\nsteam = {{ min_temp_c = {value}, min_hold_s = 600 }}\n");
+            let err = toml::from_str::<AlertConfig>(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("field min_temp_c: expected a finite number"),
+                "{value}: {err}"
+            );
+        }
+        let ok = "[sterilizer]\nsteam = { min_temp_c = 99.5, min_hold_s = 600 }\n";
+        assert_eq!(
+            toml::from_str::<AlertConfig>(ok).unwrap().sterilizer.steam.min_temp_c,
+            99.5
+        );
+    }
+
+    #[test]
+    fn a_site_schedule_overrides_only_what_it_sets() {
+        let global = SterilizerConfig::default();
+        let canteen: KitchenSchedule = toml::from_str("operating_days = [1, 2, 3, 4, 5, 6]").unwrap();
+        let site = global.with_schedule(&canteen);
+        assert!(!site.operates_on(7) && site.operates_on(6));
+        assert_eq!(
+            (site.meal_periods.clone(), site.opens),
+            (global.meal_periods.clone(), global.opens)
+        );
+        assert_eq!(global.with_schedule(&KitchenSchedule::default()), global);
+        assert!(KitchenSchedule::default().is_empty() && !canteen.is_empty());
+        assert_eq!(canteen.check(), Ok(()));
+        let bad = KitchenSchedule {
+            operating_days: Some(vec![0]),
+            ..KitchenSchedule::default()
+        };
+        assert_eq!(bad.check(), Err(ScheduleError::Weekday(0)));
+        let backwards = KitchenSchedule {
+            meal_periods: Some(vec![MealPeriod {
+                name: "lunch".into(),
+                start: ClockTime::hm(13, 0),
+                end: ClockTime::hm(11, 0),
+            }]),
+            ..KitchenSchedule::default()
+        };
+        assert!(matches!(backwards.check(), Err(ScheduleError::EmptyPeriod { .. })));
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //! profiles) in the same order give the same events. Time comes only from the inputs.
 use crate::alert::{AlertEvent, AlertKey, AlertKind, Details};
 use crate::china::{self, Date};
-use crate::config::AlertConfig;
+use crate::config::{AlertConfig, KitchenSchedule};
 use crate::due::DeviceProfile;
 use crate::lifecycle::{Alert, Condition};
-use crate::monitor::DeviceMonitor;
+use crate::monitor::{DeviceMonitor, Verdict};
 use crate::offline::{GatewayMonitor, GatewayView};
 use foldhash::{HashMap, HashSet};
 use gridwatch_protocol::batch::Reading;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Everything the engine knows; serializable so another ingest instance can take over.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,9 +39,27 @@ pub struct Engine {
     state: EngineState,
     changed_devices: HashSet<String>,
     changed_gateways: BTreeSet<String>,
+    /// Readings the ordering rule distrusted since the last [`Engine::take_anomalies`].
+    anomalies: BTreeMap<&'static str, u64>,
     /// Test aid: evaluate every device on every tick instead of only those whose
     /// deadline has come. The events must be the same either way.
     evaluate_all_on_tick: bool,
+    /// Devices whose site has its own kitchen schedule, with the config they are judged
+    /// by. Not part of the state: the register holds the schedules and hands them over
+    /// ([`Engine::replace_kitchen_schedules`]) whenever it is loaded or changed.
+    schedules: HashMap<String, SiteConfig>,
+}
+
+/// A site's kitchen schedule and the config it makes (shared by the site's devices).
+#[derive(Debug, Clone)]
+struct SiteConfig {
+    schedule: KitchenSchedule,
+    config: Arc<AlertConfig>,
+}
+
+/// The config `device` is judged by: the global one, or its site's.
+fn config_of<'a>(schedules: &'a HashMap<String, SiteConfig>, global: &'a AlertConfig, device: &str) -> &'a AlertConfig {
+    schedules.get(device).map_or(global, |s| &s.config)
 }
 
 impl Engine {
@@ -58,7 +77,9 @@ impl Engine {
             state,
             changed_devices: HashSet::default(),
             changed_gateways: BTreeSet::new(),
+            anomalies: BTreeMap::new(),
             evaluate_all_on_tick: false,
+            schedules: HashMap::default(),
         }
     }
 
@@ -86,7 +107,7 @@ impl Engine {
 
     /// Adopts a device's saved state (taking the device over from another instance).
     pub fn insert_monitor(&mut self, device: String, mut monitor: DeviceMonitor) {
-        monitor.next_deadline = monitor.compute_next_deadline(&self.config);
+        monitor.next_deadline = monitor.compute_next_deadline(config_of(&self.schedules, &self.config, &device));
         self.state.devices.insert(device, monitor);
     }
 
@@ -101,6 +122,12 @@ impl Engine {
             devices: self.changed_devices.drain().collect(),
             gateways: std::mem::take(&mut self.changed_gateways),
         }
+    }
+
+    /// How many readings the ordering rule distrusted since the last call, by anomaly
+    /// ([`crate::monitor::Verdict::anomaly`]): what to count as metrics.
+    pub fn take_anomalies(&mut self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut self.anomalies)
     }
 
     fn mark_device(&mut self, device: &str) {
@@ -125,7 +152,16 @@ impl Engine {
             Some(m) => m,
             None => self.state.devices.entry(id.to_string()).or_default(),
         };
-        if !monitor.apply(reading, &self.config, out) {
+        let before = monitor.last_reading;
+        let verdict = monitor.apply(reading, config_of(&self.schedules, &self.config, id), out);
+        if let Some(anomaly) = verdict.anomaly() {
+            *self.anomalies.entry(anomaly).or_default() += 1;
+        }
+        if !verdict.applied() {
+            if verdict.anomaly().is_some() {
+                // Recorded in the device's state, which is saved with it.
+                self.mark_device(id);
+            }
             return;
         }
         if let Some(g) = gateway {
@@ -133,9 +169,31 @@ impl Engine {
                 monitor.gateway = Some(g.to_string());
             }
             let at = monitor.last_reading.unwrap_or_default();
+            if verdict == Verdict::Rebased
+                && let Some(before) = before
+            {
+                self.gateway_rebased(g, before);
+            }
             self.gateway_mut(g).seen(at);
         }
         self.mark_device(id);
+    }
+
+    /// A device behind `gateway` re-based its clock from `before`: if that time was the
+    /// gateway's last sign of life, it came from a clock now known to be wrong, and the
+    /// gateway's last sign of life is the latest of its devices' times.
+    fn gateway_rebased(&mut self, gateway: &str, before: u64) {
+        if self.state.gateways.get(gateway).and_then(|g| g.last_seen) != Some(before) {
+            return;
+        }
+        let latest = self
+            .state
+            .devices
+            .values()
+            .filter(|m| m.gateway.as_deref() == Some(gateway))
+            .filter_map(|m| m.last_reading)
+            .max();
+        self.gateway_mut(gateway).last_seen = latest;
     }
 
     /// Applies a gateway's batch received at `received_at` (ingest time).
@@ -165,9 +223,11 @@ impl Engine {
         self.gateway_mut(gateway).seen(now);
     }
 
-    /// The gateway's presence (MQTT last will / birth). Takes effect at the next tick.
-    pub fn gateway_presence(&mut self, gateway: &str, online: bool) {
-        self.gateway_mut(gateway).presence = Some(online);
+    /// The gateway's presence at `at` (ingest time): its birth or a heartbeat (`online`),
+    /// or its MQTT last will. Takes effect at the next tick; heartbeat silence longer than
+    /// `gateway_presence_after_s` is judged by the ticks.
+    pub fn gateway_presence(&mut self, gateway: &str, online: bool, at: u64) {
+        self.gateway_mut(gateway).presence(online, at);
     }
 
     /// Sets a device's register entry and evaluates its due dates for the day of `now`
@@ -178,9 +238,88 @@ impl Engine {
         let m = self.state.devices.entry(device.to_string()).or_default();
         m.set_profile(profile);
         m.evaluate_due(device, china::date_of(now), now, &self.config, &mut out);
-        m.tick(device, now, view, &self.config, &mut out);
+        m.tick(
+            device,
+            now,
+            view,
+            config_of(&self.schedules, &self.config, device),
+            &mut out,
+        );
         self.mark_device(device);
         out
+    }
+
+    /// The kitchen schedule `device` is judged by, when its site has its own.
+    pub fn kitchen_schedule(&self, device: &str) -> Option<&KitchenSchedule> {
+        self.schedules.get(device).map(|s| &s.schedule)
+    }
+
+    /// Sets (or, with `None`, removes) the kitchen schedule of `device`'s site: its meal
+    /// periods, operating days and opening hours from now on. Periods judged already
+    /// keep their verdicts.
+    pub fn set_kitchen_schedule(&mut self, device: &str, schedule: Option<&KitchenSchedule>) {
+        let known: Vec<SiteConfig> = self.schedules.values().cloned().collect();
+        self.put_schedule(device, schedule, &known);
+    }
+
+    /// Replaces every site schedule with `schedules` (device id, its site's schedule):
+    /// devices not listed are judged by the global schedule.
+    pub fn replace_kitchen_schedules<'a>(
+        &mut self,
+        schedules: impl IntoIterator<Item = (&'a str, &'a KitchenSchedule)>,
+    ) {
+        let old = std::mem::take(&mut self.schedules);
+        let mut distinct: Vec<SiteConfig> = Vec::new();
+        for (device, schedule) in schedules {
+            if let Some(site) = self.put_schedule(device, Some(schedule), &distinct) {
+                distinct.push(site);
+            }
+        }
+        for device in old.keys().filter(|d| !self.schedules.contains_key(*d)) {
+            if let Some(m) = self.state.devices.get_mut(device) {
+                m.next_deadline = m.compute_next_deadline(&self.config);
+            }
+        }
+    }
+
+    /// Sets `device`'s schedule, sharing the config of an equal one in `known`; returns
+    /// the site config when it is a new one.
+    fn put_schedule(
+        &mut self,
+        device: &str,
+        schedule: Option<&KitchenSchedule>,
+        known: &[SiteConfig],
+    ) -> Option<SiteConfig> {
+        let mut new = None;
+        match schedule.filter(|s| !s.is_empty()) {
+            Some(schedule) => {
+                let site = known
+                    .iter()
+                    .find(|s| s.schedule == *schedule)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        let config = AlertConfig {
+                            sterilizer: self.config.sterilizer.with_schedule(schedule),
+                            ..self.config.clone()
+                        };
+                        let site = SiteConfig {
+                            schedule: schedule.clone(),
+                            config: Arc::new(config),
+                        };
+                        new = Some(site.clone());
+                        site
+                    });
+                self.schedules.insert(device.to_string(), site);
+            }
+            None => {
+                self.schedules.remove(device);
+            }
+        }
+        let cfg = config_of(&self.schedules, &self.config, device);
+        if let Some(m) = self.state.devices.get_mut(device) {
+            m.next_deadline = m.compute_next_deadline(cfg);
+        }
+        new
     }
 
     /// Records an operator's acknowledgement; `None` if the alert is not open or was
@@ -255,7 +394,7 @@ impl Engine {
         for id in &due {
             let view = self.gateway_view_of(id, now);
             let m = self.state.devices.get_mut(id).expect("listed above");
-            m.tick(id, now, view, &self.config, &mut out);
+            m.tick(id, now, view, config_of(&self.schedules, &self.config, id), &mut out);
             // Evaluating moves the device's deadline: that is state to persist too.
             self.mark_device(id);
         }

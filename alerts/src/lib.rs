@@ -11,7 +11,8 @@
 //! - [`config`]: every threshold, with defaults;
 //! - [`lifecycle`]: raise / update / acknowledge / clear with a minimum clear time;
 //! - [`lift`], [`sterilizer`], [`due`], [`offline`]: the rules;
-//! - [`monitor`]: one device's state and the reading-order rule;
+//! - [`monitor`]: one device's state and the reading-order rule (seq jumps, clock steps
+//!   back, resets);
 //! - [`engine`]: all devices and gateways, ticks, change tracking;
 //! - [`china`]: China-local dates and times of day.
 pub mod alert;
@@ -27,8 +28,8 @@ pub mod sterilizer;
 
 pub use alert::{AlertEvent, AlertKey, AlertKind, Change, Details, DueStage, Severity, TrappedReason};
 pub use china::{ClockTime, Date};
-pub use config::AlertConfig;
+pub use config::{AlertConfig, KitchenSchedule, ReadingsConfig};
 pub use due::{DeviceProfile, DueKind, DueState, evaluate_due};
 pub use engine::{Changes, Engine, EngineState};
 pub use lifecycle::Alert;
-pub use monitor::DeviceMonitor;
+pub use monitor::{Anomalies, DeviceMonitor, SeqMark, Verdict};

@@ -112,8 +112,10 @@ impl OpenAlerts {
                     }
                     if returned || changed {
                         alert.revision += 1;
-                        alert.updated_at = now;
-                        out.push(alert.event(Change::Updated, now));
+                        // Never before its own last change: a node's replay can bring
+                        // device times older than an alert raised on the ingest clock.
+                        alert.updated_at = now.max(alert.updated_at);
+                        out.push(alert.event(Change::Updated, alert.updated_at));
                     }
                 }
             }
@@ -123,7 +125,9 @@ impl OpenAlerts {
             if !in_scope(kind) || present.iter().any(|c| c.kind == kind) {
                 return true;
             }
-            let since = *alert.absent_since.get_or_insert(now);
+            // Absence counts from the alert's last change at the earliest, so an alert
+            // never clears at a time before it was raised or updated.
+            let since = *alert.absent_since.get_or_insert(now.max(alert.updated_at));
             if now.saturating_sub(since) < cfg.min_clear_ms(kind) {
                 return true;
             }
@@ -143,6 +147,15 @@ impl OpenAlerts {
         alert.acknowledged_at = Some(at);
         alert.revision += 1;
         Some(alert.event(Change::Acknowledged, at))
+    }
+
+    /// The subject's clock went back to `ts`: clear timers started after it restart there.
+    pub fn rebase(&mut self, ts: u64) {
+        for alert in &mut self.0 {
+            if let Some(t) = alert.absent_since.as_mut() {
+                *t = (*t).min(ts);
+            }
+        }
     }
 
     /// The earliest instant an open alert clears if nothing changes.
@@ -167,6 +180,24 @@ mod tests {
         let mut out = Vec::new();
         alerts.reconcile("L1", present, |_| true, now, &AlertConfig::default(), &mut out);
         out.into_iter().map(|e| e.change).collect()
+    }
+
+    #[test]
+    fn an_alert_never_clears_before_it_was_raised_when_device_time_goes_back() {
+        let k = AlertKind::PowerLoss;
+        let min_clear = AlertConfig::default().min_clear_ms(k);
+        let mut a = OpenAlerts::default();
+        let raised = 10 * 60_000;
+        assert_eq!(run(&mut a, &[cond(k, 1)], raised), [Change::Raised]);
+        // A replay brings readings from five minutes before the raise, condition absent.
+        let mut out = Vec::new();
+        let cfg = AlertConfig::default();
+        a.reconcile("L1", &[], |_| true, raised - 5 * 60_000, &cfg, &mut out);
+        a.reconcile("L1", &[], |_| true, raised - 5 * 60_000 + min_clear, &cfg, &mut out);
+        assert!(out.is_empty(), "absent since the raise at the earliest");
+        a.reconcile("L1", &[], |_| true, raised + min_clear, &cfg, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].change, out[0].at), (Change::Cleared, raised + min_clear));
     }
 
     #[test]

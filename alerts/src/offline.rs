@@ -44,7 +44,8 @@ pub fn operating_deadline(from: u64, need_ms: u64, cfg: &SterilizerConfig) -> Op
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayView {
     pub online: bool,
-    /// The gateway's presence says it is connected.
+    /// The gateway's presence says it is connected, and its last heartbeat is recent:
+    /// a silent device behind it is silent itself.
     pub present: bool,
     pub last_seen: Option<u64>,
 }
@@ -79,6 +80,9 @@ pub struct GatewayMonitor {
     pub last_seen: Option<u64>,
     /// The last presence message (`online`), when the caller reports presence.
     pub presence: Option<bool>,
+    /// Ingest time of the last presence message (birth, heartbeat or will).
+    #[serde(default)]
+    pub presence_at: Option<u64>,
     /// Online at the last evaluation; a change re-evaluates the devices behind it.
     pub was_online: bool,
     pub alerts: OpenAlerts,
@@ -87,20 +91,28 @@ pub struct GatewayMonitor {
 impl GatewayMonitor {
     pub fn seen(&mut self, now: u64) {
         self.last_seen = Some(self.last_seen.map_or(now, |t| t.max(now)));
-        if self.presence == Some(false) {
-            // A batch proves it is back, even if its presence message is still to come.
+        if self.presence == Some(false) && self.presence_at.is_none_or(|t| now > t) {
+            // A batch proves it is back, even if its presence message is still to come;
+            // readings from before its will do not.
             self.presence = None;
         }
     }
 
-    /// Presence, when known, decides; otherwise the time since the last batch.
+    /// A presence message at `at`: birth or heartbeat (`online`), or the last will.
+    pub fn presence(&mut self, online: bool, at: u64) {
+        self.presence = Some(online);
+        self.presence_at = Some(self.presence_at.map_or(at, |t| t.max(at)));
+    }
+
+    /// An offline presence decides at once. A gateway whose presence says online is
+    /// online (and present) until `gateway_presence_after_s` after its last sign of
+    /// life, a heartbeat or a batch; one that never sent presence, until
+    /// `gateway_after_s` after its last batch.
     pub fn view(&self, now: u64, cfg: &AlertConfig) -> GatewayView {
-        let recent = self
-            .last_seen
-            .is_some_and(|t| now < t + cfg.offline.gateway_after_s * 1000);
+        let online = self.next_deadline(cfg).is_some_and(|t| now < t);
         GatewayView {
-            online: self.presence.unwrap_or(recent),
-            present: self.presence == Some(true),
+            online,
+            present: online && self.presence == Some(true),
             last_seen: self.last_seen,
         }
     }
@@ -108,7 +120,11 @@ impl GatewayMonitor {
     /// When the gateway goes offline by silence, if nothing else happens.
     pub fn next_deadline(&self, cfg: &AlertConfig) -> Option<u64> {
         match self.presence {
-            Some(_) => None,
+            Some(false) => None,
+            Some(true) => {
+                let last_sign = self.presence_at.max(self.last_seen)?;
+                Some(last_sign + cfg.offline.gateway_presence_after_s * 1000)
+            }
             None => self.last_seen.map(|t| t + cfg.offline.gateway_after_s * 1000),
         }
     }
@@ -175,11 +191,39 @@ mod tests {
         g.seen(1_000);
         assert!(g.view(300_999, &cfg).online);
         assert!(!g.view(301_000, &cfg).online);
-        g.presence = Some(true);
-        assert!(g.view(10_000_000, &cfg).online);
-        g.presence = Some(false);
-        assert!(!g.view(2_000, &cfg).online);
+        g.presence(true, 10_000);
+        assert!(g.view(99_999, &cfg).present);
+        g.presence(false, 2_000);
+        assert!(!g.view(2_000, &cfg).online, "the will decides at once");
         g.seen(3_000);
-        assert!(g.view(3_000, &cfg).online);
+        assert!(!g.view(3_000, &cfg).online, "a reading from before the will");
+        g.seen(10_001);
+        assert!(g.view(10_001, &cfg).online, "a batch after the will");
+    }
+
+    #[test]
+    fn heartbeats_keep_a_gateway_present_and_their_silence_takes_it_offline() {
+        let cfg = AlertConfig::default(); // heartbeat silence 90 s, batch silence 300 s
+        let mut g = GatewayMonitor::default();
+        g.seen(0);
+        g.presence(true, 0);
+        for at in (30_000..=600_000).step_by(30_000) {
+            g.presence(true, at);
+            let view = g.view(at + 1, &cfg);
+            assert!(view.online && view.present, "no batch since 0, but heartbeats: {at}");
+        }
+        assert_eq!(g.next_deadline(&cfg), Some(690_000));
+        let silent = g.view(690_000, &cfg);
+        assert!(!silent.online && !silent.present);
+        // A batch is a sign of life too, for as long as a heartbeat.
+        g.seen(700_000);
+        assert!(g.view(789_999, &cfg).present);
+        assert!(!g.view(790_000, &cfg).online);
+        // Without presence, batches alone: 300 s.
+        let mut quiet = GatewayMonitor::default();
+        quiet.seen(700_000);
+        let view = quiet.view(999_999, &cfg);
+        assert!(view.online && !view.present);
+        assert!(!quiet.view(1_000_000, &cfg).online);
     }
 }

@@ -1,11 +1,31 @@
 //! Sterilizer rules: bad cycles (aborted, under temperature, too short a hold) and
 //! meal periods of an operating day without one complete good cycle.
+//!
+//! One bad cycle is one finding: aborted if it stopped early; else under temperature if
+//! its peak never reached the target (hold time counts only at the target, so such a
+//! cycle is not "too short" as well); else too short if it held the target too briefly.
+//! A cycle with no valid reading, or that ends while a sensor fault is open, is not
+//! judged: the sensor fault (its own alert) explains it. A probe value no kitchen cabinet
+//! can reach is such a sensor fault too, found by the engine ([`IMPLAUSIBLE_FAULT`]): a
+//! broken probe reading 1,500 °C must not pass a cold cycle as hot.
 use crate::alert::{AlertKind, Details};
 use crate::china::{self, Date};
-use crate::config::{AlertConfig, SterilizerConfig};
+use crate::config::{AlertConfig, CycleRule, SterilizerConfig};
 use crate::lifecycle::Condition;
 use gridwatch_protocol::{CycleOutcome, CycleReport, EventKind, Method, NodeEvent, SterilizerStatus};
 use serde::{Deserialize, Serialize};
+
+/// Cabinet temperatures a working probe can report, °C: kitchens are indoors, and no
+/// sterilizing method runs a cabinet above about 150 °C.
+pub const PLAUSIBLE_C: std::ops::RangeInclusive<f32> = -20.0..=250.0;
+
+/// The fault code the engine raises for a probe value outside [`PLAUSIBLE_C`] (the
+/// firmware's own probe faults are 801–804).
+pub const IMPLAUSIBLE_FAULT: u16 = 805;
+
+fn plausible(temp_c: f32) -> bool {
+    PLAUSIBLE_C.contains(&temp_c)
+}
 
 /// Meal periods further back than this are not judged after a long gap: only the
 /// latest verdict matters for the alert.
@@ -21,6 +41,12 @@ pub struct SterilizerTracker {
     /// Sensor fault code reported by a fault event, 0 when none.
     pub fault: u16,
     pub meals: MealTracker,
+    /// The latest cycle left unjudged because of the sensor, and how many were.
+    #[serde(default)]
+    pub unjudged: Option<UnjudgedCycle>,
+    /// The latest status's temperature when it was outside [`PLAUSIBLE_C`].
+    #[serde(default)]
+    pub implausible_c: Option<f32>,
 }
 
 /// The latest cycle that broke a rule, and how many did since the last good cycle.
@@ -32,8 +58,52 @@ pub struct CycleFinding {
     pub count: u32,
 }
 
+/// Why a cycle was not judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unjudged {
+    /// The node had no valid temperature reading during the whole cycle.
+    NoValidReading,
+    /// A sensor fault was open when the cycle ended: its readings cannot be trusted.
+    SensorFaultOpen,
+    /// The cycle's peak, or the probe's latest value, is outside [`PLAUSIBLE_C`].
+    ImplausibleReading,
+}
+
+/// A cycle the sensor fault explains: recorded, not judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnjudgedCycle {
+    /// Device time the cycle ended.
+    pub ended: u64,
+    pub why: Unjudged,
+    /// The sensor fault open at the time, 0 if none was reported.
+    pub fault: u16,
+    /// Cycles left unjudged so far.
+    pub count: u32,
+}
+
+/// Why a finding's cycle is bad, in words, for the alert's details.
+fn reason(kind: AlertKind, f: &CycleFinding, rule: CycleRule) -> String {
+    let (target, hold) = (rule.min_temp_c, rule.min_hold_s);
+    match kind {
+        AlertKind::CycleAborted => {
+            format!("stopped (door opened or power lost) before holding {target} °C for {hold} s")
+        }
+        AlertKind::CycleUnderTemperature => format!(
+            "peak {} °C never reached the {target} °C target; hold time counts only at the target, \
+             so the cycle is under temperature, not also too short",
+            f.peak_c
+        ),
+        _ => format!(
+            "reached the {target} °C target (peak {} °C) but held it {} s of the {hold} s required",
+            f.peak_c, f.hold_s
+        ),
+    }
+}
+
 impl SterilizerTracker {
     pub fn apply_status(&mut self, s: SterilizerStatus) {
+        self.implausible_c = (!plausible(s.temp_c)).then_some(s.temp_c);
         self.status = Some(s);
     }
 
@@ -48,11 +118,32 @@ impl SterilizerTracker {
 
     /// Judges one cycle report; `ended` is its device time (the envelope's `ts`).
     pub fn apply_cycle(&mut self, c: &CycleReport, ended: u64, cfg: &SterilizerConfig) {
+        let why = match c.peak_c {
+            None => Some(Unjudged::NoValidReading),
+            Some(_) if self.fault != 0 => Some(Unjudged::SensorFaultOpen),
+            Some(peak) if !plausible(peak) || self.implausible_c.is_some() => Some(Unjudged::ImplausibleReading),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            self.unjudged = Some(UnjudgedCycle {
+                ended,
+                why,
+                fault: match why {
+                    Unjudged::ImplausibleReading => IMPLAUSIBLE_FAULT,
+                    _ => self.fault,
+                },
+                count: self.unjudged.map_or(1, |u| u.count + 1),
+            });
+            // The kitchen did run the sterilizer: the period was not "unused".
+            self.meals.good_cycle(ended);
+            return;
+        }
+        let peak_c = c.peak_c.unwrap_or_default();
         let rule = cfg.rule(c.method);
         let finding = |prev: Option<CycleFinding>| {
             Some(CycleFinding {
                 method: c.method,
-                peak_c: c.peak_c,
+                peak_c,
                 hold_s: c.hold_s,
                 count: prev.map_or(1, |f| f.count + 1),
             })
@@ -61,29 +152,30 @@ impl SterilizerTracker {
             self.aborted = finding(self.aborted);
             return;
         }
-        let hot_enough = c.peak_c >= rule.min_temp_c;
+        let hot_enough = peak_c >= rule.min_temp_c;
         let long_enough = c.hold_s >= rule.min_hold_s;
-        if hot_enough && long_enough {
+        if !hot_enough {
+            self.under_temperature = finding(self.under_temperature);
+        } else if !long_enough {
+            self.short_hold = finding(self.short_hold);
+        } else {
             self.aborted = None;
             self.under_temperature = None;
             self.short_hold = None;
             self.meals.good_cycle(ended);
-            return;
-        }
-        if !hot_enough {
-            self.under_temperature = finding(self.under_temperature);
-        }
-        if !long_enough {
-            self.short_hold = finding(self.short_hold);
         }
     }
 
     pub fn conditions(&self, cfg: &AlertConfig, out: &mut Vec<Condition>) {
-        if self.fault != 0 {
-            let kind = AlertKind::Fault(self.fault);
+        let implausible = self.implausible_c.is_some() && self.fault != IMPLAUSIBLE_FAULT;
+        for code in [self.fault, if implausible { IMPLAUSIBLE_FAULT } else { 0 }] {
+            if code == 0 {
+                continue;
+            }
+            let kind = AlertKind::Fault(code);
             let details = Details::Fault {
-                code: self.fault,
-                name: cfg.faults.name(self.fault),
+                code,
+                name: cfg.faults.name(code),
             };
             out.push(Condition {
                 kind,
@@ -106,6 +198,7 @@ impl SterilizerTracker {
                     required_c: rule.min_temp_c,
                     required_hold_s: rule.min_hold_s,
                     bad_cycles: f.count,
+                    reason: reason(kind, &f, rule),
                 };
                 out.push(Condition {
                     kind,
@@ -252,7 +345,7 @@ mod tests {
         CycleReport {
             method,
             started: at(10, 0),
-            peak_c,
+            peak_c: Some(peak_c),
             hold_s,
             outcome,
         }
@@ -271,12 +364,7 @@ mod tests {
             (Method::Steam, 100.0, 600, vec![]),
             (Method::Steam, 99.5, 600, vec![AlertKind::CycleUnderTemperature]),
             (Method::Infrared, 125.0, 599, vec![AlertKind::CycleHoldTooShort]),
-            (
-                Method::Infrared,
-                110.0,
-                10,
-                vec![AlertKind::CycleUnderTemperature, AlertKind::CycleHoldTooShort],
-            ),
+            (Method::Infrared, 110.0, 10, vec![AlertKind::CycleUnderTemperature]),
             (Method::Dishwasher, 82.0, 40, vec![]),
             (Method::Dishwasher, 85.0, 39, vec![AlertKind::CycleHoldTooShort]),
         ];
@@ -315,6 +403,121 @@ mod tests {
             &cfg,
         );
         assert_eq!(kinds(&t), []);
+    }
+
+    fn details(t: &SterilizerTracker) -> Vec<Details> {
+        let mut out = Vec::new();
+        t.conditions(&AlertConfig::default(), &mut out);
+        out.into_iter().map(|c| c.details).collect()
+    }
+
+    #[test]
+    fn a_cold_rinse_is_under_temperature_only_and_says_why() {
+        let cfg = SterilizerConfig::default();
+        let mut t = SterilizerTracker::default();
+        // 78 °C rinse: never at the 82 °C target, so no time counted at it either.
+        t.apply_cycle(
+            &cycle(Method::Dishwasher, 78.0, 0, CycleOutcome::Completed),
+            at(11, 0),
+            &cfg,
+        );
+        assert_eq!(kinds(&t), [AlertKind::CycleUnderTemperature]);
+        let [Details::Cycle { reason, .. }] = &details(&t)[..] else {
+            panic!()
+        };
+        assert!(reason.contains("never reached the 82 °C target"), "{reason}");
+        assert!(reason.contains("not also too short"), "{reason}");
+        // At the target but briefly: too short only.
+        let mut t = SterilizerTracker::default();
+        t.apply_cycle(
+            &cycle(Method::Dishwasher, 83.0, 20, CycleOutcome::Completed),
+            at(11, 0),
+            &cfg,
+        );
+        assert_eq!(kinds(&t), [AlertKind::CycleHoldTooShort]);
+        let [Details::Cycle { reason, .. }] = &details(&t)[..] else {
+            panic!()
+        };
+        assert!(reason.contains("held it 20 s of the 40 s required"), "{reason}");
+    }
+
+    #[test]
+    fn a_cycle_the_sensor_fault_explains_is_not_judged() {
+        let cfg = SterilizerConfig::default();
+        let no_reading = CycleReport {
+            peak_c: None,
+            ..cycle(Method::Dishwasher, 0.0, 0, CycleOutcome::Completed)
+        };
+        let mut t = SterilizerTracker::default();
+        t.meals.watch(at(8, 0));
+        t.apply_event(NodeEvent {
+            event: EventKind::FaultRaised,
+            code: 801,
+        });
+        t.apply_cycle(&no_reading, at(11, 0), &cfg);
+        assert_eq!(
+            kinds(&t),
+            [AlertKind::Fault(801)],
+            "the fault alone, no under-temperature"
+        );
+        let u = t.unjudged.unwrap();
+        assert_eq!((u.why, u.fault, u.count), (Unjudged::NoValidReading, 801, 1));
+        // A reading taken while the fault is open (a flaky probe) is not trusted either.
+        t.apply_cycle(
+            &cycle(Method::Dishwasher, 60.0, 0, CycleOutcome::Completed),
+            at(12, 0),
+            &cfg,
+        );
+        assert_eq!(kinds(&t), [AlertKind::Fault(801)]);
+        assert_eq!(t.unjudged.unwrap().why, Unjudged::SensorFaultOpen);
+        // The kitchen used the sterilizer: the lunch period is not "unused".
+        t.meals.judge_until(at(14, 0), true, &cfg);
+        assert!(t.meals.missed.is_none());
+        // Once the sensor is back, cycles are judged again.
+        t.apply_event(NodeEvent {
+            event: EventKind::FaultCleared,
+            code: 801,
+        });
+        t.apply_cycle(
+            &cycle(Method::Dishwasher, 60.0, 0, CycleOutcome::Completed),
+            at(15, 0),
+            &cfg,
+        );
+        assert_eq!(kinds(&t), [AlertKind::CycleUnderTemperature]);
+    }
+
+    #[test]
+    fn an_implausible_probe_value_is_a_sensor_fault_and_its_cycle_is_not_judged() {
+        let cfg = SterilizerConfig::default();
+        let status = |temp_c| SterilizerStatus {
+            method: Method::Steam,
+            temp_c,
+            door: gridwatch_protocol::Door::Closed,
+            heating: true,
+            power: true,
+            in_cycle: true,
+        };
+        let mut t = SterilizerTracker::default();
+        t.apply_status(status(1500.0));
+        assert_eq!(kinds(&t), [AlertKind::Fault(IMPLAUSIBLE_FAULT)]);
+        // The broken probe's 1,500 °C peak must not pass the cycle as hot.
+        t.apply_cycle(
+            &cycle(Method::Steam, 1500.0, 900, CycleOutcome::Completed),
+            at(11, 0),
+            &cfg,
+        );
+        let u = t.unjudged.unwrap();
+        assert_eq!((u.why, u.fault), (Unjudged::ImplausibleReading, IMPLAUSIBLE_FAULT));
+        // A plausible value clears it; an implausible peak alone is not judged either.
+        t.apply_status(status(104.0));
+        assert_eq!(kinds(&t), []);
+        t.apply_cycle(
+            &cycle(Method::Steam, -60.0, 0, CycleOutcome::Completed),
+            at(12, 0),
+            &cfg,
+        );
+        assert_eq!(t.unjudged.unwrap().count, 2);
+        assert_eq!(kinds(&t), [], "no under-temperature from a probe reading -60 °C");
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn device_offline_when_its_gateway_is_alive() {
     assert_eq!(changes(&got), [ev("L1", AlertKind::DeviceOffline, Change::Raised)]);
     assert_eq!(got[0].at, t0 + 5 * MIN);
     // Presence says the gateway is gone: the device alert clears, the gateway's is raised.
-    e.gateway_presence("GW1", false);
+    e.gateway_presence("GW1", false, t0 + 6 * MIN + S);
     let got = e.tick(t0 + 7 * MIN);
     assert_eq!(changes(&got), [ev("GW1", AlertKind::GatewayOffline, Change::Raised)]);
     let got = e.tick(t0 + 8 * MIN);
@@ -377,4 +377,82 @@ fn changed_ids_name_what_to_persist() {
     assert_eq!(ch.gateways.into_iter().collect::<Vec<_>>(), ["GW1"]);
     e.apply(&lift("L1", 1, t0, idle()), None); // redelivery
     assert_eq!(e.take_changes(), Changes::default());
+}
+
+/// A gateway with one lift behind it that heartbeats every 30 s from `from` to `until`
+/// (ingest time), ticking after each heartbeat; returns the events of the ticks.
+fn heartbeat(e: &mut Engine, from: u64, until: u64) -> Vec<AlertEvent> {
+    let mut got = Vec::new();
+    for t in (from..=until).step_by(30_000) {
+        e.gateway_presence("GW1", true, t);
+        got.extend(e.tick(t));
+    }
+    got
+}
+
+#[test]
+fn a_present_gateway_whose_only_node_goes_quiet_reports_the_node_not_itself() {
+    let mut e = Engine::new(AlertConfig::default());
+    let t0 = DAY0 + 9 * HOUR;
+    e.gateway_presence("GW1", true, t0);
+    e.apply_batch("GW1", t0, &[lift("L1", 1, t0, idle())]);
+    // No batch after t0, but the gateway keeps heartbeating: L1 is the one that is quiet.
+    let got = heartbeat(&mut e, t0 + 30 * S, t0 + 20 * MIN);
+    assert_eq!(changes(&got), [ev("L1", AlertKind::DeviceOffline, Change::Raised)]);
+    assert_eq!(got[0].at, t0 + 5 * MIN);
+    assert_eq!(got[0].details, Details::Offline { last_reading_ts: t0 });
+}
+
+#[test]
+fn heartbeat_silence_takes_the_gateway_offline_and_it_explains_its_node() {
+    let mut e = Engine::new(AlertConfig::default());
+    let t0 = DAY0 + 9 * HOUR;
+    e.gateway_presence("GW1", true, t0);
+    e.apply_batch("GW1", t0, &[lift("L1", 1, t0, idle())]);
+    // Gateway and node stop together after t0 + 1 min: the last heartbeat is then.
+    assert!(heartbeat(&mut e, t0 + 30 * S, t0 + MIN).is_empty());
+    let mut got = Vec::new();
+    for t in (t0 + MIN + S..=t0 + 20 * MIN).step_by(1_000) {
+        got.extend(e.tick(t));
+    }
+    // 90 s of heartbeat silence: the gateway is offline, and L1 raises nothing of its own.
+    assert_eq!(changes(&got), [ev("GW1", AlertKind::GatewayOffline, Change::Raised)]);
+    assert_eq!(got[0].at, t0 + MIN + 90 * S);
+    assert_eq!(got[0].details, Details::GatewayOffline { devices: 1 });
+}
+
+#[test]
+fn a_gateways_last_will_takes_it_offline_at_once_and_its_quiet_node_alert_clears() {
+    let mut e = Engine::new(AlertConfig::default());
+    let t0 = DAY0 + 9 * HOUR;
+    e.gateway_presence("GW1", true, t0);
+    e.apply_batch("GW1", t0, &[lift("L1", 1, t0, idle())]);
+    let got = heartbeat(&mut e, t0 + 30 * S, t0 + 6 * MIN);
+    assert_eq!(changes(&got), [ev("L1", AlertKind::DeviceOffline, Change::Raised)]);
+    // The gateway's connection dies: its will arrives, long before 90 s of silence.
+    e.gateway_presence("GW1", false, t0 + 6 * MIN + S);
+    let got = e.tick(t0 + 6 * MIN + 2 * S);
+    assert_eq!(changes(&got), [ev("GW1", AlertKind::GatewayOffline, Change::Raised)]);
+    let got = e.tick(t0 + 7 * MIN + 2 * S);
+    assert_eq!(changes(&got), [ev("L1", AlertKind::DeviceOffline, Change::Cleared)]);
+    // Its birth after a reconnect brings it back; L1, still quiet, is reported again.
+    e.gateway_presence("GW1", true, t0 + 10 * MIN);
+    let got = e.tick(t0 + 10 * MIN);
+    assert_eq!(changes(&got), [ev("L1", AlertKind::DeviceOffline, Change::Raised)]);
+    let got = heartbeat(&mut e, t0 + 10 * MIN + 30 * S, t0 + 12 * MIN);
+    assert_eq!(changes(&got), [ev("GW1", AlertKind::GatewayOffline, Change::Cleared)]);
+}
+
+#[test]
+fn without_presence_a_gateway_is_judged_by_its_batches_alone() {
+    let mut e = Engine::new(AlertConfig::default());
+    let t0 = DAY0 + 9 * HOUR;
+    e.apply_batch("GW1", t0, &[lift("L1", 1, t0, idle())]);
+    let mut got = Vec::new();
+    for t in (t0 + 30 * S..=t0 + 20 * MIN).step_by(30_000) {
+        got.extend(e.tick(t));
+    }
+    // A gateway that sends no presence cannot be told from its quiet node.
+    assert_eq!(changes(&got), [ev("GW1", AlertKind::GatewayOffline, Change::Raised)]);
+    assert_eq!(got[0].at, t0 + 5 * MIN);
 }

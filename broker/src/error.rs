@@ -17,6 +17,10 @@ pub enum BrokerError {
     OpenLink { name: String, id: String, detail: String },
     #[error("no local link named {0} (already taken?)")]
     NoLink(String),
+    #[error("broker guard: {0}")]
+    Guard(#[from] crate::guard::GuardError),
+    #[error("{0}")]
+    Credentials(#[from] crate::credentials::CredentialsError),
     /// The broker is gone, or refused a subscription or publish on a local link.
     #[error("local link: {0}")]
     Link(String),

@@ -14,11 +14,24 @@
 //!   well below `max_payload`).
 //!
 //! In-process consumers use rumqttd's local links, which skip the TCP stack
-//! entirely, and rumqttd's cap of 100 unacknowledged QoS 1 messages per TCP subscriber.
+//! entirely (and the guard), and rumqttd's cap of 100 unacknowledged QoS 1 messages
+//! per TCP subscriber.
+//!
+//! Network clients never reach rumqttd directly: the public listener is the
+//! [`guard`]'s, which authenticates every client against the [`credentials`] file,
+//! applies the [`acl`] of its identity and relays to rumqttd on loopback; rumqttd
+//! takes only the guard's random per-process login. The one public listener serves
+//! MQTT 3.1.1 and MQTT 5 (the CONNECT's protocol level says which); rumqttd serves
+//! them on two internal listeners (`[v4.1]` and `[v5.1]`) of one router.
+mod acl;
+pub mod credentials;
 mod error;
+mod guard;
 mod link;
 
+pub use credentials::{Credentials, CredentialsError, CredentialsFile, Identity, Membership, Role};
 pub use error::{BrokerError, Result};
+pub use guard::{Auth, GuardConfig, GuardError, TlsFiles};
 pub use link::{Delivered, LinkReceiver, LinkSender};
 
 use rumqttd::local::{LinkRx, LinkTx};
@@ -29,11 +42,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Where MQTT clients connect; port 0 picks a free port.
+    /// Where MQTT clients connect (the guard's listener, MQTT 3.1.1 and MQTT 5); port 0
+    /// picks a free port.
     pub listen: SocketAddr,
     /// Largest publish accepted, in bytes. Larger ones reset the connection (rumqttd).
     pub max_payload: usize,
-    /// Upper bound on simultaneous connections.
+    /// rumqttd's own limit on simultaneous connections; the guard's
+    /// (`guard.max_clients`, far lower) is what clients meet.
     pub max_connections: usize,
     /// Per-connection QoS 1 messages in flight.
     pub max_inflight: usize,
@@ -43,8 +58,8 @@ pub struct BrokerConfig {
     /// behind the publishers with its own queues empty until the log dropped
     /// messages.
     pub max_outgoing_packets: usize,
-    /// username → password for MQTT logins; `None` accepts anonymous clients.
-    pub credentials: Option<HashMap<String, String>>,
+    /// Who may connect and what each may do; TLS; the connection limit.
+    pub guard: GuardConfig,
     /// Size and count of the router's in-memory log segments: the memory bound.
     pub segment_size: usize,
     pub segment_count: usize,
@@ -74,7 +89,7 @@ impl Default for BrokerConfig {
             max_connections: 200_000,
             max_inflight: 100,
             max_outgoing_packets: 2000,
-            credentials: None,
+            guard: GuardConfig::default(),
             segment_size: 16 * 1024 * 1024,
             segment_count: 4,
             filter_logs: Vec::new(),
@@ -93,21 +108,38 @@ impl EmbeddedBroker {
     /// Starts the broker on its own threads and opens one local link per name in `links`.
     /// Returns once this process's listener accepts connections.
     ///
-    /// Port 0 is resolved before rumqttd binds (see `resolve_port`); should another
-    /// process take the port in between, rumqttd's bind fails and a fresh port is
-    /// tried (the failed attempt's router thread stays behind: rumqttd cannot stop
-    /// it). Until it is ours, a socket listening on the port proves nothing: the
-    /// services would otherwise report a broker that is someone else's.
+    /// rumqttd's two loopback ports are chosen before it binds them (see `free_ports`);
+    /// should another process take one in between, rumqttd's bind fails and fresh
+    /// ports are tried (the failed attempt's router thread, and its other listener,
+    /// stay behind: rumqttd cannot stop them). Until it is ours, a socket listening on
+    /// a port proves nothing: the services would otherwise report a broker that is
+    /// someone else's.
     pub fn start(name: &str, config: &BrokerConfig, links: &[&str]) -> Result<Self> {
         const ATTEMPTS: usize = 5;
-        let attempts = if config.listen.port() == 0 { ATTEMPTS } else { 1 };
+        let bind = |source| BrokerError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let public = TcpListener::bind(config.listen).map_err(bind)?;
+        let addr = public.local_addr().map_err(bind)?;
+        let login = guard::InternalLogin::random()?;
         let mut failure = None;
-        for _ in 0..attempts {
-            let addr = resolve_port(config.listen)?;
-            match Self::start_on(name, addr, config, links)? {
-                Ok(broker) => return Ok(broker),
+        for _ in 0..ATTEMPTS {
+            let internal = free_ports()?;
+            match Self::start_on(name, internal, &login, config, links)? {
+                Ok(links) => {
+                    // rumqttd checks sizes on payloads, the guard on whole packets.
+                    let max_packet = config.max_payload + 1024;
+                    guard::start(name, public, internal, login, max_packet, config.guard.clone())?;
+                    if matches!(config.guard.auth, Auth::Anonymous) {
+                        tracing::warn!(%addr, broker = name,
+                            "MQTT broker open to anonymous clients: anyone who can reach it may publish and read every topic");
+                    }
+                    tracing::info!(%addr, broker = name, tls = config.guard.tls.is_some(), "embedded MQTT broker listening");
+                    return Ok(Self { addr, links });
+                }
                 Err(e) => {
-                    tracing::warn!(%addr, broker = name, "{e}");
+                    tracing::warn!(v4 = %internal.v4, v5 = %internal.v5, broker = name, "{e}");
                     failure = Some(e);
                 }
             }
@@ -115,10 +147,16 @@ impl EmbeddedBroker {
         Err(failure.expect("at least one attempt"))
     }
 
-    /// One start on `addr`: the outer error is fatal, the inner one says the
-    /// broker could not take the address.
-    fn start_on(name: &str, addr: SocketAddr, config: &BrokerConfig, links: &[&str]) -> Result<Result<Self>> {
-        let mut broker = Broker::new(rumqttd_config(name, addr, config));
+    /// One start of rumqttd on `internal`: the outer error is fatal, the inner one
+    /// says the broker could not take one of the addresses.
+    fn start_on(
+        name: &str,
+        internal: Internal,
+        login: &guard::InternalLogin,
+        config: &BrokerConfig,
+        links: &[&str],
+    ) -> Result<Result<HashMap<String, (LinkTx, LinkRx)>>> {
+        let mut broker = Broker::new(rumqttd_config(name, internal, login, config));
         let links = links
             .iter()
             .map(|id| {
@@ -130,8 +168,8 @@ impl EmbeddedBroker {
                 Ok((id.to_string(), link))
             })
             .collect::<Result<HashMap<_, _>>>()?;
-        // rumqttd's start returns only once its listener thread has ended: at once
-        // when the bind failed.
+        // rumqttd's start returns only once its listener threads have ended: at once
+        // when both binds failed. When one failed, the other listens alone.
         let running = std::thread::Builder::new()
             .name(format!("{name}-broker"))
             .spawn(move || {
@@ -143,32 +181,41 @@ impl EmbeddedBroker {
                 name: name.to_string(),
                 source,
             })?;
+        let in_use = |addr| {
+            Ok(Err(BrokerError::AddressInUse {
+                name: name.to_string(),
+                addr,
+            }))
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
+        // Once one listener is up, how long the other may take before its bind is
+        // taken to have failed.
+        let mut other_by = None;
         loop {
-            if listening_here(addr) {
-                // Another listener of this process may hold the port that was free
+            let up = [(internal.v4, 4), (internal.v5, 5)].map(|(addr, level)| (addr, level, listening_here(addr)));
+            if up.iter().all(|(_, _, listening)| *listening) {
+                // Another listener of this process may hold a port that was free
                 // a moment ago (rumqttd's bind then failed): only our broker answers
-                // an MQTT CONNECT.
-                if !answers_mqtt(addr, config) {
-                    return Ok(Err(BrokerError::AddressInUse {
-                        name: name.to_string(),
-                        addr,
-                    }));
+                // an MQTT CONNECT with our login.
+                if let Some((addr, _, _)) = up.iter().find(|(addr, level, _)| !answers_mqtt(*addr, *level, login)) {
+                    return in_use(*addr);
                 }
-                tracing::info!(%addr, broker = name, "embedded MQTT broker listening");
-                return Ok(Ok(Self { addr, links }));
+                return Ok(Ok(links));
             }
-            if running.is_finished() {
-                return Ok(Err(BrokerError::AddressInUse {
-                    name: name.to_string(),
-                    addr,
-                }));
-            }
-            if Instant::now() >= deadline {
-                return Err(BrokerError::NotListening {
-                    name: name.to_string(),
-                    addr,
-                });
+            if let Some((addr, _, _)) = up.iter().find(|(_, _, listening)| !listening) {
+                let now = Instant::now();
+                if running.is_finished() || other_by.is_some_and(|by| now >= by) {
+                    return in_use(*addr);
+                }
+                if other_by.is_none() && up.iter().any(|(_, _, listening)| *listening) {
+                    other_by = Some(now + Duration::from_secs(2));
+                }
+                if now >= deadline {
+                    return Err(BrokerError::NotListening {
+                        name: name.to_string(),
+                        addr: *addr,
+                    });
+                }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -187,31 +234,44 @@ impl EmbeddedBroker {
 /// rumqttd's id for the brokers started here; its router thread is named after it.
 const ROUTER_ID: usize = 0;
 
+/// rumqttd's listeners on loopback, behind the guard: MQTT 3.1.1 and MQTT 5.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Internal {
+    pub(crate) v4: SocketAddr,
+    pub(crate) v5: SocketAddr,
+}
+
 /// Whether a thread, by the name Linux shows for it (its first 15 bytes), is one
 /// of the threads a broker started by [`EmbeddedBroker::start`] as `name` runs on:
-/// the thread that starts it, rumqttd's router (`router-{id}`) and its listener
-/// (`{name}-v4`). The benchmark counts their CPU as the broker's.
+/// the thread that starts it, rumqttd's router (`router-{id}`) and its listeners
+/// (`{name}-v4`, `{name}-v5`), and the guard's (`{name}-guard`). The benchmark counts
+/// their CPU as the broker's.
 pub fn is_broker_thread(name: &str, thread: &str) -> bool {
     const LINUX_NAME_BYTES: usize = 15;
     let shown = |full: String| full.as_bytes()[..full.len().min(LINUX_NAME_BYTES)] == *thread.as_bytes();
-    shown(format!("{name}-broker")) || shown(format!("{name}-v4")) || shown(format!("router-{ROUTER_ID}"))
+    shown(format!("{name}-broker"))
+        || shown(format!("{name}-v4"))
+        || shown(format!("{name}-v5"))
+        || shown(format!("{name}-guard"))
+        || shown(format!("router-{ROUTER_ID}"))
 }
 
-fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config {
+fn rumqttd_config(name: &str, internal: Internal, login: &guard::InternalLogin, config: &BrokerConfig) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: config.max_payload,
         max_inflight_count: config.max_inflight,
-        auth: config.credentials.clone(),
+        // Only the guard logs in to rumqttd.
+        auth: Some(HashMap::from([(login.username.clone(), login.password.clone())])),
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = ServerSettings {
-        name: format!("{name}-v4"),
-        listen: addr,
+    let server = |version: &str, listen| ServerSettings {
+        name: format!("{name}-{version}"),
+        listen,
         tls: None,
         next_connection_delay_ms: 0,
-        connections,
+        connections: connections.clone(),
     };
     Config {
         id: ROUTER_ID,
@@ -235,21 +295,25 @@ fn rumqttd_config(name: &str, addr: SocketAddr, config: &BrokerConfig) -> Config
             }),
             ..RouterConfig::default()
         },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
+        v4: Some(HashMap::from([("1".to_string(), server("v4", internal.v4))])),
+        v5: Some(HashMap::from([("1".to_string(), server("v5", internal.v5))])),
         ..Config::default()
     }
 }
 
-/// rumqttd binds by address only, so a port of 0 is turned into a free port here.
-/// The port is released before rumqttd binds it; the window is tiny and only
-/// matters when something else grabs ports at random in between.
-fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
-    if listen.port() != 0 {
-        return Ok(listen);
-    }
-    let bind = |source| BrokerError::Bind { addr: listen, source };
-    let probe = TcpListener::bind(listen).map_err(bind)?;
-    probe.local_addr().map_err(bind)
+/// rumqttd binds by address only, so its two loopback listeners get free ports
+/// chosen here: bound together (so they differ), then released for rumqttd to bind.
+/// The window is tiny and only matters when something else grabs ports at random in
+/// between.
+fn free_ports() -> Result<Internal> {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let bind = |source| BrokerError::Bind { addr: any, source };
+    let v4 = TcpListener::bind(any).map_err(bind)?;
+    let v5 = TcpListener::bind(any).map_err(bind)?;
+    Ok(Internal {
+        v4: v4.local_addr().map_err(bind)?,
+        v5: v5.local_addr().map_err(bind)?,
+    })
 }
 
 /// Whether a socket of this process listens on `addr`'s port, read from the
@@ -282,21 +346,21 @@ fn listening_here(addr: SocketAddr) -> bool {
     })
 }
 
-/// Whether an MQTT broker answers at `addr`: a CONNECT (with the broker's first
-/// credentials, if it has any: rumqttd closes the socket silently on a failed
-/// login) gets a CONNACK. The session ends with a DISCONNECT, so the broker logs
-/// no lost connection.
-fn answers_mqtt(addr: SocketAddr, config: &BrokerConfig) -> bool {
+/// Whether our rumqttd answers at `addr` in MQTT protocol `level` (4 or 5): a
+/// CONNECT with the guard's login (rumqttd closes the socket silently on a failed
+/// login) gets a CONNACK. The session ends with a DISCONNECT, so the broker logs no
+/// lost connection.
+fn answers_mqtt(addr: SocketAddr, level: u8, login: &guard::InternalLogin) -> bool {
     use std::io::{Read, Write};
     const CONNACK: u8 = 0x20;
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let login = config.credentials.as_ref().and_then(|c| c.iter().next());
-    let mut connack = [0u8; 4];
+    let login = Some((&login.username, &login.password));
+    let mut connack = [0u8; 2];
     let answered = stream
-        .write_all(&connect_packet("gridwatch-readiness-probe", login))
+        .write_all(&connect_packet("gridwatch-readiness-probe", level, login))
         .is_ok()
         && stream.read_exact(&mut connack).is_ok()
         && connack[0] == CONNACK;
@@ -305,8 +369,8 @@ fn answers_mqtt(addr: SocketAddr, config: &BrokerConfig) -> bool {
     answered
 }
 
-/// An MQTT 3.1.1 CONNECT with a clean session.
-fn connect_packet(client_id: &str, login: Option<(&String, &String)>) -> Vec<u8> {
+/// A CONNECT with a clean session, MQTT 3.1.1 (`level` 4) or MQTT 5 (5, no properties).
+fn connect_packet(client_id: &str, level: u8, login: Option<(&String, &String)>) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u16).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -315,9 +379,12 @@ fn connect_packet(client_id: &str, login: Option<(&String, &String)>) -> Vec<u8>
     const USERNAME_AND_PASSWORD: u8 = 0xC0;
     let mut body = Vec::new();
     string(&mut body, "MQTT");
-    body.push(4); // protocol level 3.1.1
+    body.push(level);
     body.push(CLEAN_SESSION | if login.is_some() { USERNAME_AND_PASSWORD } else { 0 });
     body.extend_from_slice(&10u16.to_be_bytes()); // keep-alive, s
+    if level == 5 {
+        body.push(0); // no properties
+    }
     string(&mut body, client_id);
     if let Some((user, password)) = login {
         string(&mut body, user);
@@ -404,25 +471,21 @@ mod tests {
         drop(holder.stdin.take());
         holder.wait().unwrap();
         let e = started.err().expect("someone else's listener is not our broker");
-        assert!(e.to_string().contains("could not listen on"), "{e}");
+        assert!(e.to_string().contains("binding"), "{e}");
     }
 
     #[test]
     fn a_port_held_by_another_listener_of_this_process_is_an_error_not_a_broker() {
-        // Holds the port and accepts, as another service of the same process would.
+        // Holds the port, as another service of the same process would.
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let config = BrokerConfig {
             listen: held.local_addr().unwrap(),
             ..BrokerConfig::default()
         };
-        let accepting = std::thread::spawn(move || {
-            let _connection = held.accept();
-        });
         let e = EmbeddedBroker::start("shared", &config, &[])
             .err()
             .expect("our own other listener is not our broker");
-        assert!(e.to_string().contains("could not listen on"), "{e}");
-        accepting.join().unwrap();
+        assert!(e.to_string().contains("binding"), "{e}");
     }
 
     #[test]
@@ -434,13 +497,28 @@ mod tests {
             ..BrokerConfig::default()
         };
         let _broker = EmbeddedBroker::start(name, &config, &[]).unwrap();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-            .map(|comm| comm.trim_end().to_string())
-            .collect();
-        for started in ["threadprobe-bro", "threadprobe-v4", "router-0"] {
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|comm| comm.trim_end().to_string())
+                .collect()
+        };
+        // A new thread names itself once it runs.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut threads = names();
+        while !threads.iter().any(|t| t == "threadprobe-gua") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            threads = names();
+        }
+        for started in [
+            "threadprobe-bro",
+            "threadprobe-v4",
+            "threadprobe-v5",
+            "threadprobe-gua",
+            "router-0",
+        ] {
             assert!(threads.iter().any(|t| t == started), "{started} in {threads:?}");
             assert!(is_broker_thread(name, started), "{started}");
         }

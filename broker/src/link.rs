@@ -3,8 +3,10 @@
 use crate::{BrokerError, Result};
 use bytes::Bytes;
 use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{Packet, Publish};
+use rumqttd::protocol::{Filter, Packet, Publish, QoS, RetainForwardRule, Subscribe, SubscribeProperties};
 use rumqttd::{Forward, Notification};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// A publish the broker delivered to a local link.
@@ -13,15 +15,25 @@ pub struct Delivered {
     pub payload: Bytes,
     /// Where it sits in the log of the filter it matched: consecutive deliveries
     /// of one filter have consecutive offsets unless the broker dropped some.
+    /// Every filter has a log of its own, so offsets compare only within one
+    /// [`Delivered::subscription`].
     pub offset: Option<u64>,
+    /// Which subscription of the link it matched: the 1-based number of its
+    /// [`LinkSender::subscribe`] call, in order.
+    pub subscription: Option<usize>,
 }
 
 impl From<Forward> for Delivered {
     fn from(forward: Forward) -> Self {
+        let subscription = forward
+            .properties
+            .as_ref()
+            .and_then(|p| p.subscription_identifiers.first().copied());
         Self {
             topic: forward.publish.topic,
             payload: forward.publish.payload,
             offset: forward.cursor.map(|(_, offset)| offset),
+            subscription,
         }
     }
 }
@@ -55,7 +67,7 @@ impl LinkReceiver {
 }
 
 /// Subscribes and publishes on the broker from inside the process.
-pub struct LinkSender(LinkTx);
+pub struct LinkSender(LinkTx, usize);
 
 /// Publishes queued on a link before the router is woken: one wake-up per
 /// message costs a channel send each, and the link's buffer keeps the capacity
@@ -64,14 +76,39 @@ const LINK_CHUNK: usize = 1_000;
 
 impl LinkSender {
     pub(crate) fn new(tx: LinkTx) -> Self {
-        Self(tx)
+        Self(tx, 0)
     }
 
+    /// Subscribes to `filter`; what it delivers carries the number of this call
+    /// (1 for the first) as [`Delivered::subscription`], an MQTT 5 subscription
+    /// identifier.
     pub fn subscribe(&mut self, filter: &str) -> Result<()> {
-        self.0
-            .subscribe(filter)
-            .map(drop)
-            .map_err(|e| BrokerError::Link(format!("subscribing to {filter}: {e}")))
+        self.1 += 1;
+        let subscribe = Subscribe {
+            pkid: 0,
+            filters: vec![Filter {
+                path: filter.to_string(),
+                qos: QoS::AtMostOnce,
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: RetainForwardRule::Never,
+            }],
+        };
+        let properties = SubscribeProperties {
+            id: Some(self.1),
+            user_properties: Vec::new(),
+        };
+        // rumqttd's `send` is async in name only (it queues and notifies without
+        // awaiting), and its `subscribe` takes no properties: polled once, it is done.
+        let sent = std::pin::pin!(self.0.send(Packet::Subscribe(subscribe, Some(properties))))
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match sent {
+            Poll::Ready(Ok(_)) => Ok(()),
+            Poll::Ready(Err(e)) => Err(BrokerError::Link(format!("subscribing to {filter}: {e}"))),
+            Poll::Pending => Err(BrokerError::Link(format!(
+                "subscribing to {filter}: the router did not take it"
+            ))),
+        }
     }
 
     pub fn publish(&mut self, topic: impl Into<Bytes>, payload: impl Into<Bytes>) -> Result<()> {

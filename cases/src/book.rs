@@ -1,9 +1,9 @@
 //! The case book: all cases, with the merge rule — a report about the same subject and
 //! case type as an open case joins that case instead of opening another.
-use crate::case::StepRecord;
-use crate::case::{Case, CaseId, CaseType, Report, Subject};
+use crate::case::{Case, CaseId, CaseType, Report, ReportLimits, StepRecord, StepTooLarge, Subject, check_note};
 use crate::deadline::{DeadlineConfig, Escalation, escalate};
 use crate::grid::GridScope;
+use crate::response::{Response, ResponseError, ResponseRecord};
 use crate::roles::User;
 use crate::rules::CaseRules;
 use crate::workflow::{StepError, StepInput};
@@ -11,13 +11,30 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Everything the case system is configured with.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaseConfig {
     /// Grids (or units, areas) where rural deadlines apply.
     pub rural: Vec<GridScope>,
     pub deadlines: DeadlineConfig,
     pub rules: CaseRules,
+    /// How large a report or step may be and how many reports a case keeps.
+    pub limits: ReportLimits,
+    /// A case that became known more than this many seconds after it was raised is
+    /// marked late ([`Case::late`]). A policy default: 120.
+    pub late_after_s: u64,
+}
+
+impl Default for CaseConfig {
+    fn default() -> Self {
+        Self {
+            rural: Vec::new(),
+            deadlines: DeadlineConfig::default(),
+            rules: CaseRules::default(),
+            limits: ReportLimits::default(),
+            late_after_s: 120,
+        }
+    }
 }
 
 impl CaseConfig {
@@ -64,6 +81,10 @@ pub enum CaseError {
     UnknownCase(CaseId),
     #[error(transparent)]
     Step(#[from] StepError),
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    #[error(transparent)]
+    TooLarge(#[from] StepTooLarge),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +106,7 @@ impl CaseBook {
         let open = find_open_case(self.cases.values(), &report.subject, report.case_type).map(|c| c.id);
         if let Some(id) = open {
             let case = self.cases.get_mut(&id).expect("found above");
-            return if case.attach(report) {
+            return if case.attach(report, &cfg.limits) {
                 Intake::Merged(id)
             } else {
                 Intake::Duplicate(id)
@@ -94,7 +115,9 @@ impl CaseBook {
         self.next_id += 1;
         let id = self.next_id;
         let rural = cfg.is_rural(&report);
-        self.cases.insert(id, Case::open(id, report, rural));
+        let late_after_ms = cfg.late_after_s.saturating_mul(1000);
+        self.cases
+            .insert(id, Case::open(id, report, rural, &cfg.limits, late_after_ms));
         Intake::Opened(id)
     }
 
@@ -115,6 +138,35 @@ impl CaseBook {
     pub fn perform(&mut self, id: CaseId, user: &User, input: StepInput) -> Result<StepRecord, CaseError> {
         let case = self.cases.get_mut(&id).ok_or(CaseError::UnknownCase(id))?;
         Ok(case.perform(user, input)?.clone())
+    }
+
+    /// Records the firm's `response` to case `id` for `user` (see [`Case::respond`]); the
+    /// note is bounded by `limits`.
+    pub fn respond(
+        &mut self,
+        id: CaseId,
+        user: &User,
+        response: Response,
+        at: u64,
+        note: String,
+        limits: &ReportLimits,
+    ) -> Result<ResponseRecord, CaseError> {
+        check_note(&note, limits)?;
+        let case = self.cases.get_mut(&id).ok_or(CaseError::UnknownCase(id))?;
+        Ok(case.respond(user, response, at, note)?.clone())
+    }
+
+    /// The open case that holds a report of alert `key`.
+    pub fn open_case_of_alert(&self, key: &gridwatch_alerts::AlertKey) -> Option<CaseId> {
+        self.cases
+            .values()
+            .find(|c| {
+                c.is_open()
+                    && c.reports()
+                        .iter()
+                        .any(|r| r.alert.as_ref().is_some_and(|a| a.key == *key))
+            })
+            .map(|c| c.id)
     }
 
     /// Escalates every open case whose deadline passed by `now`; each level once per case.

@@ -3,6 +3,7 @@
 use crate::deadline::Escalation;
 use crate::grid::GridCode;
 use crate::registry::UnitKey;
+use crate::response::ResponseRecord;
 use crate::roles::{Placement, Role};
 use crate::workflow::{Decision, Step};
 use gridwatch_alerts::AlertKey;
@@ -79,12 +80,142 @@ pub struct Report {
     /// The maintenance firm responsible for the device, if any.
     pub firm: Option<String>,
     pub priority: Priority,
-    /// When it was reported, ms since the Unix epoch.
+    /// When it was reported, ms since the Unix epoch: for an alert, the device time it
+    /// was raised at.
     pub at: u64,
+    /// When the system learned of it (ingest's clock when the alert arrived); `None`:
+    /// at `at`. Later than `at` for data that arrived late.
+    #[serde(default)]
+    pub known_at: Option<u64>,
     pub description: String,
     /// Who reported: a user id, a caller's number, a system name.
     pub reporter: Option<String>,
     pub alert: Option<AlertRef>,
+}
+
+impl Report {
+    /// Refuses a report with a field over `limits`, naming the field.
+    pub fn check(&self, limits: &ReportLimits) -> Result<(), ReportTooLarge> {
+        let fields = [
+            ("description", Some(&self.description), limits.description_chars),
+            ("reporter", self.reporter.as_ref(), limits.reporter_chars),
+        ];
+        for (field, text, max) in fields {
+            let chars = text.map_or(0, |t| t.chars().count());
+            if chars > max {
+                return Err(ReportTooLarge { field, chars, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts every field to `limits` (reports made inside the system, which are not refused).
+    fn bound(&mut self, limits: &ReportLimits) {
+        truncate_chars(&mut self.description, limits.description_chars);
+        if let Some(reporter) = &mut self.reporter {
+            truncate_chars(reporter, limits.reporter_chars);
+        }
+    }
+}
+
+fn truncate_chars(text: &mut String, max: usize) {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
+    }
+}
+
+/// Bounds on what one report may carry and how many reports a case keeps, so that no
+/// caller can grow a case without limit (docs/api.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportLimits {
+    /// Characters of a report's description.
+    pub description_chars: usize,
+    /// Characters of a report's reporter (a user id, a caller's number, a name).
+    pub reporter_chars: usize,
+    /// Reports a case keeps; further reports merged into it are only counted
+    /// ([`Case::extra_reports`]).
+    pub reports_per_case: usize,
+    /// Characters of a step's or a firm response's note.
+    pub note_chars: usize,
+    /// Pieces of evidence one step may carry.
+    pub evidence_per_step: usize,
+    /// Characters of one piece of evidence's reference.
+    pub evidence_reference_chars: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        Self {
+            description_chars: 4_000,
+            reporter_chars: 200,
+            reports_per_case: 50,
+            note_chars: 4_000,
+            evidence_per_step: 20,
+            evidence_reference_chars: 1_000,
+        }
+    }
+}
+
+/// A report with a field longer than [`ReportLimits`] allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: {chars} characters, at most {max}")]
+pub struct ReportTooLarge {
+    pub field: &'static str,
+    pub chars: usize,
+    pub max: usize,
+}
+
+/// A step or firm response with a field over [`ReportLimits`]: its note, its number of
+/// pieces of evidence, or one piece's reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: {found} {unit}, at most {max}")]
+pub struct StepTooLarge {
+    /// `note`, `evidence` or `evidence[N].reference`.
+    pub field: String,
+    pub found: usize,
+    /// `characters` or `items`.
+    pub unit: &'static str,
+    pub max: usize,
+}
+
+/// Refuses a note longer than `limits.note_chars`.
+pub fn check_note(note: &str, limits: &ReportLimits) -> Result<(), StepTooLarge> {
+    let chars = note.chars().count();
+    if chars > limits.note_chars {
+        return Err(StepTooLarge {
+            field: "note".into(),
+            found: chars,
+            unit: "characters",
+            max: limits.note_chars,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses more pieces of evidence than `limits.evidence_per_step`, or a reference
+/// longer than `limits.evidence_reference_chars`.
+pub fn check_evidence(evidence: &[Evidence], limits: &ReportLimits) -> Result<(), StepTooLarge> {
+    if evidence.len() > limits.evidence_per_step {
+        return Err(StepTooLarge {
+            field: "evidence".into(),
+            found: evidence.len(),
+            unit: "items",
+            max: limits.evidence_per_step,
+        });
+    }
+    for (n, e) in evidence.iter().enumerate() {
+        let chars = e.reference.chars().count();
+        if chars > limits.evidence_reference_chars {
+            return Err(StepTooLarge {
+                field: format!("evidence[{n}].reference"),
+                found: chars,
+                unit: "characters",
+                max: limits.evidence_reference_chars,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,6 +266,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredCase")]
 pub struct Case {
     pub id: CaseId,
     pub case_type: CaseType,
@@ -145,15 +277,76 @@ pub struct Case {
     pub priority: Priority,
     /// Rural deadlines apply.
     pub rural: bool,
+    /// When the problem was raised: the first report's `at` (an alert's device time).
     pub opened_at: u64,
+    /// When the system learned of it: the first report's `known_at`. Deadlines count
+    /// from here.
+    pub known_at: u64,
+    /// Known more than [`crate::CaseConfig::late_after_s`] after it was raised (data
+    /// that reached ingest late).
+    pub late: bool,
     pub(crate) reports: Vec<Report>,
     pub(crate) records: Vec<StepRecord>,
     pub(crate) escalations: Vec<Escalation>,
+    /// The maintenance firm's responses (acknowledged, arrived on site), outside the loop.
+    pub(crate) responses: Vec<ResponseRecord>,
+    /// Reports merged into the case past [`ReportLimits::reports_per_case`]: counted, not kept.
+    pub(crate) extra_reports: u64,
+}
+
+/// A case as stored: cases saved before `known_at`, `late` and `responses` existed load
+/// as known when raised, not late, with no responses.
+#[derive(Deserialize)]
+struct StoredCase {
+    id: CaseId,
+    case_type: CaseType,
+    subject: Subject,
+    grid: GridCode,
+    firm: Option<String>,
+    priority: Priority,
+    rural: bool,
+    opened_at: u64,
+    #[serde(default)]
+    known_at: Option<u64>,
+    #[serde(default)]
+    late: bool,
+    reports: Vec<Report>,
+    records: Vec<StepRecord>,
+    escalations: Vec<Escalation>,
+    #[serde(default)]
+    responses: Vec<ResponseRecord>,
+    #[serde(default)]
+    extra_reports: u64,
+}
+
+impl From<StoredCase> for Case {
+    fn from(s: StoredCase) -> Case {
+        Case {
+            id: s.id,
+            case_type: s.case_type,
+            subject: s.subject,
+            grid: s.grid,
+            firm: s.firm,
+            priority: s.priority,
+            rural: s.rural,
+            opened_at: s.opened_at,
+            known_at: s.known_at.unwrap_or(s.opened_at),
+            late: s.late,
+            reports: s.reports,
+            records: s.records,
+            escalations: s.escalations,
+            responses: s.responses,
+            extra_reports: s.extra_reports,
+        }
+    }
 }
 
 impl Case {
-    /// Opens a case from its first report.
-    pub fn open(id: CaseId, report: Report, rural: bool) -> Case {
+    /// Opens a case from its first report, cut to `limits`; it is late when the report
+    /// became known more than `late_after_ms` after it was raised.
+    pub fn open(id: CaseId, mut report: Report, rural: bool, limits: &ReportLimits, late_after_ms: u64) -> Case {
+        report.bound(limits);
+        let known_at = report.known_at.unwrap_or(report.at);
         Case {
             id,
             case_type: report.case_type,
@@ -163,14 +356,24 @@ impl Case {
             priority: report.priority,
             rural,
             opened_at: report.at,
+            known_at,
+            late: known_at.saturating_sub(report.at) > late_after_ms,
             reports: vec![report],
             records: Vec::new(),
             escalations: Vec::new(),
+            responses: Vec::new(),
+            extra_reports: 0,
         }
     }
 
+    /// The reports kept, oldest first: at most [`ReportLimits::reports_per_case`].
     pub fn reports(&self) -> &[Report] {
         &self.reports
+    }
+
+    /// Reports merged into the case beyond those kept.
+    pub fn extra_reports(&self) -> u64 {
+        self.extra_reports
     }
 
     /// The audit trail, oldest first. Only ever appended to.
@@ -221,13 +424,19 @@ impl Case {
             .map(|r| r.at)
     }
 
-    /// Attaches a further report about the same problem. Returns false (and changes
-    /// nothing) when the same alert was attached already.
-    pub(crate) fn attach(&mut self, report: Report) -> bool {
+    /// Attaches a further report about the same problem, cut to `limits`; past
+    /// `limits.reports_per_case` it only counts it (its priority still counts). Returns
+    /// false (and changes nothing) when the same alert was attached already.
+    pub(crate) fn attach(&mut self, mut report: Report, limits: &ReportLimits) -> bool {
         if report.alert.is_some() && self.reports.iter().any(|r| r.alert == report.alert) {
             return false;
         }
         self.priority = self.priority.max(report.priority);
+        if self.reports.len() >= limits.reports_per_case.max(1) {
+            self.extra_reports += 1;
+            return true;
+        }
+        report.bound(limits);
         self.reports.push(report);
         true
     }

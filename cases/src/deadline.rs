@@ -1,6 +1,10 @@
 //! Deadlines per case type and step, and the escalation when one passes: the maintenance
 //! firm has the case first, then the grid head, then the emergency service (96333).
+//! Deadlines count from when the case became known ([`Case::known_at`]), and a deadline is
+//! met by its step of the loop or by the firm's response that answers it
+//! ([`crate::Response::answers`]).
 use crate::case::{Case, CaseType};
+use crate::response::Response;
 use crate::workflow::Step;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,8 +18,8 @@ pub enum EscalationLevel {
     EmergencyService,
 }
 
-/// `step` must be done within `within_s` of the case opening (`rural_within_s` in rural
-/// grids), or the case escalates to `escalate_to`.
+/// `step` must be done within `within_s` of the case becoming known (`rural_within_s` in
+/// rural grids), or the case escalates to `escalate_to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadlineRule {
@@ -33,7 +37,17 @@ impl DeadlineRule {
         } else {
             self.within_s
         };
-        case.opened_at + within * 1000
+        case.known_at + within * 1000
+    }
+
+    /// When the deadline was met: the earliest of its step done and a firm response
+    /// that answers it.
+    pub fn met_at(&self, case: &Case) -> Option<u64> {
+        let by_firm = [Response::Acknowledged, Response::ArrivedOnSite]
+            .into_iter()
+            .filter(|r| r.answers(self.step))
+            .filter_map(|r| case.responded_at(r));
+        case.completed_at(self.step).into_iter().chain(by_firm).min()
     }
 }
 
@@ -99,7 +113,8 @@ pub struct Escalation {
 }
 
 /// The escalations due at `now` that the case has not had yet: each level at most once,
-/// and none for a step already done or a closed case. Pure: record them with
+/// none for a deadline met in time (by its step or the firm's response) and none on a
+/// closed case. A deadline met only after it passed still escalates. Pure: record them with
 /// [`Case::record_escalations`] (or use [`escalate`]).
 pub fn check_deadlines(case: &Case, cfg: &DeadlineConfig, now: u64) -> Vec<Escalation> {
     if !case.is_open() {
@@ -114,7 +129,8 @@ pub fn check_deadlines(case: &Case, cfg: &DeadlineConfig, now: u64) -> Vec<Escal
                 .chain(&due)
                 .any(|e: &Escalation| e.level == level)
         };
-        if now >= deadline_at && case.completed_at(rule.step).is_none() && !reached(rule.escalate_to) {
+        let met_in_time = rule.met_at(case).is_some_and(|at| at <= deadline_at);
+        if now >= deadline_at && !met_in_time && !reached(rule.escalate_to) {
             due.push(Escalation {
                 level: rule.escalate_to,
                 step: rule.step,
@@ -132,12 +148,13 @@ impl Case {
         self.escalations.extend_from_slice(escalations);
     }
 
-    /// The deadlines of this case with when each is due and when it was met, if it was.
+    /// The deadlines of this case with when each is due and when it was met (by its step or
+    /// the firm's response), if it was.
     pub fn deadlines<'a>(&'a self, cfg: &'a DeadlineConfig) -> impl Iterator<Item = DeadlineStatus> + 'a {
         cfg.rules(self.case_type).iter().map(|rule| DeadlineStatus {
             step: rule.step,
             due_at: rule.due_at(self),
-            done_at: self.completed_at(rule.step),
+            done_at: rule.met_at(self),
         })
     }
 }

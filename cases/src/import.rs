@@ -4,9 +4,14 @@
 //!
 //! Every problem is reported with its line, its column header and what was expected;
 //! a bad row is left out and the others are still read.
-use crate::grid::GridCode;
+//!
+//! Three optional columns give a using unit's own kitchen calendar (its sterilizers are
+//! judged by it; see [`SCHEDULE_COLUMNS`]). Empty cells leave the global schedule; rows of
+//! the same unit that fill them must agree.
+use crate::grid::{GridCode, GridScope};
 use crate::registry::{Device, DeviceStatus, EquipmentType, MaintenanceFirm, Registry, UnitKey, UsingUnit};
-use gridwatch_alerts::Date;
+use gridwatch_alerts::config::{MealPeriod, ScheduleError};
+use gridwatch_alerts::{ClockTime, Date, KitchenSchedule};
 use gridwatch_protocol::DeviceKind;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -49,6 +54,16 @@ pub const COLUMNS: [&str; 16] = [
     STATUS,
 ];
 
+/// Optional: ISO weekdays the kitchen operates, `1-5`, `1,3,5` or `1-5,7` (1 = Monday).
+pub const OPERATING_DAYS: &str = "营业日";
+/// Optional: meal periods, `午餐 10:30-13:30; 晚餐 16:30-20:00`.
+pub const MEAL_PERIODS: &str = "供餐时段";
+/// Optional: opening hours (offline is judged within them), `10:00-20:30`.
+pub const OPENING_HOURS: &str = "营业时间";
+
+/// The optional columns of a using unit's kitchen schedule.
+pub const SCHEDULE_COLUMNS: [&str; 3] = [OPERATING_DAYS, MEAL_PERIODS, OPENING_HOURS];
+
 const LIFT_CLASS: &str = "电梯";
 const STERILIZER_CLASS: &str = "餐具消毒设备";
 
@@ -85,23 +100,49 @@ pub struct ParsedRegister {
 }
 
 /// Reads a register into a [`Registry`], or every problem found if there was any.
+/// A file without a single device row is refused: an empty register would remove
+/// every device.
 pub fn import_register(reader: impl Read) -> Result<Registry, Vec<RowError>> {
-    let parsed = parse_register(reader);
-    if parsed.errors.is_empty() {
-        Ok(parsed.registry)
-    } else {
-        Err(parsed.errors)
+    import_register_within(reader, None)
+}
+
+/// [`import_register`] for an importer whose walls are `scope`: a row whose grid lies
+/// outside every scope is refused (column 网格编码). `None`: every grid.
+pub fn import_register_within(reader: impl Read, scope: Option<&[GridScope]>) -> Result<Registry, Vec<RowError>> {
+    let parsed = parse_within(reader, scope);
+    if !parsed.errors.is_empty() {
+        return Err(parsed.errors);
     }
+    if parsed.devices == 0 {
+        return Err(vec![whole_row(
+            2,
+            "no device rows",
+            "at least one device row after the header (an empty register is refused)".to_string(),
+        )]);
+    }
+    Ok(parsed.registry)
 }
 
 /// Reads a register, keeping the good rows and reporting the bad ones.
 pub fn parse_register(reader: impl Read) -> ParsedRegister {
+    parse_within(reader, None)
+}
+
+fn parse_within(reader: impl Read, scope: Option<&[GridScope]>) -> ParsedRegister {
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(reader);
     let mut out = ParsedRegister::default();
     let columns = match csv.headers() {
+        Ok(h) if h.iter().all(|c| c.trim_start_matches('\u{feff}').trim().is_empty()) => {
+            out.errors.push(whole_row(
+                1,
+                "an empty file",
+                "a header line and at least one device row".to_string(),
+            ));
+            return out;
+        }
         Ok(h) => match Columns::find(h) {
             Ok(c) => c,
             Err(errors) => {
@@ -138,6 +179,15 @@ pub fn parse_register(reader: impl Read) -> ParsedRegister {
         };
         if let Some(parsed) = row.parse() {
             seen.check(line, &parsed, &mut row.errors);
+            if let Some(scope) = scope.filter(|s| !s.iter().any(|s| s.contains(parsed.unit.grid))) {
+                let scopes: Vec<String> = scope.iter().map(ToString::to_string).collect();
+                row.errors.push(RowError {
+                    line,
+                    column: GRID.to_string(),
+                    found: parsed.unit.grid.to_string(),
+                    expected: format!("a grid within your scope ({})", scopes.join(", ")),
+                });
+            }
             if row.errors.is_empty() {
                 add(&mut out.registry, parsed);
                 out.devices += 1;
@@ -181,6 +231,11 @@ impl Columns {
                 }),
             }
         }
+        for column in SCHEDULE_COLUMNS {
+            if let Some(i) = names.iter().position(|n| *n == column) {
+                found.insert(column, i);
+            }
+        }
         if errors.is_empty() {
             Ok(Columns(found))
         } else {
@@ -203,8 +258,13 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// The cell of `column`; empty for an optional column the file does not have.
     fn get(&self, column: &'static str) -> &str {
-        self.record.get(self.columns.0[column]).unwrap_or("")
+        self.columns
+            .0
+            .get(column)
+            .and_then(|&i| self.record.get(i))
+            .unwrap_or("")
     }
 
     fn fail(&mut self, column: &'static str, expected: impl Into<String>) {
@@ -273,6 +333,7 @@ impl Row<'_> {
         let interval = self.interval(lift);
         let last_maintenance = self.date(LAST_MAINTENANCE, lift);
         let next_inspection_due = self.date(NEXT_INSPECTION, lift);
+        let schedule = self.schedule();
         let status = match self.get(STATUS) {
             "在用" => Some(DeviceStatus::InUse),
             "停用" => Some(DeviceStatus::OutOfService),
@@ -292,6 +353,7 @@ impl Row<'_> {
             key: key.clone(),
             phone: self.get(PHONE).to_string(),
             grid: grid?,
+            schedule,
         };
         let device = Device {
             id,
@@ -311,6 +373,39 @@ impl Row<'_> {
             maintenance: Vec::new(),
         };
         Some(ParsedRow { unit, firm, device })
+    }
+
+    /// The unit's kitchen schedule from the optional columns; `None` when they are empty.
+    fn schedule(&mut self) -> Option<KitchenSchedule> {
+        let mut schedule = KitchenSchedule::default();
+        let days = self.get(OPERATING_DAYS);
+        if !days.is_empty() {
+            match parse_days(days) {
+                Some(d) => schedule.operating_days = Some(d),
+                None => self.fail(OPERATING_DAYS, "ISO weekdays 1-7 (1 = Monday) as 1-5, 1,3,5 or 1-5,7"),
+            }
+        }
+        let periods = self.get(MEAL_PERIODS);
+        if !periods.is_empty() {
+            match parse_periods(periods) {
+                Some(p) => schedule.meal_periods = Some(p),
+                None => self.fail(MEAL_PERIODS, "named periods as 午餐 10:30-13:30; 晚餐 16:30-20:00"),
+            }
+        }
+        let hours = self.get(OPENING_HOURS);
+        if !hours.is_empty() {
+            match parse_range(hours) {
+                Some((opens, closes)) => (schedule.opens, schedule.closes) = (Some(opens), Some(closes)),
+                None => self.fail(OPENING_HOURS, "opening hours as 10:00-20:30"),
+            }
+        }
+        match schedule.check() {
+            Ok(()) => {}
+            Err(e @ ScheduleError::Hours { .. }) => self.fail(OPENING_HOURS, e.to_string()),
+            Err(e @ ScheduleError::Weekday(_)) => self.fail(OPERATING_DAYS, e.to_string()),
+            Err(e) => self.fail(MEAL_PERIODS, e.to_string()),
+        }
+        (!schedule.is_empty()).then_some(schedule)
     }
 
     fn equipment_type(&mut self, kind: Option<DeviceKind>) -> Option<EquipmentType> {
@@ -391,6 +486,63 @@ fn parse_date(text: &str) -> Option<Date> {
     Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?).ok()
 }
 
+/// `1-5`, `1,3,5`, `1-5,7` (also with ， or 、): sorted ISO weekdays, or `None`.
+fn parse_days(text: &str) -> Option<Vec<u8>> {
+    let mut days = Vec::new();
+    for part in text.split([',', '，', '、']).map(str::trim) {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        let (from, to): (u8, u8) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
+        if !(1..=7).contains(&from) || !(1..=7).contains(&to) || from > to {
+            return None;
+        }
+        days.extend(from..=to);
+    }
+    days.sort_unstable();
+    days.dedup();
+    Some(days)
+}
+
+/// `10:30-13:30` as two times of day.
+fn parse_range(text: &str) -> Option<(ClockTime, ClockTime)> {
+    let (from, to) = text.split_once('-')?;
+    Some((ClockTime::parse(from.trim()).ok()?, ClockTime::parse(to.trim()).ok()?))
+}
+
+/// `午餐 10:30-13:30; 晚餐 16:30-20:00` (also with ；): named periods, or `None`.
+fn parse_periods(text: &str) -> Option<Vec<MealPeriod>> {
+    text.split([';', '；'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, range) = p.rsplit_once(char::is_whitespace)?;
+            let (start, end) = parse_range(range)?;
+            Some(MealPeriod {
+                name: name.trim().to_string(),
+                start,
+                end,
+            })
+        })
+        .collect()
+}
+
+/// A schedule in the form the columns take, for exports and messages.
+pub fn schedule_cells(schedule: &KitchenSchedule) -> [String; 3] {
+    let days = schedule.operating_days.as_ref().map_or_else(String::new, |d| {
+        d.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    });
+    let periods = schedule.meal_periods.as_ref().map_or_else(String::new, |p| {
+        p.iter()
+            .map(|p| format!("{} {}-{}", p.name, p.start, p.end))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let hours = match (schedule.opens, schedule.closes) {
+        (Some(o), Some(c)) => format!("{o}-{c}"),
+        _ => String::new(),
+    };
+    [days, periods, hours]
+}
+
 /// What earlier rows said, to catch contradictions between rows.
 #[derive(Default)]
 struct Seen {
@@ -426,6 +578,15 @@ impl Seen {
                 let expected = format!("{} as on line {first} for the same using unit", unit.phone);
                 fail(errors, PHONE, &row.unit.phone, expected);
             }
+            if let (Some(known), Some(this)) = (&unit.schedule, &row.unit.schedule)
+                && known != this
+            {
+                let [days, periods, hours] = schedule_cells(known);
+                let expected = format!(
+                    "the kitchen schedule on line {first} for the same using unit ({days} / {periods} / {hours})"
+                );
+                fail(errors, OPERATING_DAYS, &schedule_cells(this).join(" / "), expected);
+            }
         }
         if let Some(firm) = &row.firm
             && let Some((first, name)) = self.firms.get(&firm.id)
@@ -440,9 +601,14 @@ impl Seen {
         }
         if errors.is_empty() {
             self.devices.insert(row.device.id.clone(), line);
-            self.units
+            let (_, unit) = self
+                .units
                 .entry(row.unit.key.clone())
                 .or_insert((line, row.unit.clone()));
+            // A later row may be the first to give the unit's schedule.
+            if unit.schedule.is_none() {
+                unit.schedule = row.unit.schedule.clone();
+            }
             if let Some(f) = &row.firm {
                 self.firms.entry(f.id.clone()).or_insert((line, f.name.clone()));
             }
@@ -450,7 +616,15 @@ impl Seen {
     }
 }
 
-fn add(registry: &mut Registry, row: ParsedRow) {
+fn add(registry: &mut Registry, mut row: ParsedRow) {
+    // Rows of a unit that leave the schedule empty take the one another row gave.
+    if let Some(known) = registry.unit(&row.unit.key) {
+        match (&known.schedule, &row.unit.schedule) {
+            (Some(s), None) => row.unit.schedule = Some(s.clone()),
+            (None, Some(s)) => registry.fill_schedule(&row.unit.key, s.clone()),
+            _ => {}
+        }
+    }
     // The checks above make these consistent; a conflict here would be a bug.
     registry.add_unit(row.unit).expect("checked against earlier rows");
     if let Some(firm) = row.firm {
@@ -462,6 +636,36 @@ fn add(registry: &mut Registry, row: ParsedRow) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_cells_in_their_forms() {
+        assert_eq!(parse_days("1-5"), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(parse_days("6，1-2、7"), Some(vec![1, 2, 6, 7]));
+        for bad in ["0-5", "1-8", "5-1", "Mon", "1,,2"] {
+            assert_eq!(parse_days(bad), None, "{bad}");
+        }
+        let periods = parse_periods("早餐 06:30-08:30；午餐 11:00-13:00;").unwrap();
+        assert_eq!(
+            periods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["早餐", "午餐"]
+        );
+        assert_eq!(periods[1].start, ClockTime::hm(11, 0));
+        assert_eq!(parse_periods("午餐11:00-13:00"), None, "name and times need a space");
+        assert_eq!(parse_periods("午餐 11:00"), None);
+        let schedule = KitchenSchedule {
+            operating_days: Some(vec![1, 2, 3, 4, 5]),
+            meal_periods: Some(periods),
+            opens: Some(ClockTime::hm(6, 0)),
+            closes: Some(ClockTime::hm(14, 0)),
+        };
+        let [days, periods, hours] = schedule_cells(&schedule);
+        assert_eq!(
+            (days.as_str(), periods.as_str(), hours.as_str()),
+            ("1,2,3,4,5", "早餐 06:30-08:30; 午餐 11:00-13:00", "06:00-14:00")
+        );
+        assert_eq!(parse_days(&days), schedule.operating_days);
+        assert_eq!(parse_periods(&periods), schedule.meal_periods);
+    }
 
     #[test]
     fn dates_in_the_usual_spreadsheet_forms() {

@@ -12,6 +12,7 @@
 //! - [`import`]: the register CSV layout with Chinese headers;
 //! - [`case`]: cases, reports, the audit record;
 //! - [`workflow`]: the five steps, who may take them, step errors;
+//! - [`response`]: the maintenance firm's responses (acknowledged, arrived on site);
 //! - [`deadline`]: deadlines and escalation;
 //! - [`rules`]: which alerts open cases;
 //! - [`book`]: the case book and the merge rule;
@@ -22,6 +23,7 @@ pub mod deadline;
 pub mod grid;
 pub mod import;
 pub mod registry;
+pub mod response;
 pub mod roles;
 pub mod rules;
 pub mod stats;
@@ -29,12 +31,14 @@ pub mod workflow;
 
 pub use book::{CaseBook, CaseConfig, CaseError, Intake, find_open_case};
 pub use case::{
-    AlertRef, Case, CaseId, CaseType, Channel, Evidence, EvidenceKind, Priority, Report, Status, StepRecord, Subject,
+    AlertRef, Case, CaseId, CaseType, Channel, Evidence, EvidenceKind, Priority, Report, ReportLimits, ReportTooLarge,
+    Status, StepRecord, StepTooLarge, Subject,
 };
 pub use deadline::{DeadlineConfig, DeadlineRule, Escalation, EscalationLevel, check_deadlines, escalate};
 pub use grid::{GridCode, GridCodeError, GridLevel, GridScope};
 pub use import::{ParsedRegister, RowError, import_register, parse_register};
 pub use registry::{Device, DeviceStatus, EquipmentType, MaintenanceFirm, Registry, RegistryError, UnitKey, UsingUnit};
+pub use response::{RESPONDERS, Response, ResponseError, ResponseRecord};
 pub use roles::{Assignment, Placement, Role, User};
 pub use rules::{AlertPattern, CaseRule, CaseRules, report_from_alert};
 pub use workflow::{Decision, STEP_ROLES, Step, StepError, StepInput};

@@ -146,6 +146,8 @@ pub fn report_from_alert(
         firm: device.firm.clone(),
         priority,
         at: event.at,
+        // The caller knows when it learned of the alert (ingest's clock).
+        known_at: None,
         description: format!("{} alert ({:?})", event.key.kind, event.severity),
         reporter: Some("gridwatch".to_string()),
         alert: Some(AlertRef {

@@ -78,7 +78,7 @@ pub fn overdue_cases<'a>(cases: impl IntoIterator<Item = &'a Case>, cfg: &Deadli
     rows
 }
 
-/// Response (report → accepted) and closing (report → closed) times, in seconds.
+/// Response (known → accepted) and closing (known → closed) times, in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimingRow {
     /// A grid code, or `all` for the total row.
@@ -105,7 +105,8 @@ pub fn timings_by_grid<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<Tim
 }
 
 fn timing_row(grid: String, cases: &[&Case]) -> TimingRow {
-    let secs = |end: Option<u64>, c: &Case| end.map(|t| t.saturating_sub(c.opened_at) / 1000);
+    // From when the case became known, as its deadlines.
+    let secs = |end: Option<u64>, c: &Case| end.map(|t| t.saturating_sub(c.known_at) / 1000);
     let response: Vec<u64> = cases
         .iter()
         .filter_map(|c| secs(c.completed_at(Step::Accept), c))

@@ -1,7 +1,7 @@
 //! The closed loop: five steps strictly in order, each allowed only to its roles in the
 //! case's grid (or a wider scope), the reviewer never the handler, every step appended
 //! to the case's audit record.
-use crate::case::{Case, Evidence, Status, StepRecord};
+use crate::case::{Case, Evidence, ReportLimits, Status, StepRecord, StepTooLarge, check_evidence, check_note};
 use crate::grid::GridCode;
 use crate::roles::{Role, User};
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,12 @@ impl StepInput {
         self
     }
 
+    /// Refuses a note or evidence over `limits`, naming the field and the limit.
+    pub fn check(&self, limits: &ReportLimits) -> Result<(), StepTooLarge> {
+        check_note(&self.note, limits)?;
+        check_evidence(&self.evidence, limits)
+    }
+
     /// A review that sends the case back to be handled again instead of closing it.
     pub fn return_for_rework(mut self) -> StepInput {
         self.decision = Decision::ReturnForRework;
@@ -158,7 +164,9 @@ impl Case {
         if input.step == Step::Verify && input.evidence.is_empty() {
             return Err(StepError::EvidenceRequired(Step::Verify));
         }
-        let previous = self.records.last().map_or(self.opened_at, |r| r.at);
+        // Device clocks may run a little ahead: the first step may come before the
+        // device time the case was raised at, not before it became known.
+        let previous = self.records.last().map_or(self.opened_at.min(self.known_at), |r| r.at);
         if input.at < previous {
             return Err(StepError::BeforePreviousRecord { previous });
         }

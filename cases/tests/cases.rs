@@ -88,6 +88,7 @@ fn hotline_report(at: u64) -> Report {
         firm: Some("MF04".into()),
         priority: Priority::Urgent,
         at,
+        known_at: None,
         description: "caller stuck between floors".into(),
         reporter: Some("138****0000".into()),
         alert: None,
@@ -540,4 +541,278 @@ fn case_book_state_round_trips_through_json() {
     assert_eq!(serde_json::from_str::<CaseConfig>(&cfg_json).unwrap(), cfg);
     let partial: CaseConfig = serde_json::from_str(r#"{"rural": ["02"]}"#).unwrap();
     assert_eq!(partial.deadlines, DeadlineConfig::default());
+}
+
+/// Opens a trapped-passenger case from an alert raised at `raised` that arrived at `known`.
+fn trapped_case_known_at(book: &mut CaseBook, cfg: &CaseConfig, raised: u64, known: u64) -> CaseId {
+    let ev = alert(
+        AlertKind::TrappedPassenger,
+        Change::Raised,
+        Severity::Critical,
+        raised,
+        raised,
+    );
+    let mut report = report_from_alert(&ev, &registry(), &cfg.rules).unwrap().unwrap();
+    report.known_at = Some(known);
+    book.submit(report, cfg).case()
+}
+
+#[test]
+fn a_late_alert_opens_at_device_time_marked_late_with_deadlines_from_arrival() {
+    let cfg = CaseConfig::default();
+    let mut book = CaseBook::default();
+    let id = trapped_case_known_at(&mut book, &cfg, T0, T0 + 25 * MIN);
+    let case = book.case(id).unwrap();
+    assert_eq!((case.opened_at, case.known_at, case.late), (T0, T0 + 25 * MIN, true));
+    let due: Vec<u64> = case.deadlines(&cfg.deadlines).map(|d| d.due_at).collect();
+    assert_eq!(due, [T0 + 30 * MIN, T0 + 55 * MIN], "counted from arrival");
+    // Arriving 25 minutes late escalates nothing at once: the firm gets its full 5 minutes.
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 25 * MIN).is_empty());
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 30 * MIN - 1).is_empty());
+    let first = book.escalate_due(&cfg.deadlines, T0 + 30 * MIN);
+    assert_eq!(
+        first.iter().map(|(_, e)| e.level).collect::<Vec<_>>(),
+        [EscalationLevel::GridHead]
+    );
+
+    // Late is beyond the configured lateness (120 s by default), not at it.
+    let mut book = CaseBook::default();
+    let on_time = trapped_case_known_at(&mut book, &cfg, T0, T0 + 2 * MIN);
+    assert!(!book.case(on_time).unwrap().late);
+    let strict = CaseConfig {
+        late_after_s: 60,
+        ..CaseConfig::default()
+    };
+    let mut book = CaseBook::default();
+    let late = trapped_case_known_at(&mut book, &strict, T0, T0 + 2 * MIN);
+    assert!(book.case(late).unwrap().late);
+    // A report without an arrival time is known when reported.
+    let mut book = CaseBook::default();
+    let id = book.submit(hotline_report(T0), &cfg).case();
+    let case = book.case(id).unwrap();
+    assert_eq!((case.known_at, case.late), (T0, false));
+}
+
+#[test]
+fn firm_acknowledging_in_3_minutes_and_arriving_in_25_causes_no_escalation() {
+    let cfg = CaseConfig::default();
+    let p = people();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    let limits = &cfg.limits;
+    let ack = book
+        .respond(
+            id,
+            &p.firm,
+            Response::Acknowledged,
+            T0 + 3 * MIN,
+            "on our way".into(),
+            limits,
+        )
+        .unwrap();
+    assert_eq!(
+        (ack.actor.as_str(), ack.role, ack.at),
+        ("mf04-zhang", Role::MaintenanceFirm, T0 + 3 * MIN)
+    );
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 10 * MIN).is_empty());
+    book.respond(
+        id,
+        &p.firm,
+        Response::ArrivedOnSite,
+        T0 + 25 * MIN,
+        String::new(),
+        limits,
+    )
+    .unwrap();
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 300 * MIN).is_empty());
+    let case = book.case(id).unwrap();
+    assert!(case.escalations().is_empty());
+    assert_eq!(
+        case.responses().iter().map(|r| (r.response, r.at)).collect::<Vec<_>>(),
+        [
+            (Response::Acknowledged, T0 + 3 * MIN),
+            (Response::ArrivedOnSite, T0 + 25 * MIN)
+        ]
+    );
+    let met: Vec<_> = case.deadlines(&cfg.deadlines).map(|d| d.done_at).collect();
+    assert_eq!(met, [Some(T0 + 3 * MIN), Some(T0 + 25 * MIN)]);
+    // The loop is the grid's: untouched by the responses, and the firm still cannot accept.
+    assert_eq!((case.status(), case.records().len()), (Status::Reported, 0));
+    assert!(matches!(
+        book.perform(id, &p.firm, StepInput::new(Step::Accept, T0 + 26 * MIN, "")),
+        Err(CaseError::Step(StepError::WrongRole { .. }))
+    ));
+    // Each response once.
+    assert_eq!(
+        book.respond(
+            id,
+            &p.firm,
+            Response::Acknowledged,
+            T0 + 27 * MIN,
+            String::new(),
+            limits
+        ),
+        Err(CaseError::Response(ResponseError::AlreadyRecorded {
+            response: Response::Acknowledged,
+            at: T0 + 3 * MIN
+        }))
+    );
+}
+
+#[test]
+fn firm_acknowledging_in_7_minutes_still_escalates_to_the_grid_head() {
+    let cfg = CaseConfig::default();
+    let p = people();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    book.respond(
+        id,
+        &p.firm,
+        Response::Acknowledged,
+        T0 + 7 * MIN,
+        String::new(),
+        &cfg.limits,
+    )
+    .unwrap();
+    // Met after it passed: the deadline was missed, even if no check ran in between.
+    let first = book.escalate_due(&cfg.deadlines, T0 + 7 * MIN);
+    assert_eq!(
+        first.iter().map(|(_, e)| (e.level, e.step)).collect::<Vec<_>>(),
+        [(EscalationLevel::GridHead, Step::Accept)]
+    );
+    // On site in 20 minutes: the rescue deadline holds, no emergency service.
+    book.respond(
+        id,
+        &p.firm,
+        Response::ArrivedOnSite,
+        T0 + 20 * MIN,
+        String::new(),
+        &cfg.limits,
+    )
+    .unwrap();
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 300 * MIN).is_empty());
+}
+
+#[test]
+fn arrival_alone_meets_the_acknowledgement_deadline_too() {
+    let cfg = CaseConfig::default();
+    let p = people();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    book.respond(
+        id,
+        &p.firm,
+        Response::ArrivedOnSite,
+        T0 + 4 * MIN,
+        String::new(),
+        &cfg.limits,
+    )
+    .unwrap();
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 300 * MIN).is_empty());
+}
+
+#[test]
+fn only_the_maintaining_firm_or_a_grid_administrator_responds() {
+    let cfg = CaseConfig::default();
+    let p = people();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    let respond = |book: &mut CaseBook, user: &User, response| {
+        book.respond(id, user, response, T0 + MIN, String::new(), &cfg.limits)
+    };
+    assert_eq!(
+        respond(&mut book, &p.other_firm, Response::Acknowledged),
+        Err(CaseError::Response(ResponseError::NotInGrid {
+            grid: GridCode::parse("010101").unwrap()
+        }))
+    );
+    assert!(matches!(
+        respond(&mut book, &p.supervisor, Response::ArrivedOnSite),
+        Err(CaseError::Response(ResponseError::WrongRole { .. }))
+    ));
+    assert!(matches!(
+        respond(&mut book, &p.head, Response::ArrivedOnSite),
+        Err(CaseError::Response(ResponseError::WrongRole { .. }))
+    ));
+    let by_admin = respond(&mut book, &p.admin, Response::ArrivedOnSite).unwrap();
+    assert_eq!(by_admin.role, Role::GridAdministrator);
+    // Not before the case was known, and never on a closed case.
+    assert_eq!(
+        book.respond(id, &p.firm, Response::Acknowledged, T0 - 1, String::new(), &cfg.limits),
+        Err(CaseError::Response(ResponseError::BeforeKnown { known_at: T0 }))
+    );
+    close(&mut book, id, &p);
+    assert_eq!(
+        respond(&mut book, &p.firm, Response::Acknowledged),
+        Err(CaseError::Response(ResponseError::AlreadyClosed))
+    );
+}
+
+/// Takes case `id` through the whole loop.
+fn close(book: &mut CaseBook, id: CaseId, p: &People) {
+    book.perform(id, &p.officer, StepInput::new(Step::Accept, T0 + 2 * MIN, ""))
+        .unwrap();
+    book.perform(
+        id,
+        &p.inspector,
+        StepInput::new(Step::Verify, T0 + 3 * MIN, "").with_evidence(photo("p")),
+    )
+    .unwrap();
+    book.perform(id, &p.firm, StepInput::new(Step::Handle, T0 + 4 * MIN, ""))
+        .unwrap();
+    book.perform(id, &p.firm, StepInput::new(Step::Feedback, T0 + 5 * MIN, ""))
+        .unwrap();
+    book.perform(id, &p.supervisor, StepInput::new(Step::Review, T0 + 6 * MIN, ""))
+        .unwrap();
+}
+
+#[test]
+fn step_notes_and_evidence_are_bounded_naming_the_limit() {
+    let limits = ReportLimits::default();
+    let step = |note: String| StepInput::new(Step::Verify, T0, note);
+    assert_eq!(step("x".repeat(limits.note_chars)).check(&limits), Ok(()));
+    let e = step("说".repeat(limits.note_chars + 1)).check(&limits).unwrap_err();
+    assert_eq!(e.to_string(), "field note: 4001 characters, at most 4000");
+    let mut many = step(String::new());
+    many.evidence = vec![photo("p"); limits.evidence_per_step + 1];
+    assert_eq!(
+        many.check(&limits).unwrap_err().to_string(),
+        "field evidence: 21 items, at most 20"
+    );
+    let long = step(String::new())
+        .with_evidence(photo("p"))
+        .with_evidence(photo(&"r".repeat(1_001)));
+    assert_eq!(
+        long.check(&limits).unwrap_err().to_string(),
+        "field evidence[1].reference: 1001 characters, at most 1000"
+    );
+    // A response's note too.
+    let cfg = CaseConfig::default();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    let refused = book.respond(
+        id,
+        &people().firm,
+        Response::Acknowledged,
+        T0,
+        "x".repeat(4_001),
+        &cfg.limits,
+    );
+    assert!(matches!(refused, Err(CaseError::TooLarge(StepTooLarge { ref field, .. })) if field == "note"));
+    assert!(book.case(id).unwrap().responses().is_empty());
+}
+
+#[test]
+fn a_case_stored_before_arrival_times_loads_as_known_when_raised() {
+    let cfg = CaseConfig::default();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    let mut json = serde_json::to_value(book.case(id).unwrap()).unwrap();
+    for field in ["known_at", "late", "responses"] {
+        json.as_object_mut().unwrap().remove(field).unwrap();
+    }
+    let old: Case = serde_json::from_value(json).unwrap();
+    assert_eq!((old.known_at, old.late), (old.opened_at, false));
+    assert!(old.responses().is_empty());
+    assert_eq!(&old, book.case(id).unwrap());
 }

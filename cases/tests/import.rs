@@ -206,3 +206,71 @@ fn missing_headers_and_short_rows_are_reported() {
     assert_eq!(errors(&p), [(2, String::new())]);
     assert!(p.errors[0].expected.contains("as many fields as the header"));
 }
+
+#[test]
+fn a_units_kitchen_schedule_round_trips_through_the_csv_and_the_saved_register() {
+    let header = format!("{HEADER},营业日,供餐时段,营业时间");
+    let canteen = GOOD_STERILIZER.replace("天姥快餐店", "城关小学食堂");
+    let rows = [
+        format!("{canteen},1-5,午餐 11:00-13:00,07:00-14:00"),
+        // A second row of the same unit may leave the cells empty: it takes the unit's.
+        format!("{},,,", canteen.replace("XD330624000008", "XD330624000009")),
+        format!("{},,,", GOOD_STERILIZER.replace("XD330624000008", "XD330624000010")),
+        format!("{GOOD_LIFT},,,"),
+    ];
+    let text = std::iter::once(header.clone())
+        .chain(rows.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let registry = import_register(text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+    let schedules: Vec<_> = registry.kitchen_schedules().collect();
+    assert_eq!(
+        schedules.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        ["XD330624000008", "XD330624000009"],
+        "the restaurant keeps the global schedule"
+    );
+    let schedule = schedules[0].1.clone();
+    assert_eq!(schedule.operating_days, Some(vec![1, 2, 3, 4, 5]));
+    assert_eq!(
+        import::schedule_cells(&schedule),
+        ["1,2,3,4,5", "午餐 11:00-13:00", "07:00-14:00"]
+    );
+    // Saved (as JSON) and loaded back, as after a restart.
+    let saved: Registry = serde_json::from_str(&serde_json::to_string(&registry).unwrap()).unwrap();
+    assert_eq!(saved, registry);
+    assert_eq!(saved.kitchen_schedules().count(), 2);
+    // A later file without the columns keeps the schedule; one that contradicts it is refused.
+    let plain = parse(&[&canteen]);
+    let replaced = registry.replace_within(None, plain.registry).unwrap().registry;
+    assert_eq!(replaced.kitchen_schedules().next().map(|(_, s)| s), Some(&schedule));
+    let contradicting = [
+        header,
+        format!("{canteen},1-5,,"),
+        format!("{},1-6,,", canteen.replace("XD330624000008", "XD330624000009")),
+    ]
+    .join("\n");
+    let p = parse_register(contradicting.as_bytes());
+    assert_eq!(errors(&p), [(3, "营业日".to_string())]);
+}
+
+#[test]
+fn bad_schedule_cells_name_their_column() {
+    let header = format!("{HEADER},营业日,供餐时段,营业时间");
+    let rows = [
+        format!("{GOOD_STERILIZER},1-8,,"),
+        format!("{GOOD_STERILIZER},,午餐 13:00-11:00,"),
+        format!("{GOOD_STERILIZER},,午餐,"),
+        format!("{GOOD_STERILIZER},,,20:00-10:00"),
+    ];
+    let text = std::iter::once(header).chain(rows).collect::<Vec<_>>().join("\n");
+    let p = parse_register(text.as_bytes());
+    assert_eq!(
+        errors(&p),
+        [
+            (2, "营业日".to_string()),
+            (3, "供餐时段".to_string()),
+            (4, "供餐时段".to_string()),
+            (5, "营业时间".to_string()),
+        ]
+    );
+}

@@ -19,6 +19,9 @@ pub type SharedDomain = Arc<Mutex<Domain>>;
 pub struct Alerting {
     pub domain: SharedDomain,
     pub store: Store,
+    /// The highest feed id this process has committed, set after each commit that
+    /// wrote feed rows: what wakes the live feed's subscribers ([`Alerting::feed`]).
+    feed: tokio::sync::watch::Sender<i64>,
 }
 
 impl Alerting {
@@ -46,17 +49,34 @@ impl Alerting {
         self.save(&mut domain, fx).await;
     }
 
-    /// Saves what a change produced, retrying until it is stored: events in hand are never dropped.
+    /// Saves what a change produced, retrying until it is stored: events in hand are never
+    /// dropped. Every caller holds the domain's lock (`domain` is borrowed from it), so
+    /// saves never overlap within a process; then wakes the feed's subscribers.
     pub async fn save(&self, domain: &mut Domain, fx: Effects) {
         for e in &fx.events {
             tracing::info!(device = %e.key.device, kind = %e.key.kind, change = ?e.change, severity = ?e.severity, "alert");
         }
         let snapshot: &Domain = domain;
-        retry("save_domain", || async {
+        let saved = retry("save_domain", || async {
             tables::save(&self.store, &snapshot.changes(&fx)?).await
         })
         .await;
         domain.mark_saved(&fx);
+        if let Some(last) = saved.feed_last {
+            self.feed.send_if_modified(|known| {
+                let newer = last > *known;
+                if newer {
+                    *known = last;
+                }
+                newer
+            });
+        }
+    }
+
+    /// The highest feed id committed through this `Alerting`, changed after every commit
+    /// that wrote feed rows (rows other processes write are not signalled here).
+    pub fn feed(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.feed.subscribe()
     }
 
     /// Saves the engine state changed since the last checkpoint, piece by piece
@@ -100,6 +120,7 @@ pub async fn load(store: &Store, config: DomainConfig) -> gridwatch_storage::Res
     let fx = domain.on_readings(readings.iter().map(|(r, g)| (r, g.as_str())));
     tables::save(store, &domain.changes(&fx)?).await?;
     domain.mark_saved(&fx);
+    let (feed, _) = tokio::sync::watch::channel(gridwatch_storage::feed::last_id(store).await?);
     tracing::info!(
         replayed = readings.len(),
         devices = domain.engine().state().devices.len(),
@@ -109,6 +130,7 @@ pub async fn load(store: &Store, config: DomainConfig) -> gridwatch_storage::Res
     Ok(Alerting {
         domain: Arc::new(Mutex::new(domain)),
         store: store.clone(),
+        feed,
     })
 }
 

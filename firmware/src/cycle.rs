@@ -6,7 +6,10 @@
 //! - end (`Completed`): the heater stays off for `end_after_heater_off_ms` (the
 //!   program ended), or the door opens or power drops once the hold requirement was
 //!   met; an under-temperature cycle still "completes" and its `hold_s` tells;
-//! - `Aborted`: the door opens or power drops before the hold requirement was met.
+//! - `Aborted`: the door opens or power drops before the hold requirement was met;
+//! - a cycle without a single valid temperature sample (the sensor faulty throughout)
+//!   reports no peak (`peak_c: None`): the sensor fault explains it, there is nothing
+//!   to judge it by.
 use gridwatch_protocol::{CycleOutcome, CycleReport, Method};
 
 /// The health rule for one method: hold at least `target_c` for `hold_s`.
@@ -59,7 +62,8 @@ pub enum CyclePhase {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Running {
     started_ms: u64,
-    peak_c: f32,
+    /// `None` until the first valid sample.
+    peak_c: Option<f32>,
     at_target_since_ms: Option<u64>,
     longest_hold_ms: u64,
     heater_off_since_ms: Option<u64>,
@@ -100,7 +104,7 @@ impl CycleTracker {
             if s.heater && s.door_closed && s.power {
                 self.running = Some(Running {
                     started_ms: now_ms,
-                    peak_c: s.temp_c.unwrap_or(f32::MIN),
+                    peak_c: s.temp_c,
                     at_target_since_ms: s.temp_c.filter(|&t| t >= self.rule.target_c).map(|_| now_ms),
                     longest_hold_ms: 0,
                     heater_off_since_ms: None,
@@ -109,7 +113,7 @@ impl CycleTracker {
             return None;
         };
         if let Some(t) = s.temp_c {
-            run.peak_c = run.peak_c.max(t);
+            run.peak_c = Some(run.peak_c.map_or(t, |p| p.max(t)));
         }
         match (
             s.temp_c.is_some_and(|t| t >= self.rule.target_c),
@@ -142,11 +146,51 @@ impl CycleTracker {
         Some(CycleReport {
             method: self.method,
             started: run.started_ms,
-            // A sensor that failed for the whole cycle leaves no peak: report the target's
-            // absence as the lowest valid temperature rather than an invalid number.
-            peak_c: run.peak_c.max(-40.0),
+            // A sensor that failed for the whole cycle leaves no peak: say so rather than
+            // invent a temperature the engine would judge as under temperature.
+            peak_c: run.peak_c,
             hold_s: (run.longest_hold_ms / 1000) as u32,
             outcome,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(temp_c: Option<f32>, heater: bool) -> CycleSample {
+        CycleSample {
+            temp_c,
+            door_closed: true,
+            power: true,
+            heater,
+        }
+    }
+
+    /// Runs a heater-on stretch of `on_s` seconds then heater off until the report.
+    fn run(tracker: &mut CycleTracker, temp_at: impl Fn(u64) -> Option<f32>, on_s: u64) -> CycleReport {
+        (0..10_000)
+            .find_map(|s| tracker.update(sample(temp_at(s), s < on_s), s * 1000))
+            .expect("the cycle ends")
+    }
+
+    fn dishwasher() -> CycleTracker {
+        CycleTracker::new(Method::Dishwasher, CycleRule::for_method(Method::Dishwasher), 10_000)
+    }
+
+    #[test]
+    fn a_cycle_without_a_valid_reading_reports_no_peak() {
+        let report = run(&mut dishwasher(), |_| None, 120);
+        assert_eq!((report.peak_c, report.hold_s), (None, 0));
+        assert_eq!(report.outcome, CycleOutcome::Completed);
+    }
+
+    #[test]
+    fn one_valid_reading_is_enough_for_a_peak() {
+        let report = run(&mut dishwasher(), |s| (s == 30).then_some(60.0), 120);
+        assert_eq!(report.peak_c, Some(60.0));
+        let report = run(&mut dishwasher(), |s| Some(70.0 + (s.min(60) as f32) / 10.0), 120);
+        assert_eq!((report.peak_c, report.hold_s), (Some(76.0), 0));
     }
 }

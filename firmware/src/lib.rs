@@ -34,16 +34,21 @@
 //! | drivers | `thermocouple` (MAX31855), `rangefinder` (TF-Luna), `fram` (MB85RS) | datasheet-level drivers over `SpiDevice` / `I2c` |
 //! | helpers | `input`, `debounce`, `clock`, `position`, `cycle`, `sntp`, `record` | one concern each |
 //!
-//! `board` (feature `board-stm32f407`, bare-metal targets only) wires all of it to an
-//! STM32F407 + W5500 board; see `docs/firmware.md`.
+//! `mqtt_client` (feature `mqtt-client`) carries out the session's actions with rust-mqtt
+//! (MQTT 5) over any `embedded-io-async` transport. `board` (feature `board-stm32f407`,
+//! bare-metal targets only) wires all of it to an STM32F407 + W5500 board; see
+//! `docs/firmware.md`.
 #![cfg_attr(not(test), no_std)]
 pub mod backoff;
 pub mod clock;
 pub mod cycle;
 pub mod debounce;
 pub mod fram;
+pub mod identity;
 pub mod input;
 pub mod lift;
+#[cfg(feature = "mqtt-client")]
+pub mod mqtt_client;
 pub mod outbox;
 pub mod position;
 pub mod rangefinder;

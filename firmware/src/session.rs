@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub backoff: BackoffConfig,
     /// Send every unacknowledged reading again after this long without an ack.
     pub resend_after_ms: u32,
+    /// The node's MQTT secret, sent on every connect with the device id as username
+    /// (from its persistent identity, `crate::identity`); `None`: anonymous.
+    pub secret: Option<heapless::String<{ crate::identity::MAX_SECRET }>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,18 @@ impl SessionConfig {
             keep_alive_s: 30,
             backoff: BackoffConfig::default(),
             resend_after_ms: 30_000,
+            secret: None,
         })
+    }
+
+    /// The session of a node with this persistent identity, logging in with its secret.
+    pub fn for_identity(
+        identity: &crate::identity::NodeIdentity,
+        device_kind: DeviceKind,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::new(&identity.gateway, &identity.device, device_kind)?;
+        config.secret = identity.secret.clone();
+        Ok(config)
     }
 }
 
@@ -79,7 +93,9 @@ pub struct Publish<'a> {
 /// Parameters of an MQTT CONNECT: a clean session with the presence last will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectRequest<'a> {
+    /// Also the username when there is a password.
     pub client_id: &'a str,
+    pub password: Option<&'a str>,
     pub keep_alive_s: u16,
     pub will: Publish<'a>,
 }
@@ -239,6 +255,7 @@ impl Session {
             Link::Down { retry_at_ms } if now_ms < retry_at_ms => Action::Wait { until_ms: retry_at_ms },
             Link::Down { .. } => Action::Connect(ConnectRequest {
                 client_id: &self.config.device,
+                password: self.config.secret.as_deref(),
                 keep_alive_s: self.config.keep_alive_s,
                 will: Publish {
                     topic: &self.presence_topic,

@@ -44,9 +44,11 @@ pub struct PersistedState {
 }
 
 #[derive(Clone, Copy)]
-enum BlockType {
+pub(crate) enum BlockType {
     State = 0x53,
     Record = 0x52,
+    /// The node's identity and login (`crate::identity`).
+    Identity = 0x49,
 }
 
 /// Where the outbox's blocks live in a storage device.
@@ -98,7 +100,11 @@ impl Layout {
     }
 }
 
-fn read_block<S, T, const BYTES: usize>(storage: &mut S, offset: u32, kind: BlockType) -> Result<Option<T>, S::Error>
+pub(crate) fn read_block<S, T, const BYTES: usize>(
+    storage: &mut S,
+    offset: u32,
+    kind: BlockType,
+) -> Result<Option<T>, S::Error>
 where
     S: ReadStorage,
     T: for<'de> Deserialize<'de>,
@@ -117,7 +123,7 @@ where
     Ok(postcard::from_bytes(&framed[1..]).ok())
 }
 
-fn write_block<S, T, const BYTES: usize>(
+pub(crate) fn write_block<S, T, const BYTES: usize>(
     storage: &mut S,
     offset: u32,
     kind: BlockType,
@@ -129,7 +135,7 @@ where
 {
     let mut buf = [0u8; BYTES];
     let len = postcard::to_slice(value, &mut buf[1..BYTES - 4])
-        .expect("records and state always fit their block (checked by the max_size tests)")
+        .expect("every block's largest value fits it (checked by the max_size tests)")
         .len();
     buf[0] = len as u8;
     let crc = crc32(kind as u8, &buf[..1 + len]);
@@ -243,7 +249,7 @@ mod tests {
         let cycle = CycleReport {
             method: Method::Infrared,
             started: u64::MAX,
-            peak_c: f32::MAX,
+            peak_c: Some(f32::MAX),
             hold_s: u32::MAX,
             outcome: CycleOutcome::Aborted,
         };

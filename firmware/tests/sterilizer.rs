@@ -142,7 +142,7 @@ fn a_full_program_completes_with_its_hold_time_and_peak() {
     };
     assert_eq!(report.outcome, CycleOutcome::Completed);
     assert_eq!(report.started, started);
-    assert_eq!(report.peak_c, 125.0);
+    assert_eq!(report.peak_c, Some(125.0));
     // At or above 120 °C from ~4.7 min into the ramp until ~5 s into the cool-down.
     assert!((670..=700).contains(&report.hold_s), "hold {} s", report.hold_s);
     assert!(statuses(&out).iter().any(|s| s.in_cycle));
@@ -193,8 +193,30 @@ fn an_under_temperature_program_completes_with_no_hold_time() {
     let [report] = cycles(&out)[..] else { panic!("{out:?}") };
     assert_eq!(
         (report.outcome, report.hold_s, report.peak_c),
-        (CycleOutcome::Completed, 0, 110.0)
+        (CycleOutcome::Completed, 0, Some(110.0))
     );
+}
+
+#[test]
+fn a_program_run_with_a_broken_thermocouple_reports_no_peak_and_the_fault() {
+    let mut cab = Cabinet::new();
+    cab.idle(5_000);
+    cab.temp.set(Err(ThermocoupleFault::OpenCircuit));
+    // The whole program with no valid reading: the heater runs, the node sees nothing.
+    let out = cab.run(20 * MINUTE, |c, t| c.heater.set(t < 15 * MINUTE));
+    assert!(out.contains(&NodeMessage::Event(NodeEvent {
+        event: EventKind::FaultRaised,
+        code: 801
+    })));
+    let [report] = cycles(&out)[..] else { panic!("{out:?}") };
+    assert_eq!(
+        (report.outcome, report.hold_s, report.peak_c),
+        (CycleOutcome::Completed, 0, None),
+        "no invented -40 °C peak"
+    );
+    let fault_at = out.iter().position(|m| matches!(m, NodeMessage::Event(_))).unwrap();
+    let cycle_at = out.iter().position(|m| matches!(m, NodeMessage::Cycle(_))).unwrap();
+    assert!(fault_at < cycle_at, "the fault that explains the cycle comes first");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use gridwatch_gateway::GatewayConfig;
 use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
-use gridwatch_protocol::{DeviceId, Envelope, EventKind, Kind, NodeEvent, SCHEMA_VERSION, Topic};
+use gridwatch_protocol::{DeviceId, Envelope, EventKind, GatewayPresence, Kind, NodeEvent, SCHEMA_VERSION, Topic};
 use rumqttc::{
     AsyncClient, ConnAck, ConnectReturnCode, MqttOptions, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode,
 };
@@ -104,6 +104,10 @@ async fn gateway_with_waiting_readings(
     (gateway, upstream, node)
 }
 
+fn presence_topic() -> String {
+    Topic::GatewayPresence { gateway: GATEWAY }.write().to_string()
+}
+
 /// Accepts the gateway's connection and answers its CONNECT.
 async fn accept(listener: &TcpListener) -> Upstream {
     let (socket, _) = tokio::time::timeout(DEADLINE, listener.accept())
@@ -125,7 +129,8 @@ async fn accept(listener: &TcpListener) -> Upstream {
 }
 
 /// Answers packets until the first batch arrives, granting the subscription with
-/// `grant`; returns the packet names in arrival order and the batch.
+/// `grant`; returns the packet names in arrival order and the batch. The gateway's
+/// presence (birth, heartbeats) is acknowledged and left out: it needs no subscription.
 async fn until_first_batch(upstream: &mut Upstream, grant: SubscribeReasonCode) -> (Vec<&'static str>, Publish) {
     let mut order = Vec::new();
     loop {
@@ -133,6 +138,9 @@ async fn until_first_batch(upstream: &mut Upstream, grant: SubscribeReasonCode) 
             Packet::Subscribe(s) => {
                 order.push("SUBSCRIBE");
                 upstream.send(Packet::SubAck(SubAck::new(s.pkid, vec![grant]))).await;
+            }
+            Packet::Publish(p) if p.topic == presence_topic() => {
+                upstream.send(Packet::PubAck(PubAck::new(p.pkid))).await;
             }
             Packet::Publish(p) => {
                 order.push("PUBLISH");
@@ -192,5 +200,73 @@ async fn a_refused_ack_subscription_does_not_hold_readings_back() {
     assert_eq!(sent["readings"].as_array().unwrap().len(), READINGS as usize);
     // Unacknowledged, they stay in the outbox for the next resend.
     assert_eq!(gateway.unacknowledged(), READINGS as usize);
+    gateway.stop().await;
+}
+
+/// Accepts the gateway's connection and returns its CONNECT's last will, answered.
+async fn accept_with_will(listener: &TcpListener) -> (Upstream, Option<rumqttc::LastWill>) {
+    let (socket, _) = tokio::time::timeout(DEADLINE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut upstream = Upstream {
+        socket,
+        buffer: BytesMut::new(),
+    };
+    let will = match upstream.next().await {
+        Packet::Connect(connect) => connect.last_will,
+        other => panic!("expected CONNECT, got {other:?}"),
+    };
+    upstream
+        .send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))
+        .await;
+    (upstream, will)
+}
+
+/// Answers packets until a presence message arrives; returns whether it said online.
+async fn next_presence(upstream: &mut Upstream) -> bool {
+    loop {
+        match upstream.next().await {
+            Packet::Subscribe(s) => {
+                let granted = vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)];
+                upstream.send(Packet::SubAck(SubAck::new(s.pkid, granted))).await;
+            }
+            Packet::Publish(p) => {
+                upstream.send(Packet::PubAck(PubAck::new(p.pkid))).await;
+                if p.topic == presence_topic() {
+                    let presence: GatewayPresence = json::decode(&p.payload, 512).unwrap();
+                    assert_eq!(presence.gateway.as_str(), GATEWAY);
+                    assert!(!p.retain, "brokers keep nothing retained");
+                    return presence.online;
+                }
+            }
+            Packet::PingReq => {}
+            other => panic!("unexpected packet {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_announces_its_birth_on_every_connect_heartbeats_and_leaves_a_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = GatewayConfig::new(GATEWAY, listener.local_addr().unwrap().into(), dir.path().to_path_buf());
+    config.heartbeat_every = Duration::from_millis(50);
+    let gateway = gridwatch_gateway::start(config).await.unwrap();
+
+    let (mut upstream, will) = accept_with_will(&listener).await;
+    let will = will.expect("a last will in the CONNECT");
+    assert_eq!(will.topic, presence_topic());
+    let offline: GatewayPresence = json::decode(&will.message, 512).unwrap();
+    assert!(!offline.online && !will.retain);
+    assert!(next_presence(&mut upstream).await, "the birth");
+    assert!(next_presence(&mut upstream).await, "a heartbeat");
+
+    // The connection drops; rumqttc reconnects with a clean session and says nothing by
+    // itself: the gateway announces its birth again.
+    drop(upstream);
+    let (mut upstream, will) = accept_with_will(&listener).await;
+    assert!(will.is_some(), "the will again");
+    assert!(next_presence(&mut upstream).await, "the birth after the reconnect");
     gateway.stop().await;
 }

@@ -12,6 +12,12 @@ pub enum IngestError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("waiting for Ctrl-C: {0}")]
+    #[error("waiting for SIGTERM or Ctrl-C: {0}")]
     Signal(std::io::Error),
+    #[error("{0} during the stop: exited without finishing it")]
+    StopAbandoned(&'static str),
+    #[error("the stop took longer than {0:?}: exited without finishing it")]
+    StopTimedOut(std::time::Duration),
+    #[error("the write path stopped on a storage error retrying cannot fix (see the log)")]
+    WritePathStopped,
 }

@@ -25,8 +25,8 @@ pub struct ExternalConfig {
 
 impl ExternalConfig {
     /// Everything of the gridwatch topic scheme (`gw/...`) but the node acks
-    /// ingest publishes itself; unknown topics under it are quarantined,
-    /// presence and batch acks are ignored.
+    /// ingest publishes itself; unknown topics under it are quarantined, node
+    /// presence and batch acks are ignored, gateway presence goes to the engine.
     pub fn new(url: MqttUrl, client_id: &str) -> Self {
         Self {
             url,
@@ -58,6 +58,7 @@ pub(crate) async fn read(
     mut events: EventLoop,
     config: ExternalConfig,
     queue: mpsc::Sender<Delivery>,
+    presence: mpsc::Sender<crate::intake::PresenceReport>,
 ) {
     let mut retry_in = Duration::from_millis(100);
     loop {
@@ -74,8 +75,8 @@ pub(crate) async fn read(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let topic = publish.topic.clone();
-                match crate::intake::classify(&topic, &publish.payload) {
-                    Some(incoming) => {
+                match crate::intake::classify_message(&topic, &publish.payload) {
+                    crate::intake::Message::Store(incoming) => {
                         let delivery = Delivery {
                             incoming,
                             via: Via::External(Box::new(ack_handle(&publish))),
@@ -89,7 +90,11 @@ pub(crate) async fn read(
                             return;
                         }
                     }
-                    None => ack(&client, &ack_handle(&publish)),
+                    crate::intake::Message::Presence(report) => {
+                        let _ = presence.send(report).await;
+                        ack(&client, &ack_handle(&publish));
+                    }
+                    crate::intake::Message::Ignored => ack(&client, &ack_handle(&publish)),
                 }
             }
             Ok(_) => {}

@@ -1,9 +1,10 @@
 //! Turns MQTT messages arriving at ingest's broker into readings to store and
 //! refusals to quarantine. Two shapes arrive: gateway batches on `gw/{gw}/batch`
-//! and single readings from smart nodes on `gw/{gw}/dev/{device}/{kind}`.
+//! and single readings from smart nodes on `gw/{gw}/dev/{device}/{kind}`; and,
+//! stored nowhere but told to the alert engine, gateway presence on `gw/{gw}/presence`.
 use gridwatch_protocol::batch::{Batch, Reading};
 use gridwatch_protocol::codec::json::{self, Rejection};
-use gridwatch_protocol::{Kind, MAX_BATCH_BYTES, Topic, ValidationError};
+use gridwatch_protocol::{GatewayPresence, Kind, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Topic, ValidationError};
 use gridwatch_storage::model::{Accepted, Refused};
 
 /// Where a message came from, which decides how it is acknowledged.
@@ -46,12 +47,39 @@ fn refusal(topic: &str, payload: &[u8], why: Rejection) -> Refused {
     }
 }
 
-/// Classifies one MQTT message; `None` for messages that need no storing (acks, presence).
+/// A gateway's presence message: birth or heartbeat (`online`), or its last will.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceReport {
+    pub gateway: String,
+    pub online: bool,
+}
+
+/// What one MQTT message is for.
+#[derive(Debug)]
+pub enum Message {
+    /// Readings to store and refusals to quarantine.
+    Store(Incoming),
+    /// A gateway's presence, for the alert engine.
+    Presence(PresenceReport),
+    /// Nothing to do (acks, node presence).
+    Ignored,
+}
+
+/// Classifies one MQTT message; `None` for messages that need no storing (acks,
+/// presence: see [`classify_message`]).
 pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
+    match classify_message(topic, payload) {
+        Message::Store(incoming) => Some(incoming),
+        Message::Presence(_) | Message::Ignored => None,
+    }
+}
+
+/// Classifies one MQTT message, gateway presence included.
+pub fn classify_message(topic: &str, payload: &[u8]) -> Message {
     let parsed = match Topic::parse(topic) {
         Ok(t) => t,
         Err(e) => {
-            return Some(Incoming::refused(
+            return Message::Store(Incoming::refused(
                 topic,
                 payload,
                 Rejection {
@@ -61,7 +89,7 @@ pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
             ));
         }
     };
-    match parsed {
+    let store = match parsed {
         Topic::Batch { gateway } => Some(batch(topic, gateway, payload)),
         Topic::Node { gateway, device, kind } if kind.is_reading() => Some(node(topic, gateway, device, kind, payload)),
         Topic::Node {
@@ -77,6 +105,30 @@ pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
         // its node acks do not (`ALL_BUT_NODE_ACKS`).
         Topic::BatchAck { .. } => ignored("batch_ack"),
         Topic::NodeAck { .. } => ignored("node_ack"),
+        Topic::GatewayPresence { gateway } => return gateway_presence(topic, gateway, payload),
+    };
+    store.map_or(Message::Ignored, Message::Store)
+}
+
+/// A presence message is refused (quarantined) like any bad input: a payload that
+/// does not decode, or one naming another gateway than its topic (`gateway_mismatch`).
+fn gateway_presence(topic: &str, gateway: &str, payload: &[u8]) -> Message {
+    let checked = json::decode::<GatewayPresence>(payload, MAX_MESSAGE_BYTES).and_then(|p| {
+        if p.gateway == gateway {
+            Ok(p)
+        } else {
+            Err(Rejection {
+                reason: "gateway_mismatch",
+                detail: format!("presence of {} on topic of {gateway}", p.gateway),
+            })
+        }
+    });
+    match checked {
+        Ok(p) => Message::Presence(PresenceReport {
+            gateway: gateway.to_string(),
+            online: p.online,
+        }),
+        Err(why) => Message::Store(Incoming::refused(topic, payload, why)),
     }
 }
 
@@ -145,6 +197,46 @@ fn batch(topic: &str, gateway: &str, payload: &[u8]) -> Incoming {
     incoming
 }
 
+/// Whether a device may send readings through a gateway: the identities of the
+/// credentials file, when brokers run with credentials.
+pub trait Membership {
+    fn membership(&self, device: &str, gateway: &str) -> gridwatch_broker::Membership;
+}
+
+impl Membership for gridwatch_broker::Credentials {
+    fn membership(&self, device: &str, gateway: &str) -> gridwatch_broker::Membership {
+        gridwatch_broker::Credentials::membership(self, device, gateway)
+    }
+}
+
+/// Quarantines the readings of a gateway batch whose devices are not provisioned
+/// nodes of that gateway (`wrong_gateway`, `unknown_device`); the rest of the
+/// batch stays accepted. An authenticated gateway may publish only its own
+/// batches, but could otherwise still speak for any device.
+pub fn check_membership(incoming: &mut Incoming, topic: &str, members: &impl Membership) {
+    let Source::Batch { gateway, .. } = &incoming.source else {
+        return;
+    };
+    let gateway = gateway.clone();
+    let accepted = std::mem::take(&mut incoming.accepted);
+    for reading in accepted {
+        let reason = match members.membership(reading.reading.device(), &gateway) {
+            gridwatch_broker::Membership::Member => {
+                incoming.accepted.push(reading);
+                continue;
+            }
+            gridwatch_broker::Membership::WrongGateway => "wrong_gateway",
+            gridwatch_broker::Membership::UnknownDevice => "unknown_device",
+        };
+        let why = Rejection {
+            reason,
+            detail: format!("device {} is not a node of gateway {gateway}", reading.reading.device()),
+        };
+        let payload = serde_json::to_vec(&reading.reading).unwrap_or_default();
+        incoming.refused.push(refusal(topic, &payload, why));
+    }
+}
+
 /// Decodes one reading of a batch. Readings as gateways write them start with
 /// their tag (`{"kind":"lift",...`): those are decoded straight as their kind,
 /// which is about twice as fast as serde's internally tagged enum (it buffers
@@ -172,6 +264,39 @@ fn decode_batched(bytes: &[u8]) -> Result<Reading, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_keeps_its_gateways_nodes_and_quarantines_the_rest() {
+        struct Register;
+        impl Membership for Register {
+            fn membership(&self, device: &str, gateway: &str) -> gridwatch_broker::Membership {
+                match (device, gateway) {
+                    ("L-1", "gw1") => gridwatch_broker::Membership::Member,
+                    ("L-2", _) => gridwatch_broker::Membership::WrongGateway,
+                    _ => gridwatch_broker::Membership::UnknownDevice,
+                }
+            }
+        }
+        let reading = |device: &str| {
+            format!(
+                r#"{{"kind":"event","v":1,"device":"{device}","seq":1,"ts":1764061201000,"body":{{"event":"alarm_button","code":0}}}}"#
+            )
+        };
+        let payload = format!(
+            r#"{{"v":1,"gateway":"gw1","batch":7,"readings":[{},{},{}]}}"#,
+            reading("L-1"),
+            reading("L-2"),
+            reading("X-9")
+        );
+        let mut incoming = classify("gw/gw1/batch", payload.as_bytes()).unwrap();
+        assert_eq!(incoming.accepted.len(), 3, "{:?}", incoming.refused);
+        check_membership(&mut incoming, "gw/gw1/batch", &Register);
+        let kept: Vec<&str> = incoming.accepted.iter().map(|a| a.reading.device()).collect();
+        assert_eq!(kept, ["L-1"]);
+        let reasons: Vec<&str> = incoming.refused.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, ["wrong_gateway", "unknown_device"]);
+        assert!(String::from_utf8_lossy(&incoming.refused[0].payload).contains("L-2"));
+    }
 
     #[test]
     fn one_bad_reading_does_not_refuse_its_batch() {
@@ -229,5 +354,27 @@ mod tests {
             "unknown_kind"
         );
         assert!(classify("gw/gw1/ack/L-1", b"{}").is_none());
+    }
+
+    #[test]
+    fn gateway_presence_goes_to_the_engine_and_a_bad_one_to_the_quarantine() {
+        let will = br#"{"v":1,"gateway":"gw1","online":false}"#;
+        let Message::Presence(report) = classify_message("gw/gw1/presence", will) else {
+            panic!("not a presence");
+        };
+        assert_eq!(
+            report,
+            PresenceReport {
+                gateway: "gw1".into(),
+                online: false
+            }
+        );
+        assert!(classify("gw/gw1/presence", will).is_none(), "nothing to store");
+        let reason = |topic: &str, payload: &[u8]| match classify_message(topic, payload) {
+            Message::Store(incoming) => incoming.refused[0].reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason("gw/gw2/presence", will), "gateway_mismatch");
+        assert_eq!(reason("gw/gw1/presence", b"online"), "malformed");
     }
 }

@@ -17,7 +17,13 @@
 //! reported so) and hold nothing. A node first heard of after a drop may have
 //! lost earlier readings in it, and which is unknown: it gets no ack at all
 //! (unless its first seq is 1) until its replay shows where it starts.
+use crate::pipeline::AckCeiling;
 use foldhash::HashMap;
+
+/// Held: readings are missing between the last seq that arrived without a gap and a later one.
+const GAP: &str = "gap_after_broker_drop";
+/// Held: a node first heard of after a drop, whose earlier readings may be in it.
+const UNKNOWN_START: &str = "start_unknown_after_broker_drop";
 
 #[derive(Default)]
 pub(crate) struct NodeAcks {
@@ -33,6 +39,8 @@ struct Seen {
     contiguous: u64,
     max: u64,
     held: bool,
+    /// Why it is held.
+    reason: &'static str,
     /// While held: a replay (a seq at or below `max`) has begun since the last new seq.
     replaying: bool,
     /// `drops` when this device was last seen.
@@ -47,7 +55,7 @@ impl NodeAcks {
 
     /// Notes `seq` arriving from `device` under `gateway`; returns the highest
     /// seq it may be acknowledged up to, if limited.
-    pub(crate) fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
+    pub(crate) fn arrived(&mut self, gateway: &str, device: &str, seq: u64) -> Option<AckCeiling> {
         let drops = self.drops;
         // Looked up by &str: this runs for every message of a direct node.
         let Some(seen) = self.devices.get_mut(device).filter(|seen| seen.gateway == gateway) else {
@@ -60,11 +68,15 @@ impl NodeAcks {
                     contiguous,
                     max: seq,
                     held,
+                    reason: UNKNOWN_START,
                     replaying: false,
                     drops,
                 },
             );
-            return held.then_some(contiguous);
+            return held.then_some(AckCeiling {
+                seq: contiguous,
+                reason: UNKNOWN_START,
+            });
         };
         if seen.held {
             let replayed = seq <= seen.max;
@@ -90,11 +102,12 @@ impl NodeAcks {
             }
         } else if seq > seen.max + 1 && seen.drops != drops {
             seen.held = true;
+            seen.reason = GAP;
             seen.replaying = false;
             seen.contiguous = seen.max;
-            metrics::counter!("gridwatch_ingest_node_acks_held_total").increment(1);
             // Per device at debug: one broker drop holds thousands of devices at once
-            // (the drop is logged once, at error, with its count; holds are counted).
+            // (the drop is logged once, at error, with its count; every ack held is
+            // counted where it is held, in `pipeline::acknowledge`).
             tracing::debug!(
                 gateway,
                 device,
@@ -107,7 +120,10 @@ impl NodeAcks {
         }
         seen.max = seen.max.max(seq);
         seen.drops = drops;
-        seen.held.then_some(seen.contiguous)
+        seen.held.then_some(AckCeiling {
+            seq: seen.contiguous,
+            reason: seen.reason,
+        })
     }
 }
 
@@ -115,109 +131,121 @@ impl NodeAcks {
 mod tests {
     use super::*;
 
+    impl NodeAcks {
+        /// The ceiling's seq alone.
+        fn seq(&mut self, gateway: &str, device: &str, seq: u64) -> Option<u64> {
+            self.arrived(gateway, device, seq).map(|c| c.seq)
+        }
+    }
+
     #[test]
     fn a_gap_without_a_broker_drop_is_the_nodes_own() {
         let mut acks = NodeAcks::default();
-        assert_eq!(acks.arrived("g", "d", 1), None);
-        assert_eq!(
-            acks.arrived("g", "d", 5),
-            None,
-            "the node overflowed: nothing to wait for"
-        );
+        assert_eq!(acks.seq("g", "d", 1), None);
+        assert_eq!(acks.seq("g", "d", 5), None, "the node overflowed: nothing to wait for");
     }
 
     #[test]
     fn a_gap_after_a_broker_drop_holds_acks_until_the_replay_fills_it() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "d", 1);
-        acks.arrived("g", "d", 2);
+        acks.seq("g", "d", 1);
+        acks.seq("g", "d", 2);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 5), Some(2), "3 and 4 were in the dropped part");
-        assert_eq!(acks.arrived("g", "d", 6), Some(2));
+        assert_eq!(acks.seq("g", "d", 5), Some(2), "3 and 4 were in the dropped part");
+        assert_eq!(acks.seq("g", "d", 6), Some(2));
         // The node reconnects and replays 3, 4, 5, 6 (and goes on with 7).
-        assert_eq!(acks.arrived("g", "d", 3), Some(3));
-        assert_eq!(acks.arrived("g", "d", 4), Some(4));
-        assert_eq!(acks.arrived("g", "d", 5), Some(5));
-        assert_eq!(acks.arrived("g", "d", 6), None);
-        assert_eq!(acks.arrived("g", "d", 7), None);
+        assert_eq!(acks.seq("g", "d", 3), Some(3));
+        assert_eq!(acks.seq("g", "d", 4), Some(4));
+        assert_eq!(acks.seq("g", "d", 5), Some(5));
+        assert_eq!(acks.seq("g", "d", 6), None);
+        assert_eq!(acks.seq("g", "d", 7), None);
     }
 
     #[test]
     fn a_replay_that_starts_above_the_gap_ends_the_hold() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "d", 1);
+        acks.seq("g", "d", 1);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 4), Some(1));
+        assert_eq!(acks.seq("g", "d", 4), Some(1));
         // The node no longer has 2 and 3: its replay starts at 4.
-        assert_eq!(acks.arrived("g", "d", 4), None);
+        assert_eq!(acks.seq("g", "d", 4), None);
     }
 
     #[test]
     fn a_replay_cut_by_another_broker_drop_keeps_the_hold() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "d", 1);
+        acks.seq("g", "d", 1);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 5), Some(1));
+        assert_eq!(acks.seq("g", "d", 5), Some(1));
         // The replay's 2 and 3 are dropped by the broker too; 4 arrives.
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 4), Some(1), "2 and 3 may still be at the node");
-        assert_eq!(acks.arrived("g", "d", 2), Some(2));
-        assert_eq!(acks.arrived("g", "d", 3), Some(3));
-        assert_eq!(acks.arrived("g", "d", 4), Some(4));
-        assert_eq!(acks.arrived("g", "d", 5), None);
+        assert_eq!(acks.seq("g", "d", 4), Some(1), "2 and 3 may still be at the node");
+        assert_eq!(acks.seq("g", "d", 2), Some(2));
+        assert_eq!(acks.seq("g", "d", 3), Some(3));
+        assert_eq!(acks.seq("g", "d", 4), Some(4));
+        assert_eq!(acks.seq("g", "d", 5), None);
     }
 
     #[test]
     fn a_replay_whose_start_the_broker_dropped_keeps_the_hold() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "d", 2);
+        acks.seq("g", "d", 2);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 7), Some(2), "3 to 6 dropped");
-        assert_eq!(acks.arrived("g", "d", 8), Some(2));
+        assert_eq!(acks.seq("g", "d", 7), Some(2), "3 to 6 dropped");
+        assert_eq!(acks.seq("g", "d", 8), Some(2));
         // The node replays 3..8; the broker drops 3 and 4 this time.
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "d", 5), Some(2));
+        assert_eq!(acks.seq("g", "d", 5), Some(2));
         assert_eq!(
-            acks.arrived("g", "d", 6),
+            acks.seq("g", "d", 6),
             Some(2),
             "not the start of the replay: 3 and 4 may be at the node"
         );
-        assert_eq!(acks.arrived("g", "d", 7), Some(2));
-        assert_eq!(acks.arrived("g", "d", 8), Some(2));
-        assert_eq!(acks.arrived("g", "d", 9), Some(2), "new readings go on, still held");
+        assert_eq!(acks.seq("g", "d", 7), Some(2));
+        assert_eq!(acks.seq("g", "d", 8), Some(2));
+        assert_eq!(acks.seq("g", "d", 9), Some(2), "new readings go on, still held");
         // The next replay brings them.
         for seq in 3..=9 {
-            acks.arrived("g", "d", seq);
+            acks.seq("g", "d", seq);
         }
-        assert_eq!(acks.arrived("g", "d", 10), None);
+        assert_eq!(acks.seq("g", "d", 10), None);
     }
 
     #[test]
     fn a_node_first_heard_of_after_a_drop_is_held_until_its_replay() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "a", 1);
+        acks.seq("g", "a", 1);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "new", 1), None, "seq 1: nothing can be missing");
+        assert_eq!(acks.seq("g", "new", 1), None, "seq 1: nothing can be missing");
         assert_eq!(
-            acks.arrived("g", "late", 7),
+            acks.seq("g", "late", 7),
             Some(0),
             "1 to 6 may have been dropped: no ack"
         );
-        assert_eq!(acks.arrived("g", "late", 8), Some(0));
+        assert_eq!(acks.seq("g", "late", 8), Some(0));
         // The node replays from its oldest unacknowledged reading, 5.
-        assert_eq!(acks.arrived("g", "late", 5), Some(5));
-        assert_eq!(acks.arrived("g", "late", 6), Some(6));
-        assert_eq!(acks.arrived("g", "late", 7), Some(7));
-        assert_eq!(acks.arrived("g", "late", 8), None);
+        assert_eq!(acks.seq("g", "late", 5), Some(5));
+        assert_eq!(acks.seq("g", "late", 6), Some(6));
+        assert_eq!(acks.seq("g", "late", 7), Some(7));
+        assert_eq!(acks.seq("g", "late", 8), None);
+    }
+
+    #[test]
+    fn a_held_ack_says_why() {
+        let mut acks = NodeAcks::default();
+        acks.arrived("g", "a", 1);
+        acks.broker_dropped();
+        assert_eq!(acks.arrived("g", "a", 3).map(|c| c.reason), Some(GAP));
+        assert_eq!(acks.arrived("g", "late", 7).map(|c| c.reason), Some(UNKNOWN_START));
     }
 
     #[test]
     fn devices_not_seen_since_the_drop_are_judged_by_their_own_gap() {
         let mut acks = NodeAcks::default();
-        acks.arrived("g", "a", 1);
-        acks.arrived("g", "b", 1);
+        acks.seq("g", "a", 1);
+        acks.seq("g", "b", 1);
         acks.broker_dropped();
-        assert_eq!(acks.arrived("g", "a", 2), None, "no gap");
-        assert_eq!(acks.arrived("g", "b", 3), Some(1));
+        assert_eq!(acks.seq("g", "a", 2), None, "no gap");
+        assert_eq!(acks.seq("g", "b", 3), Some(1));
     }
 }

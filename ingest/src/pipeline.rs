@@ -10,8 +10,17 @@
 //!   growing memory: at most `queue` messages wait, plus `commits_in_flight +
 //!   BATCHES_WAITING + 1` batches of `batch_max` readings (committing, formed
 //!   and waiting, forming).
-//! - A failed commit is retried with back-off and never dropped.
+//! - A failed commit is retried with back-off, each try on a fresh transaction,
+//!   as its error's class says (`gridwatch_storage::ErrorClass`): a full disk, a
+//!   lost connection or a lock until it passes; a batch the database refuses for
+//!   its data goes to the quarantine whole; after an error of no known class
+//!   ([`gridwatch_storage::OTHER_TRIES`] tries) the write path stops, acking
+//!   nothing more, and reports so ([`Health`]). Never is a batch dropped and a later
+//!   one acknowledged: node acks are cumulative.
+//! - Every commit's outcome, the broker's state and the backlog are reported to
+//!   [`Health`], which `/healthz/ready` reads.
 use crate::ack_pacing::AckPacer;
+use crate::device_clock::ClockCheck;
 use crate::intake::{Incoming, Source};
 use foldhash::HashMap;
 use gridwatch_broker::{Delivered, LinkReceiver, LinkSender};
@@ -20,7 +29,8 @@ use gridwatch_protocol::batch::BatchAck;
 use gridwatch_protocol::codec::json;
 use gridwatch_protocol::{DeviceId, NodeAck, SCHEMA_VERSION, Topic};
 use gridwatch_storage::model::{Accepted, Refused};
-use gridwatch_storage::{Committed, Store, retry};
+use gridwatch_storage::{Committed, ErrorClass, Store, retry, retry_classified};
+use gridwatch_web::health::Health;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +54,9 @@ pub struct PipelineConfig {
     /// A node is acked at most once per this interval (zero: after every commit
     /// of its readings); see [`crate::ack_pacing`].
     pub node_ack_interval: Duration,
+    /// Readings stamped further ahead of this clock than its skew are quarantined
+    /// (`clock_ahead`, see [`crate::device_clock`]); ingest sets its own clock here.
+    pub device_clock: ClockCheck,
 }
 
 impl PipelineConfig {
@@ -82,6 +95,7 @@ impl Default for PipelineConfig {
             // a larger buffer. 250 ms capped the direct benchmark's 36,000 readings
             // in flight at ~130k/s with the cores 84 % busy; 200 ms: 139-147k/s.
             node_ack_interval: Duration::from_millis(200),
+            device_clock: ClockCheck::system(),
         }
     }
 }
@@ -141,7 +155,16 @@ pub struct Delivery {
     pub incoming: Incoming,
     pub via: Via,
     /// The highest seq its node may be acknowledged up to, when limited (see [`crate::node_acks`]).
-    pub ack_ceiling: Option<u64>,
+    pub ack_ceiling: Option<AckCeiling>,
+}
+
+/// How far a node may be acknowledged for now, and why no further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckCeiling {
+    /// 0: no ack at all for now.
+    pub seq: u64,
+    /// The `reason` label of `gridwatch_ingest_node_acks_held_total`.
+    pub reason: &'static str,
 }
 
 /// Which broker a message came through.
@@ -178,6 +201,19 @@ pub fn spawn(
     acks: Acks,
     alerting: Alerting,
 ) -> mpsc::Sender<Delivery> {
+    spawn_reporting(tasks, config, store, acks, alerting, Health::default())
+}
+
+/// [`spawn`], reporting every commit's outcome to `health`.
+pub fn spawn_reporting(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: PipelineConfig,
+    store: Store,
+    acks: Acks,
+    alerting: Alerting,
+    health: Health,
+) -> mpsc::Sender<Delivery> {
+    describe();
     let (queue_tx, queue_rx) = mpsc::channel(config.queue.max(1));
     // Formed batches wait while others commit, and the batcher keeps gathering.
     let (batch_tx, batch_rx) = mpsc::channel(BATCHES_WAITING);
@@ -192,8 +228,37 @@ pub fn spawn(
         alerting,
         config.node_ack_interval,
         slots,
+        health,
     ));
     queue_tx
+}
+
+/// Messages waiting between the broker and the batcher above which ingest is
+/// not ready (`/healthz/ready`): the reader stops at [`UNDECODED_BACKLOG`], and
+/// from there the broker's log fills.
+pub const READY_BACKLOG: u64 = UNDECODED_BACKLOG as u64;
+
+/// The HELP texts of the pipeline's metrics, once per process.
+fn describe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        metrics::describe_counter!(
+            "gridwatch_ingest_broker_dropped_total",
+            "Messages the embedded broker dropped from a subscription's log before ingest read them"
+        );
+        metrics::describe_counter!(
+            "gridwatch_ingest_node_acks_held_total",
+            "Node acks held back after a broker drop (an ack not sent, or sent below the committed seq), by reason"
+        );
+        metrics::describe_counter!(
+            "gridwatch_ingest_batches_quarantined_total",
+            "Batches the database refused for their data as a whole, kept in the quarantine instead"
+        );
+        metrics::describe_counter!(
+            "gridwatch_ingest_write_path_stopped_total",
+            "Times the write path stopped on a storage error retrying cannot fix"
+        );
+    });
 }
 
 /// Commits running, as the committer counts them and the batcher reads them.
@@ -266,8 +331,16 @@ impl ByteBudget {
 }
 
 /// Reads the embedded broker's local link as fast as it forwards, into `undecoded`,
-/// within `budget`.
-pub async fn read_broker(mut link: LinkReceiver, undecoded: mpsc::Sender<Undecoded>, budget: ByteBudget) {
+/// within `budget`; `health` hears when the link closes.
+pub async fn read_broker(
+    mut link: LinkReceiver,
+    undecoded: mpsc::Sender<Undecoded>,
+    budget: ByteBudget,
+    health: Health,
+) {
+    health.set_broker_up(true);
+    // Down when this returns: the link closed or ingest is stopping.
+    let _down = BrokerDown(health);
     while let Some(delivered) = link.next().await {
         let size = delivered.topic.len() + delivered.payload.len();
         let Some(bytes) = budget.reserve(size).await else {
@@ -286,22 +359,54 @@ pub async fn read_broker(mut link: LinkReceiver, undecoded: mpsc::Sender<Undecod
     }
 }
 
-/// Decodes what [`read_broker`] read, in the broker's order, and queues what must be stored.
-pub async fn decode_broker(mut undecoded: mpsc::Receiver<Undecoded>, queue: mpsc::Sender<Delivery>) {
-    // Offset of the last message read from the broker's log: the next one must follow it.
-    let mut last_offset: Option<u64> = None;
+struct BrokerDown(Health);
+
+impl Drop for BrokerDown {
+    fn drop(&mut self) {
+        self.0.set_broker_up(false);
+    }
+}
+
+/// Decodes what [`read_broker`] read, in the broker's order, and queues what must
+/// be stored, gateway presence to `presence`; reports broker drops and the backlog
+/// to `health`.
+pub async fn decode_broker(
+    mut undecoded: mpsc::Receiver<Undecoded>,
+    queue: mpsc::Sender<Delivery>,
+    presence: mpsc::Sender<crate::intake::PresenceReport>,
+    health: Health,
+) {
+    // Offset of the last message read from each subscription's log: the next one
+    // of that log must follow it. Each filter has a log of its own, with offsets
+    // of its own: only offsets of one log compare.
+    let mut last_offsets: HashMap<Option<usize>, u64> = HashMap::default();
     let mut node_acks = crate::node_acks::NodeAcks::default();
     while let Some(Undecoded { delivered, _bytes }) = undecoded.recv().await {
+        let waiting = undecoded.len() + (queue.max_capacity() - queue.capacity());
+        health.set_backlog(waiting as u64);
+        let mut dropped = 0;
         if let Some(offset) = delivered.offset {
-            if note_broker_drops(last_offset, offset, undecoded.len(), queue.capacity()) {
-                node_acks.broker_dropped();
+            let last = last_offsets.insert(delivered.subscription, offset);
+            dropped = note_broker_drops(last, offset, undecoded.len(), queue.capacity());
+            if dropped > 0 {
+                health.broker_dropped(dropped);
             }
-            last_offset = Some(offset);
         }
         let topic = String::from_utf8_lossy(&delivered.topic);
-        let Some(incoming) = crate::intake::classify(&topic, &delivered.payload) else {
-            continue;
+        let incoming = match crate::intake::classify_message(&topic, &delivered.payload) {
+            crate::intake::Message::Store(incoming) => incoming,
+            crate::intake::Message::Presence(report) => {
+                let _ = presence.send(report).await;
+                continue;
+            }
+            crate::intake::Message::Ignored => continue,
         };
+        // Each topic matches one subscription: a gap in a log of node messages
+        // may have taken direct nodes' readings; one in the batches' log did not
+        // (a gateway resends an unacknowledged batch).
+        if dropped > 0 && matches!(incoming.source, Source::Node) {
+            node_acks.broker_dropped();
+        }
         let ack_ceiling = match (&incoming.source, incoming.accepted.first()) {
             (Source::Node, Some(a)) => node_acks.arrived(&a.gateway, a.reading.device(), a.reading.seq()),
             _ => None,
@@ -322,8 +427,9 @@ pub async fn decode_broker(mut undecoded: mpsc::Receiver<Undecoded>, queue: mpsc
 /// acknowledged by ingest, but they are gone from here: count them, loudly.
 /// `undecoded` and `queue_free` tell where ingest was behind: reading, decoding
 /// (`undecoded` high) or storing (no `queue_free`).
-fn note_broker_drops(last: Option<u64>, offset: u64, undecoded: usize, queue_free: usize) -> bool {
-    let Some(last) = last else { return false };
+/// Returns how many were dropped between `last` and `offset` (of one log).
+fn note_broker_drops(last: Option<u64>, offset: u64, undecoded: usize, queue_free: usize) -> u64 {
+    let Some(last) = last else { return 0 };
     if offset > last + 1 {
         let dropped = offset - last - 1;
         metrics::counter!("gridwatch_ingest_broker_dropped_total").increment(dropped);
@@ -334,9 +440,9 @@ fn note_broker_drops(last: Option<u64>, offset: u64, undecoded: usize, queue_fre
             "the embedded broker dropped messages before ingest read them (ingest fell behind by more \
              than its log holds); their senders still hold them unacknowledged"
         );
-        return true;
+        return dropped;
     }
-    false
+    0
 }
 
 /// Readings of one batch, flattened for the store, and where each delivery's part is.
@@ -350,24 +456,30 @@ struct Batch {
 struct Origin {
     source: Source,
     via: Via,
-    ack_ceiling: Option<u64>,
+    ack_ceiling: Option<AckCeiling>,
     accepted: usize,
     refused: usize,
+    /// A direct node's reading quarantined as `clock_ahead`: (gateway, device, seq), acked
+    /// as if stored.
+    clock_ahead: Option<(String, String, u64)>,
 }
 
 impl Batch {
-    fn add(&mut self, delivery: Delivery) {
+    /// Adds `delivery`, its readings stamped too far ahead of `clock` turned into refusals.
+    fn add(&mut self, delivery: Delivery, clock: &ClockCheck) {
         let Delivery {
-            incoming,
+            mut incoming,
             via,
             ack_ceiling,
         } = delivery;
+        let clock_ahead = clock.quarantine_ahead(&mut incoming);
         self.origins.push(Origin {
             source: incoming.source,
             via,
             ack_ceiling,
             accepted: incoming.accepted.len(),
             refused: incoming.refused.len(),
+            clock_ahead,
         });
         self.accepted.extend(incoming.accepted);
         self.refused.extend(incoming.refused);
@@ -390,19 +502,19 @@ async fn gather(
 ) {
     while let Some(first) = queue.recv().await {
         let mut batch = Batch::default();
-        batch.add(first);
+        batch.add(first, &config.device_clock);
         let linger = tokio::time::sleep_until(Instant::now() + config.linger);
         tokio::pin!(linger);
         while batch.len() < config.batch_max {
             // What is queued already costs no timer.
             if let Ok(next) = queue.try_recv() {
-                batch.add(next);
+                batch.add(next, &config.device_clock);
                 continue;
             }
             tokio::select! {
                 biased;
                 next = queue.recv() => match next {
-                    Some(next) => batch.add(next),
+                    Some(next) => batch.add(next, &config.device_clock),
                     None => break,
                 },
                 () = &mut linger => break,
@@ -419,7 +531,7 @@ async fn gather(
                 biased;
                 () = &mut changed => {}
                 next = queue.recv() => match next {
-                    Some(next) => batch.add(next),
+                    Some(next) => batch.add(next, &config.device_clock),
                     None => break,
                 },
             }
@@ -433,10 +545,10 @@ async fn gather(
 
 /// A commit running in its own task; aborted if the pipeline stops first (nothing
 /// is acknowledged then, so the senders keep and resend the readings).
-struct CommitTask(JoinHandle<(Batch, Committed)>);
+struct CommitTask(JoinHandle<(Batch, gridwatch_storage::Result<Committed>)>);
 
 impl Future for CommitTask {
-    type Output = Result<(Batch, Committed), tokio::task::JoinError>;
+    type Output = Result<(Batch, gridwatch_storage::Result<Committed>), tokio::task::JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx)
@@ -451,7 +563,7 @@ impl Drop for CommitTask {
 
 /// Commits up to `commits_in_flight` batches at once, then acknowledges and
 /// alerts strictly in batch order. A node is acked at most once per
-/// `node_ack_interval`.
+/// `node_ack_interval`. Stops, acking nothing more, when a commit fails for good.
 async fn commit_in_order(
     store: Store,
     mut batches: mpsc::Receiver<Batch>,
@@ -459,6 +571,7 @@ async fn commit_in_order(
     alerting: Alerting,
     node_ack_interval: Duration,
     slots: Arc<CommitSlots>,
+    health: Health,
 ) {
     let limit = slots.limit;
     let mut in_flight: VecDeque<CommitTask> = VecDeque::with_capacity(limit);
@@ -472,7 +585,15 @@ async fn commit_in_order(
                 in_flight.pop_front();
                 slots.set_busy(in_flight.len());
                 match done {
-                    Ok((batch, committed)) => finish(&mut acks, &mut pacer, &alerting, batch, committed).await,
+                    Ok((batch, Ok(committed))) => finish(&mut acks, &mut pacer, &alerting, batch, committed).await,
+                    Ok((_, Err(e))) => {
+                        // Later batches may hold later seqs of the same nodes, and node acks
+                        // are cumulative: nothing after this batch may be acknowledged.
+                        metrics::counter!("gridwatch_ingest_write_path_stopped_total").increment(1);
+                        tracing::error!(error = %e, class = %e.class(), "storing a batch failed for good: the write path stops; its readings and everything after them stay unacknowledged");
+                        health.gave_up();
+                        break;
+                    }
                     Err(e) => tracing::error!(error = %e, "a commit task failed; its readings stay unacknowledged"),
                 }
             }
@@ -483,9 +604,9 @@ async fn commit_in_order(
             }
             next = batches.recv(), if open && in_flight.len() < limit => match next {
                 Some(batch) => {
-                    let store = store.clone();
+                    let (store, health) = (store.clone(), health.clone());
                     in_flight.push_back(CommitTask(tokio::spawn(async move {
-                        let committed = commit_with_retry(&store, &batch.accepted, &batch.refused).await;
+                        let committed = commit_with_retry(&store, &batch.accepted, &batch.refused, &health).await;
                         (batch, committed)
                     })));
                     slots.set_busy(in_flight.len());
@@ -508,11 +629,53 @@ async fn finish(acks: &mut Acks, pacer: &mut AckPacer, alerting: &Alerting, batc
     alerting.on_committed(&accepted, committed.new).await;
 }
 
-async fn commit_with_retry(store: &Store, accepted: &[Accepted], refused: &[Refused]) -> Committed {
+/// Commits a batch as the class of its errors says (see the module doc), telling
+/// `health` how each try went.
+async fn commit_with_retry(
+    store: &Store,
+    accepted: &[Accepted],
+    refused: &[Refused],
+    health: &Health,
+) -> gridwatch_storage::Result<Committed> {
     let started = std::time::Instant::now();
-    let committed = retry("commit", || store.commit(accepted, refused)).await;
+    let failed = |r: gridwatch_storage::Retried<'_>| health.commit_failed(r.class.as_str(), r.error);
+    let committed = match retry_classified("commit", failed, || store.commit(accepted, refused)).await {
+        Err(e) if e.class() == ErrorClass::Constraint => quarantine_batch(store, accepted, refused, &e).await,
+        done => done,
+    };
+    if committed.is_ok() {
+        health.commit_succeeded();
+    }
     metrics::histogram!("gridwatch_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
     committed
+}
+
+/// A batch the database refuses for its data even row by row (the backends split
+/// a refused batch themselves; this is what is left): every reading goes into the
+/// quarantine with the database's reason, and the batch is acknowledged as rejected.
+async fn quarantine_batch(
+    store: &Store,
+    accepted: &[Accepted],
+    refused: &[Refused],
+    error: &gridwatch_storage::Error,
+) -> gridwatch_storage::Result<Committed> {
+    metrics::counter!("gridwatch_ingest_batches_quarantined_total").increment(1);
+    let why = format!("the database refused this batch: {error}");
+    let all: Vec<Refused> = refused
+        .iter()
+        .cloned()
+        .chain(
+            accepted
+                .iter()
+                .map(|a| gridwatch_storage::quarantine_entry(a, why.clone())),
+        )
+        .collect();
+    // The quarantine holds any bytes; should even that fail, it is retried as a write.
+    retry("quarantine_batch", || store.commit(&[], &all)).await;
+    Ok(Committed {
+        new: Vec::new(),
+        quarantined: (0..accepted.len()).collect(),
+    })
 }
 
 /// One application ack to publish: topic and payload.
@@ -546,15 +709,29 @@ async fn acknowledge(acks: &mut Acks, pacer: &mut AckPacer, batch: &Batch, quara
             }
             Source::Node => {
                 let readings = &batch.accepted[mine];
-                let committed = readings.iter().map(|a| a.reading.seq()).max();
+                let handled = origin.clock_ahead.as_ref();
+                let committed = readings
+                    .iter()
+                    .map(|a| a.reading.seq())
+                    .chain(handled.map(|h| h.2))
+                    .max();
+                if let (Some(top), Some(ceiling)) = (committed, origin.ack_ceiling)
+                    && ceiling.seq < top
+                {
+                    metrics::counter!("gridwatch_ingest_node_acks_held_total", "reason" => ceiling.reason).increment(1);
+                }
                 // A ceiling of 0 means no ack at all for now.
-                if let (Some(first), Some(top)) = (
-                    readings.first(),
+                let sender = readings
+                    .first()
+                    .map(|f| (f.gateway.as_str(), f.reading.device()))
+                    .or(handled.map(|h| (h.0.as_str(), h.1.as_str())));
+                if let (Some((gateway, device)), Some(top)) = (
+                    sender,
                     committed
-                        .map(|top| origin.ack_ceiling.map_or(top, |c| top.min(c)))
+                        .map(|top| origin.ack_ceiling.map_or(top, |c| top.min(c.seq)))
                         .filter(|&t| t > 0),
                 ) {
-                    let key = (is_external, first.gateway.as_str(), first.reading.device());
+                    let key = (is_external, gateway, device);
                     let entry = node_tops.entry(key).or_default();
                     *entry = (*entry).max(top);
                 }
@@ -669,6 +846,83 @@ mod tests {
             via: Via::Embedded,
             ack_ceiling: None,
         }
+    }
+
+    /// Node messages and gateway batches arrive through two subscriptions of the
+    /// embedded broker, each with a log (and offsets) of its own: interleaved,
+    /// they must not look like a broker drop, nor hold any node's acks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mixed_node_and_gateway_traffic_is_no_broker_drop() {
+        let config = gridwatch_broker::BrokerConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..gridwatch_broker::BrokerConfig::default()
+        };
+        let mut broker =
+            gridwatch_broker::EmbeddedBroker::start("mixed-test", &config, &["ingest", "senders"]).unwrap();
+        let (mut ingest_tx, ingest_rx) = broker.take_link("ingest").unwrap();
+        for filter in gridwatch_protocol::ALL_BUT_NODE_ACKS {
+            ingest_tx.subscribe(filter).unwrap();
+        }
+        let (mut senders, _senders_rx) = broker.take_link("senders").unwrap();
+        let health = Health::default();
+        let (undecoded_tx, undecoded_rx) = mpsc::channel(UNDECODED_BACKLOG);
+        let (queue_tx, mut queue) = mpsc::channel(1024);
+        tokio::spawn(read_broker(
+            ingest_rx,
+            undecoded_tx,
+            ByteBudget::new(UNDECODED_BYTES),
+            health.clone(),
+        ));
+        let (presence_tx, _presence_rx) = mpsc::channel(1);
+        tokio::spawn(decode_broker(undecoded_rx, queue_tx, presence_tx, health.clone()));
+
+        // A direct node, and a gateway sending a batch after every fourth of its
+        // messages: the two logs' offsets drift apart. In rounds, each taken in
+        // before the next is sent, so the broker goes from one log to the other.
+        let message = |seq: u64| {
+            let ts = 1_764_061_200_000 + seq * 1000;
+            let node = (
+                "gw/direct/dev/L-1/event".to_string(),
+                format!(r#"{{"v":1,"device":"L-1","seq":{seq},"ts":{ts},"body":{{"event":"alarm_button","code":0}}}}"#)
+                    .into_bytes(),
+            );
+            let batch = (
+                "gw/gw-1/batch".to_string(),
+                format!(
+                    r#"{{"v":1,"gateway":"gw-1","batch":{seq},"readings":[{{"kind":"event","v":1,"device":"L-2","seq":{seq},"ts":{ts},"body":{{"event":"alarm_button","code":0}}}}]}}"#
+                )
+                .into_bytes(),
+            );
+            (node, batch)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let (mut nodes, mut batches) = (0u64, 0u64);
+        for round in 0..10u64 {
+            let mut messages = Vec::new();
+            for seq in round * 20 + 1..=round * 20 + 20 {
+                let (node, batch) = message(seq);
+                messages.push(node);
+                if seq % 4 == 0 {
+                    messages.push(batch);
+                }
+            }
+            let expected = messages.len() as u64;
+            senders.publish_all(messages).await.unwrap();
+            for _ in 0..expected {
+                let delivery = tokio::time::timeout_at(deadline, queue.recv())
+                    .await
+                    .expect("every message within the deadline")
+                    .expect("the decoder runs");
+                match delivery.incoming.source {
+                    Source::Node => nodes += 1,
+                    Source::Batch { .. } => batches += 1,
+                    Source::None => panic!("unexpected: {:?}", delivery.incoming),
+                }
+                assert_eq!(delivery.ack_ceiling, None, "no node ack may be held");
+            }
+        }
+        assert_eq!((nodes, batches), (200, 50));
+        assert_eq!(health.broker_drops(), 0, "no broker drop");
     }
 
     /// Virtual time: the linger passes without waiting for it.

@@ -4,11 +4,16 @@
 use rumqttc::MqttOptions;
 use std::time::Duration;
 
+mod tls;
+pub use tls::{TlsBridge, TlsClientFiles, TlsError, client_config};
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct MqttUrl {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
+    /// `mqtts://`: MQTT over TLS ([`TlsBridge`]).
+    pub tls: bool,
 }
 
 // Never print the password.
@@ -20,9 +25,10 @@ impl std::fmt::Debug for MqttUrl {
 
 impl std::fmt::Display for MqttUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         match &self.credentials {
-            Some((user, _)) => write!(f, "mqtt://{user}:***@{}:{}", self.host, self.port),
-            None => write!(f, "mqtt://{}:{}", self.host, self.port),
+            Some((user, _)) => write!(f, "{scheme}://{user}:***@{}:{}", self.host, self.port),
+            None => write!(f, "{scheme}://{}:{}", self.host, self.port),
         }
     }
 }
@@ -47,8 +53,12 @@ impl std::str::FromStr for MqttUrl {
             },
             problem,
         };
-        let Some(rest) = s.strip_prefix("mqtt://") else {
-            return Err(bad("must start with mqtt://, e.g. mqtt://127.0.0.1:1883"));
+        let (tls, rest) = match (s.strip_prefix("mqtt://"), s.strip_prefix("mqtts://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                return Err(bad("must start with mqtt:// or mqtts://, e.g. mqtt://127.0.0.1:1883"));
+            }
         };
         let (credentials, hostport) = match rest.rsplit_once('@') {
             Some((userinfo, hostport)) => {
@@ -60,7 +70,8 @@ impl std::str::FromStr for MqttUrl {
             None => (None, rest),
         };
         let hostport = hostport.trim_end_matches('/');
-        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "1883"));
+        let default_port = if tls { "8883" } else { "1883" };
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, default_port));
         if host.is_empty() {
             return Err(bad("has no host"));
         }
@@ -69,7 +80,17 @@ impl std::str::FromStr for MqttUrl {
             host: host.to_string(),
             port,
             credentials,
+            tls,
         })
+    }
+}
+
+impl MqttUrl {
+    /// The same broker, logging in as `id` with `secret` (an identity of the
+    /// brokers' credentials file).
+    pub fn with_login(mut self, id: &str, secret: &str) -> Self {
+        self.credentials = Some((id.to_string(), secret.to_string()));
+        self
     }
 }
 
@@ -79,6 +100,7 @@ impl From<std::net::SocketAddr> for MqttUrl {
             host: addr.ip().to_string(),
             port: addr.port(),
             credentials: None,
+            tls: false,
         }
     }
 }
@@ -86,7 +108,12 @@ impl From<std::net::SocketAddr> for MqttUrl {
 /// Client options for `url` with a persistent session: the broker keeps our
 /// subscriptions and queued QoS 1 messages across reconnects.
 pub fn client_options(url: &MqttUrl, client_id: &str) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options_at(url.host.clone(), url.port, url, client_id)
+}
+
+/// [`client_options`] with the connection made to `host` (or a Unix socket's path).
+fn options_at(host: String, port: u16, url: &MqttUrl, client_id: &str) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(15));
     options.set_clean_session(false);
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -107,6 +134,13 @@ mod tests {
         assert_eq!(url.credentials, Some(("gw1".into(), "s3cret".into())));
         assert_eq!(format!("{url:?}"), "mqtt://gw1:***@127.0.0.1:1884");
         assert_eq!("mqtt://localhost".parse::<MqttUrl>().unwrap().port, 1883);
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let url = MqttUrl::from(addr).with_login("L-1", "abc");
+        assert_eq!(url, "mqtt://L-1:abc@127.0.0.1:9".parse().unwrap());
+        let url: MqttUrl = "mqtts://gw1:s3cret@ingest.example".parse().unwrap();
+        assert!(url.tls);
+        assert_eq!(url.port, 8883);
+        assert_eq!(url.to_string(), "mqtts://gw1:***@ingest.example:8883");
     }
 
     #[test]

@@ -214,8 +214,9 @@ pub struct CycleReport {
     pub method: Method,
     /// Device time the cycle started, ms since the Unix epoch. The envelope's `ts` is its end.
     pub started: u64,
-    /// Highest cabinet temperature reached, °C.
-    pub peak_c: f32,
+    /// Highest cabinet temperature reached, °C; `null` when the cycle had no valid
+    /// reading (the temperature sensor was faulty throughout): nothing to judge it by.
+    pub peak_c: Option<f32>,
     /// Seconds spent at or above the method's target temperature.
     pub hold_s: u32,
     pub outcome: CycleOutcome,
@@ -278,4 +279,38 @@ pub struct NodeAck {
     pub v: u8,
     pub device: DeviceId,
     pub seq: u64,
+}
+
+/// A gateway's presence on `gw/{gateway}/presence`: `online: true` as its birth after
+/// every connect and as its periodic heartbeat, `online: false` as its MQTT last will.
+/// Not a reading (no `seq`): ingest keeps only the latest state and when it came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPresence {
+    pub v: u8,
+    pub gateway: DeviceId,
+    pub online: bool,
+}
+
+impl GatewayPresence {
+    pub fn new(gateway: DeviceId, online: bool) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            gateway,
+            online,
+        }
+    }
+}
+
+impl crate::validate::Validate for GatewayPresence {
+    fn validate(&self) -> Result<(), crate::validate::ValidationError> {
+        use crate::validate::{ValidationError, valid_device_id};
+        if self.v != SCHEMA_VERSION {
+            return Err(ValidationError::UnsupportedVersion(self.v));
+        }
+        if valid_device_id(&self.gateway) {
+            Ok(())
+        } else {
+            Err(ValidationError::BadDeviceId)
+        }
+    }
 }

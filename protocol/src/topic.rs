@@ -6,6 +6,7 @@
 //! | `gw/{gateway}/ack/{device}` | broker side → node: highest durable `seq` |
 //! | `gw/{gateway}/batch` | gateway → ingest: a batch of readings |
 //! | `gw/{gateway}/ack` | ingest → gateway: the batch is committed |
+//! | `gw/{gateway}/presence` | gateway → ingest: birth, heartbeat, last will |
 //!
 //! Node acks sit at a depth (four levels) of their own, so that the service
 //! that publishes them can subscribe to everything else ([`ALL_BUT_NODE_ACKS`])
@@ -33,6 +34,10 @@ pub enum Topic<'a> {
     NodeAck {
         gateway: &'a str,
         device: &'a str,
+    },
+    /// A gateway's own presence (birth, heartbeat, last will).
+    GatewayPresence {
+        gateway: &'a str,
     },
 }
 
@@ -82,6 +87,9 @@ impl<'a> Topic<'a> {
             }),
             (Some("gw"), Some(gw), Some("batch"), None, _, _) => Ok(Topic::Batch { gateway: segment(gw)? }),
             (Some("gw"), Some(gw), Some("ack"), None, _, _) => Ok(Topic::BatchAck { gateway: segment(gw)? }),
+            (Some("gw"), Some(gw), Some("presence"), None, _, _) => {
+                Ok(Topic::GatewayPresence { gateway: segment(gw)? })
+            }
             (Some("gw"), Some(gw), Some("ack"), Some(dev), None, _) => Ok(Topic::NodeAck {
                 gateway: segment(gw)?,
                 device: segment(dev)?,
@@ -98,6 +106,7 @@ impl<'a> Topic<'a> {
             Topic::Batch { gateway } => write!(out, "gw/{gateway}/batch"),
             Topic::BatchAck { gateway } => write!(out, "gw/{gateway}/ack"),
             Topic::NodeAck { gateway, device } => write!(out, "gw/{gateway}/ack/{device}"),
+            Topic::GatewayPresence { gateway } => write!(out, "gw/{gateway}/presence"),
         };
         out
     }
@@ -131,3 +140,5 @@ pub const GW_BUT_NODE_ACKS: [&str; 6] = ["gw", "gw/+", "gw/+/+", "gw/+/dev/+", "
 pub const NODE_FILTER: &str = "gw/+/dev/+/+";
 /// Subscription filter for every gateway batch.
 pub const BATCH_FILTER: &str = "gw/+/batch";
+/// Subscription filter for every gateway's presence.
+pub const GATEWAY_PRESENCE_FILTER: &str = "gw/+/presence";

@@ -19,6 +19,8 @@ pub enum ValidationError {
     TemperatureOutOfRange(f32),
     /// The payload's device differs from the topic's.
     DeviceMismatch,
+    /// A firmware version with characters other than printable ASCII.
+    BadFirmwareVersion,
 }
 
 impl ValidationError {
@@ -32,6 +34,7 @@ impl ValidationError {
             ValidationError::FloorOutOfRange(_) => "floor_out_of_range",
             ValidationError::TemperatureOutOfRange(_) => "temperature_out_of_range",
             ValidationError::DeviceMismatch => "device_mismatch",
+            ValidationError::BadFirmwareVersion => "bad_firmware_version",
         }
     }
 }
@@ -55,6 +58,7 @@ impl core::fmt::Display for ValidationError {
             ),
             ValidationError::TemperatureOutOfRange(t) => write!(f, "temperature {t} °C is outside -40..=400"),
             ValidationError::DeviceMismatch => f.write_str("payload device differs from topic device"),
+            ValidationError::BadFirmwareVersion => f.write_str("fw must be printable ASCII"),
         }
     }
 }
@@ -119,7 +123,7 @@ impl Validate for CycleReport {
         if !TS_RANGE_MS.contains(&self.started) {
             return Err(ValidationError::TimestampOutOfRange(self.started));
         }
-        check_temp(self.peak_c)
+        self.peak_c.map_or(Ok(()), check_temp)
     }
 }
 
@@ -130,8 +134,15 @@ impl Validate for NodeEvent {
 }
 
 impl Validate for Birth {
+    /// Control characters would pass the firmware's lenient decoder raw and come back
+    /// from its encoder as `\u` escapes it cannot read (found by fuzzing), and would
+    /// reach the dashboard and the database as they are.
     fn validate(&self) -> Result<(), ValidationError> {
-        Ok(())
+        if self.fw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            Ok(())
+        } else {
+            Err(ValidationError::BadFirmwareVersion)
+        }
     }
 }
 

@@ -61,6 +61,15 @@ fn cycle_vector() {
     let m: Envelope<CycleReport> = check_both("cycle_aborted.json");
     assert_eq!(m.body.outcome, CycleOutcome::Aborted);
     assert_eq!(m.body.hold_s, 240);
+    assert_eq!(m.body.peak_c, Some(100.25));
+}
+
+#[test]
+fn cycle_without_a_valid_reading_vector() {
+    // A sensor faulty for the whole cycle: no peak, sent as null rather than a number.
+    let m: Envelope<CycleReport> = check_both("cycle_no_reading.json");
+    assert_eq!((m.body.peak_c, m.body.hold_s), (None, 0));
+    assert_eq!(m.body.validate(), Ok(()));
 }
 
 #[test]
@@ -155,4 +164,25 @@ fn oversize_is_refused_before_parsing() {
             .reason,
         "oversize"
     );
+}
+
+#[test]
+fn gateway_presence_vectors() {
+    let birth: GatewayPresence = check_both("gateway_presence_online.json");
+    assert_eq!(
+        birth,
+        GatewayPresence::new(DeviceId::try_from("gw-site-7").unwrap(), true)
+    );
+    let will: GatewayPresence = check_both("gateway_presence_offline.json");
+    assert!(!will.online);
+    for (payload, reason) in [
+        (r#"{"v":2,"gateway":"gw-site-7","online":true}"#, "unsupported_version"),
+        (r#"{"v":1,"gateway":"gw 7/#","online":true}"#, "bad_device_id"),
+        (r#"{"v":1,"gateway":"gw-site-7","online":"yes"}"#, "malformed"),
+    ] {
+        let core = codec::decode::<GatewayPresence>(payload.as_bytes()).expect_err(payload);
+        assert_eq!(core.reason(), reason, "serde-json-core: {payload}");
+        let host = json::decode::<GatewayPresence>(payload.as_bytes(), MAX_MESSAGE_BYTES).expect_err(payload);
+        assert_eq!(host.reason, reason, "serde_json: {payload}");
+    }
 }

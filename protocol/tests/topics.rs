@@ -18,6 +18,17 @@ fn node_topic_round_trips() {
     };
     assert_eq!(ack.write().as_str(), "gw/gw-01/ack/L-0001");
     assert_eq!(Topic::parse("gw/gw-01/ack/L-0001"), Ok(ack));
+    let presence = Topic::GatewayPresence { gateway: "gw-01" };
+    assert_eq!(presence.write().as_str(), "gw/gw-01/presence");
+    assert_eq!(Topic::parse("gw/gw-01/presence"), Ok(presence));
+    // A node's presence stays under its device.
+    assert!(matches!(
+        Topic::parse("gw/gw-01/dev/L-0001/presence"),
+        Ok(Topic::Node {
+            kind: Kind::Presence,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -31,6 +42,8 @@ fn bad_topics_are_refused_with_reasons() {
     assert_eq!(Topic::parse("gw/gw-01/dev/L-0001/ack"), Err(TopicError::UnknownKind));
     assert_eq!(Topic::parse("gw/gw-01/ack/"), Err(TopicError::BadSegment));
     assert_eq!(Topic::parse("elsewhere/x"), Err(TopicError::UnknownTopic));
+    assert_eq!(Topic::parse("gw/+/presence"), Err(TopicError::BadSegment));
+    assert_eq!(Topic::parse("gw/gw-01/presence/x"), Err(TopicError::UnknownTopic));
     assert_eq!(
         Topic::parse("gw/gw-01/dev/L-0001/lift/extra"),
         Err(TopicError::UnknownTopic)

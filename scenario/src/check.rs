@@ -1,6 +1,6 @@
 //! Comparing the alerts a run produced with what its scenario expects, and printing
 //! the comparison as a table.
-use crate::parse::{Absence, Expectation, Scenario, format_offset};
+use crate::parse::{Absence, CaseAbsence, CaseExpectation, EventExpectation, Expectation, Scenario, format_offset};
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -14,11 +14,136 @@ pub struct ActualAlert {
     pub state: String,
     #[serde(default)]
     pub details: serde_json::Value,
+    /// RFC 3339 (device time of the last change, and of the clear).
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub cleared_at: Option<String>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
 }
 
 impl ActualAlert {
     pub fn cleared(&self) -> bool {
         self.state == "cleared"
+    }
+
+    pub fn cleared_at_ms(&self) -> Option<u64> {
+        self.cleared_at.as_deref().and_then(ms_of)
+    }
+
+    pub fn updated_at_ms(&self) -> Option<u64> {
+        self.updated_at.as_deref().and_then(ms_of)
+    }
+}
+
+/// An RFC 3339 time as ms since the epoch.
+fn ms_of(text: &str) -> Option<u64> {
+    let ts: jiff::Timestamp = text.parse().ok()?;
+    u64::try_from(ts.as_millisecond()).ok()
+}
+
+/// A case as `GET /api/cases/{id}` returns it: the whole answer, with the fields the
+/// check uses picked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActualCase {
+    pub id: u64,
+    /// The device the case is about (`None` for a using unit).
+    pub device: Option<String>,
+    pub case_type: String,
+    pub opened_at_ms: u64,
+    /// `{case, status, reports, records, escalations, deadlines}`.
+    pub json: serde_json::Value,
+}
+
+impl ActualCase {
+    pub fn from_json(json: serde_json::Value) -> Option<Self> {
+        let case = &json["case"];
+        Some(Self {
+            id: case["id"].as_u64()?,
+            device: (case["subject"]["type"] == "device")
+                .then(|| case["subject"]["id"].as_str().map(str::to_string))
+                .flatten(),
+            case_type: case["case_type"].as_str()?.to_string(),
+            opened_at_ms: case["opened_at"].as_u64()?,
+            json,
+        })
+    }
+
+    fn status(&self) -> &str {
+        self.json["status"].as_str().unwrap_or_default()
+    }
+
+    fn list<'a>(&'a self, key: &str, field: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.json[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(move |v| v[field].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `accept:maintenance_firm, verify:supervisor`.
+    fn steps(&self) -> Vec<String> {
+        self.json["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["step"].as_str().unwrap_or_default(),
+                    r["role"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    fn reports(&self) -> usize {
+        self.json["reports"].as_array().map_or(0, Vec::len)
+            + self.json["case"]["extra_reports"].as_u64().unwrap_or(0) as usize
+    }
+}
+
+/// A device event as `GET /api/devices/{id}/events` lists it, with its device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActualEvent {
+    pub device: String,
+    pub kind: String,
+    pub ts_ms: u64,
+    /// The whole item (`kind, seq, ts_ms, ts`, and `code`, `floor`, `fw`, `boots`).
+    pub json: serde_json::Value,
+}
+
+impl ActualEvent {
+    pub fn from_json(device: &str, json: serde_json::Value) -> Option<Self> {
+        Some(Self {
+            device: device.to_string(),
+            kind: json["kind"].as_str()?.to_string(),
+            ts_ms: json["ts_ms"].as_u64()?,
+            json,
+        })
+    }
+}
+
+/// What an API action of the scenario got back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionOutcome {
+    pub at_ms: u64,
+    /// `case_step accept by firm`.
+    pub what: String,
+    pub device: String,
+    /// The status expected (`None`: any 2xx) and the one answered, with the answer's text.
+    pub expected: Option<u16>,
+    pub status: u16,
+    pub answer: String,
+}
+
+impl ActionOutcome {
+    pub fn as_expected(&self) -> bool {
+        match self.expected {
+            Some(s) => s == self.status,
+            None => (200..300).contains(&self.status),
+        }
     }
 }
 
@@ -35,11 +160,16 @@ pub enum Verdict {
     Unexpected,
     /// An alert nobody expected, allowed because the scenario is not strict.
     Extra,
+    /// An API action answered another status than expected.
+    Failed,
 }
 
 impl Verdict {
     pub fn is_difference(self) -> bool {
-        matches!(self, Verdict::Missing | Verdict::Forbidden | Verdict::Unexpected)
+        matches!(
+            self,
+            Verdict::Missing | Verdict::Forbidden | Verdict::Unexpected | Verdict::Failed
+        )
     }
 
     fn label(self) -> &'static str {
@@ -49,6 +179,7 @@ impl Verdict {
             Verdict::Forbidden => "FORBIDDEN",
             Verdict::Unexpected => "UNEXPECTED",
             Verdict::Extra => "extra",
+            Verdict::Failed => "FAILED",
         }
     }
 }
@@ -127,11 +258,22 @@ pub fn json_contains(actual: &serde_json::Value, wanted: &serde_json::Value) -> 
 
 fn matches_expectation(e: &Expectation, a: &ActualAlert) -> bool {
     let at = a.raised_at_ms.max(0) as u64;
-    a.kind == e.kind.to_string()
+    let within =
+        |w: Option<(u64, u64)>, t: Option<u64>| w.is_none_or(|(from, to)| t.is_some_and(|t| (from..=to).contains(&t)));
+    same_kind(e, a)
         && a.device_id == e.device
         && (e.from_ms..=e.to_ms).contains(&at)
         && e.cleared.is_none_or(|c| c == a.cleared())
+        && within(e.cleared_within, a.cleared_at_ms())
+        && within(e.updated_within, a.updated_at_ms())
+        && e.acknowledged_by
+            .as_ref()
+            .is_none_or(|by| a.acknowledged_by.as_ref() == Some(by))
         && e.details.as_ref().is_none_or(|d| json_contains(&a.details, d))
+}
+
+fn same_kind(e: &Expectation, a: &ActualAlert) -> bool {
+    e.kinds.iter().any(|k| k.to_string() == a.kind)
 }
 
 fn matches_absence(x: &Absence, a: &ActualAlert) -> bool {
@@ -149,8 +291,12 @@ pub fn compare(scenario: &Scenario, actual: &[ActualAlert]) -> Comparison {
     let at = |ms: i64| format_offset(ms - start);
     let describe = |a: &ActualAlert| {
         let mut text = at(a.raised_at_ms);
-        if a.cleared() {
-            text.push_str(" (cleared)");
+        match a.cleared_at_ms() {
+            Some(c) if a.cleared() => {
+                let _ = write!(text, " (cleared {})", at(c as i64));
+            }
+            _ if a.cleared() => text.push_str(" (cleared)"),
+            _ => {}
         }
         text
     };
@@ -166,8 +312,18 @@ pub fn compare(scenario: &Scenario, actual: &[ActualAlert]) -> Comparison {
     let mut lines = Vec::new();
     for e in &scenario.expect {
         let mut window = format!("{}..{}", at(e.from_ms as i64), at(e.to_ms as i64));
-        if let Some(c) = e.cleared {
-            window.push_str(if c { ", cleared" } else { ", open" });
+        match (e.cleared_within, e.cleared) {
+            (Some((from, to)), _) => {
+                let _ = write!(window, ", cleared {}..{}", at(from as i64), at(to as i64));
+            }
+            (None, Some(c)) => window.push_str(if c { ", cleared" } else { ", open" }),
+            (None, None) => {}
+        }
+        if let Some((from, to)) = e.updated_within {
+            let _ = write!(window, ", updated {}..{}", at(from as i64), at(to as i64));
+        }
+        if let Some(by) = &e.acknowledged_by {
+            let _ = write!(window, ", acknowledged by {by}");
         }
         if let Some(d) = &e.details {
             let _ = write!(window, ", {d}");
@@ -187,7 +343,7 @@ pub fn compare(scenario: &Scenario, actual: &[ActualAlert]) -> Comparison {
                     let near: Vec<String> = order
                         .iter()
                         .map(|&i| &actual[i])
-                        .filter(|a| a.kind == e.kind.to_string() && a.device_id == e.device)
+                        .filter(|a| same_kind(e, a) && a.device_id == e.device)
                         .map(|a| {
                             let mut t = describe(a);
                             if e.details.as_ref().is_some_and(|d| !json_contains(&a.details, d)) {
@@ -206,7 +362,7 @@ pub fn compare(scenario: &Scenario, actual: &[ActualAlert]) -> Comparison {
             };
             lines.push(Line {
                 verdict,
-                kind: e.kind.to_string(),
+                kind: e.kind_text(),
                 device: e.device.clone(),
                 expected: window.clone(),
                 actual: actual_text,
@@ -251,6 +407,312 @@ pub fn compare(scenario: &Scenario, actual: &[ActualAlert]) -> Comparison {
     Comparison { lines }
 }
 
+/// Lines for the scenario's API actions (each one: its status as expected or not), its
+/// case expectations (each case claimed once) and case absences, appended to `comparison`.
+pub fn compare_loop(scenario: &Scenario, cases: &[ActualCase], actions: &[ActionOutcome], comparison: &mut Comparison) {
+    let start = scenario.start_ms as i64;
+    let at = |ms: u64| format_offset(ms as i64 - start);
+    for a in actions {
+        let expected = match a.expected {
+            Some(s) => format!("{} -> {s}", at(a.at_ms)),
+            None => format!("{} -> 2xx", at(a.at_ms)),
+        };
+        let mut actual = a.status.to_string();
+        if !a.as_expected() && !a.answer.is_empty() {
+            let _ = write!(actual, " {}", a.answer.chars().take(160).collect::<String>());
+        }
+        comparison.lines.push(Line {
+            verdict: if a.as_expected() { Verdict::Ok } else { Verdict::Failed },
+            kind: a.what.clone(),
+            device: a.device.clone(),
+            expected,
+            actual,
+        });
+    }
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    order.sort_by_key(|&i| (cases[i].opened_at_ms, cases[i].id));
+    let mut claimed = vec![false; cases.len()];
+    let describe = |c: &ActualCase| format!("#{} {} {} opened {}", c.id, c.case_type, c.status(), at(c.opened_at_ms));
+    for e in &scenario.expect_cases {
+        let expected = describe_case_expectation(e, &at);
+        for _ in 0..e.count {
+            let found = order
+                .iter()
+                .copied()
+                .find(|&i| !claimed[i] && case_matches(e, &cases[i]).is_ok());
+            let (verdict, actual) = match found {
+                Some(i) => {
+                    claimed[i] = true;
+                    (Verdict::Ok, describe(&cases[i]))
+                }
+                None => {
+                    let near: Vec<String> = order
+                        .iter()
+                        .map(|&i| &cases[i])
+                        .filter(|c| c.device.as_deref() == Some(e.device.as_str()))
+                        .map(|c| match case_matches(e, c) {
+                            Err(why) => format!("{} ({why})", describe(c)),
+                            Ok(()) => format!("{} (claimed by another line)", describe(c)),
+                        })
+                        .collect();
+                    let text = if near.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("only {}", near.join("; "))
+                    };
+                    (Verdict::Missing, text)
+                }
+            };
+            comparison.lines.push(Line {
+                verdict,
+                kind: format!("case {}", e.case_type.as_deref().unwrap_or("(any)")),
+                device: e.device.clone(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    for x in &scenario.absent_cases {
+        let forbidden: Vec<&ActualCase> = order
+            .iter()
+            .map(|&i| &cases[i])
+            .filter(|c| case_absence_matches(x, c))
+            .collect();
+        let expected = format!("no case {}..{}", at(x.from_ms), at(x.to_ms));
+        let kind = format!("case {}", x.case_type.as_deref().unwrap_or("(any)"));
+        let device = x.device.clone().unwrap_or_else(|| "(any)".into());
+        if forbidden.is_empty() {
+            comparison.lines.push(Line {
+                verdict: Verdict::Ok,
+                kind,
+                device,
+                expected,
+                actual: "-".into(),
+            });
+        } else {
+            for c in forbidden {
+                comparison.lines.push(Line {
+                    verdict: Verdict::Forbidden,
+                    kind: kind.clone(),
+                    device: c.device.clone().unwrap_or_default(),
+                    expected: expected.clone(),
+                    actual: describe(c),
+                });
+            }
+        }
+    }
+}
+
+/// One line per event expectation: `ok` when the device listed as many matching events
+/// as it asks, `MISSING` when fewer, `FORBIDDEN` when more than an exact count.
+pub fn compare_events(scenario: &Scenario, events: &[ActualEvent], comparison: &mut Comparison) {
+    let start = scenario.start_ms as i64;
+    let at = |ms: u64| format_offset(ms as i64 - start);
+    for e in &scenario.expect_events {
+        let matching: Vec<&ActualEvent> = events.iter().filter(|a| event_matches(e, a)).collect();
+        let verdict = if e.count.fits(matching.len()) {
+            Verdict::Ok
+        } else if let crate::parse::EventCount::Exactly(n) = e.count
+            && matching.len() > n
+        {
+            Verdict::Forbidden
+        } else {
+            Verdict::Missing
+        };
+        let mut expected = format!("{} {}..{}", e.count, at(e.from_ms), at(e.to_ms));
+        if let Some(d) = &e.details {
+            let _ = write!(expected, ", {d}");
+        }
+        let times = |list: &[&ActualEvent]| -> String {
+            let mut shown: Vec<String> = list.iter().take(6).map(|a| at(a.ts_ms)).collect();
+            if list.len() > 6 {
+                shown.push(format!("… ({} in all)", list.len()));
+            }
+            shown.join(", ")
+        };
+        let actual = if !matching.is_empty() {
+            format!("{} at {}", matching.len(), times(&matching))
+        } else {
+            // Say what came closest: the same kinds at other times or with other fields.
+            let near: Vec<&ActualEvent> = events
+                .iter()
+                .filter(|a| a.device == e.device && e.kinds.contains(&a.kind))
+                .collect();
+            if near.is_empty() {
+                "0".to_string()
+            } else {
+                format!("0; only at {}", times(&near))
+            }
+        };
+        comparison.lines.push(Line {
+            verdict,
+            kind: format!("event {}", e.kinds.join("|")),
+            device: e.device.clone(),
+            expected,
+            actual,
+        });
+    }
+}
+
+fn event_matches(e: &EventExpectation, a: &ActualEvent) -> bool {
+    a.device == e.device
+        && e.kinds.contains(&a.kind)
+        && (e.from_ms..=e.to_ms).contains(&a.ts_ms)
+        && e.details.as_ref().is_none_or(|d| json_contains(&a.json, d))
+}
+
+fn describe_case_expectation(e: &CaseExpectation, at: &dyn Fn(u64) -> String) -> String {
+    let mut text = format!("opened {}..{}", at(e.from_ms), at(e.to_ms));
+    let mut part = |label: &str, value: String| {
+        let _ = write!(text, ", {label}{value}");
+    };
+    if let Some(p) = &e.priority {
+        part("", p.clone());
+    }
+    if let Some(s) = &e.status {
+        part("status ", s.clone());
+    }
+    if let Some(c) = e.closed {
+        part("", if c { "closed".into() } else { "open".into() });
+    }
+    if let Some(n) = e.reports {
+        part("reports ", n.to_string());
+    }
+    if !e.channels.is_empty() {
+        part("channels ", e.channels.join("+"));
+    }
+    if let Some(steps) = &e.steps {
+        part("steps ", format!("[{}]", steps.join(", ")));
+    }
+    if let Some(levels) = &e.escalated_to {
+        part("escalated to ", format!("[{}]", levels.join(", ")));
+    }
+    if let Some((from, to)) = e.escalated_within {
+        part("escalated ", format!("{}..{}", at(from), at(to)));
+    }
+    if let Some(late) = e.late {
+        part("", if late { "late".into() } else { "not late".into() });
+    }
+    if let Some(responses) = &e.responses {
+        let list: Vec<String> = responses
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{} {}..{}",
+                    r.response,
+                    r.by.as_deref().unwrap_or("*"),
+                    at(r.from_ms),
+                    at(r.to_ms)
+                )
+            })
+            .collect();
+        part("responses ", format!("[{}]", list.join(", ")));
+    }
+    if let Some(d) = &e.details {
+        part("", d.to_string());
+    }
+    text
+}
+
+/// Whether the case fits the expectation; if not, the first thing that differs.
+fn case_matches(e: &CaseExpectation, c: &ActualCase) -> Result<(), String> {
+    let case = &c.json["case"];
+    let check = |ok: bool, why: &dyn Fn() -> String| if ok { Ok(()) } else { Err(why()) };
+    check(c.device.as_deref() == Some(e.device.as_str()), &|| {
+        "another device".into()
+    })?;
+    if let Some(t) = &e.case_type {
+        check(c.case_type == *t, &|| format!("type {}", c.case_type))?;
+    }
+    check((e.from_ms..=e.to_ms).contains(&c.opened_at_ms), &|| {
+        "opened outside the window".into()
+    })?;
+    if let Some(p) = &e.priority {
+        let actual = case["priority"].as_str().unwrap_or_default();
+        check(actual == p, &|| format!("priority {actual}"))?;
+    }
+    if let Some(s) = &e.status {
+        check(c.status() == s, &|| format!("status {}", c.status()))?;
+    }
+    if let Some(closed) = e.closed {
+        check((c.status() == "closed") == closed, &|| format!("status {}", c.status()))?;
+    }
+    if let Some(n) = e.reports {
+        check(c.reports() == n, &|| format!("{} reports", c.reports()))?;
+    }
+    let channels: Vec<String> = c.list("reports", "channel").collect();
+    for ch in &e.channels {
+        check(channels.contains(ch), &|| format!("channels {}", channels.join("+")))?;
+    }
+    if let Some(steps) = &e.steps {
+        let actual = c.steps();
+        let fits = actual.len() == steps.len()
+            && actual
+                .iter()
+                .zip(steps)
+                .all(|(a, w)| a == w || a.split(':').next() == Some(w.as_str()));
+        check(fits, &|| format!("steps [{}]", actual.join(", ")))?;
+    }
+    let levels: Vec<String> = c.list("escalations", "level").collect();
+    if let Some(want) = &e.escalated_to {
+        check(levels == *want, &|| format!("escalated to [{}]", levels.join(", ")))?;
+    }
+    if let Some((from, to)) = e.escalated_within {
+        let times: Vec<u64> = c.json["escalations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["at"].as_u64())
+            .collect();
+        check(
+            !times.is_empty() && times.iter().all(|t| (from..=to).contains(t)),
+            &|| format!("escalated at {:?}", times),
+        )?;
+    }
+    if let Some(late) = e.late {
+        match case["late"].as_bool() {
+            Some(actual) => check(actual == late, &|| format!("late = {actual}"))?,
+            None => return Err("the service reports no late flag".into()),
+        }
+    }
+    if let Some(want) = &e.responses {
+        let actual: Vec<&serde_json::Value> = c.json["responses"].as_array().into_iter().flatten().collect();
+        let shown = || {
+            let list: Vec<String> = actual
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}:{}@{}",
+                        r["response"].as_str().unwrap_or_default(),
+                        r["actor"].as_str().unwrap_or_default(),
+                        r["at"]
+                            .as_u64()
+                            .map_or("?".into(), |t| format_offset(t as i64 - c.opened_at_ms as i64))
+                    )
+                })
+                .collect();
+            format!("responses [{}] (times from its opening)", list.join(", "))
+        };
+        let fits = actual.len() == want.len()
+            && actual.iter().zip(want).all(|(a, w)| {
+                a["response"] == w.response.as_str()
+                    && w.by.as_ref().is_none_or(|by| a["actor"] == by.as_str())
+                    && a["at"].as_u64().is_some_and(|t| (w.from_ms..=w.to_ms).contains(&t))
+            });
+        check(fits, &shown)?;
+    }
+    if let Some(d) = &e.details {
+        check(json_contains(case, d), &|| "details differ".into())?;
+    }
+    Ok(())
+}
+
+fn case_absence_matches(x: &CaseAbsence, c: &ActualCase) -> bool {
+    x.device.as_ref().is_none_or(|d| c.device.as_ref() == Some(d))
+        && x.case_type.as_ref().is_none_or(|t| *t == c.case_type)
+        && (x.from_ms..=x.to_ms).contains(&c.opened_at_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +745,9 @@ mod tests {
             raised_at_ms: parse(SCENARIO, "t").unwrap().start_ms as i64 + offset_s * 1000,
             state: state.into(),
             details,
+            updated_at: None,
+            cleared_at: None,
+            acknowledged_by: None,
         }
     }
 
@@ -342,5 +807,79 @@ mod tests {
             &serde_json::json!({"a": {"b": 1.0, "c": 2}}),
             &serde_json::json!({"a": {"b": 1}})
         ));
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn event(kind: &str, offset_s: u64, extra: serde_json::Value) -> ActualEvent {
+        let start = parse(SCENARIO, "e").unwrap().start_ms;
+        let mut json = serde_json::json!({ "kind": kind, "ts_ms": start + offset_s * 1000 });
+        json.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        ActualEvent::from_json("L-1", json).unwrap()
+    }
+
+    const SCENARIO: &str = r#"
+        start = "2026-11-25T09:00:00+08:00"
+        duration = "30m"
+        [[lift]]
+        id = "L-1"
+        [[expect_event]]
+        device = "L-1"
+        kind = "alarm_button"
+        after = "2m"
+        before = "3m"
+        [[expect_event]]
+        device = "L-1"
+        kind = ["power_lost", "power_restored"]
+        count = 2
+        [[expect_event]]
+        device = "L-1"
+        kind = "fault_raised"
+        details = { code = 801 }
+        [[expect_event]]
+        device = "L-1"
+        kind = "door_open_while_running"
+        count = 0
+    "#;
+
+    fn verdicts(events: &[ActualEvent]) -> Vec<(Verdict, String)> {
+        let s = parse(SCENARIO, "e").unwrap();
+        let mut c = Comparison { lines: Vec::new() };
+        compare_events(&s, events, &mut c);
+        c.lines.into_iter().map(|l| (l.verdict, l.actual)).collect()
+    }
+
+    #[test]
+    fn events_are_counted_in_their_window_by_kind_and_fields() {
+        let good = [
+            event("alarm_button", 150, serde_json::json!({})),
+            event("power_lost", 300, serde_json::json!({})),
+            event("power_restored", 400, serde_json::json!({})),
+            event("fault_raised", 500, serde_json::json!({ "code": 801 })),
+        ];
+        let v = verdicts(&good);
+        assert!(v.iter().all(|(v, _)| *v == Verdict::Ok), "{v:?}");
+        assert_eq!(v[1].1, "2 at +5m, +6m40s");
+
+        let bad = [
+            // Outside its window, with another code, one too many, one forbidden.
+            event("alarm_button", 200, serde_json::json!({})),
+            event("power_lost", 300, serde_json::json!({})),
+            event("power_restored", 400, serde_json::json!({})),
+            event("power_lost", 450, serde_json::json!({})),
+            event("fault_raised", 500, serde_json::json!({ "code": 802 })),
+            event("door_open_while_running", 600, serde_json::json!({})),
+        ];
+        let v = verdicts(&bad);
+        assert_eq!(v[0], (Verdict::Missing, "0; only at +3m20s".to_string()));
+        assert_eq!(v[1].0, Verdict::Forbidden);
+        assert_eq!(v[2].0, Verdict::Missing);
+        assert_eq!(v[3], (Verdict::Forbidden, "1 at +10m".to_string()));
     }
 }

@@ -38,6 +38,8 @@ pub struct Invalid {
     pub at: Vec<String>,
     /// What is wrong, and what was expected (for a TOML syntax error, its line and column).
     pub problem: String,
+    /// The line (from 1) of the entry or field, where it can be found in the text.
+    pub line: Option<usize>,
 }
 
 impl Invalid {
@@ -45,6 +47,7 @@ impl Invalid {
         Self {
             at: Vec::new(),
             problem: problem.to_string(),
+            line: None,
         }
     }
 
@@ -55,7 +58,7 @@ impl Invalid {
     }
 
     fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.line.map(|l| format!("line {l}: ")).unwrap_or_default();
         for place in &self.at {
             out.push_str(place);
             out.push_str(": ");
@@ -100,6 +103,8 @@ pub enum RunError {
     /// domain's `RegisterRejected`; this crate stays off the domain crate).
     #[error("importing the scenario's [[register]]: {0}")]
     Register(Box<dyn std::error::Error + Send + Sync>),
+    #[error("provisioning the run's MQTT credentials: {0}")]
+    Credentials(String),
     #[error("starting gateway {id}: {source}")]
     Gateway {
         id: String,
@@ -110,6 +115,9 @@ pub enum RunError {
     Simulation(#[from] gridwatch_simulators::Error),
     #[error("no device {0:?}")]
     NoDevice(String),
+    /// An `inject_reading` action could not be delivered to ingest.
+    #[error("injecting a reading of {device}: {why}")]
+    Inject { device: String, why: String },
     #[error("no gateway {0:?}")]
     NoGateway(String),
     /// Delivery made no progress at all for [`crate::RunOptions::stall_after`].
@@ -117,6 +125,18 @@ pub enum RunError {
     Stalled(Box<Stall>),
     #[error("reading the alerts from {url}: {source}")]
     Alerts { url: String, source: reqwest::Error },
+    /// The scenario's `[config]` or `[[user]]` could not be given to ingest.
+    #[error("setting up ingest: {0}")]
+    Setup(String),
+    /// An API call could not be made at all (its status is checked, not this).
+    #[error("calling {url}: {source}")]
+    Api { url: String, source: reqwest::Error },
+    /// A `case_step` found no case of its device to act on.
+    #[error("{action} at {at}: no case of device {device}")]
+    NoCase { action: String, at: String, device: String },
+    /// A `redeliver` of a device whose node has published nothing acknowledged in the window.
+    #[error("redeliver at {at}: {device} has no acknowledged reading in the window")]
+    NothingToRedeliver { at: String, device: String },
 }
 
 /// `error` and its causes, `: `-separated (the simulators' errors keep the error they

@@ -13,6 +13,8 @@
 //! ```
 pub mod check;
 pub mod error;
+mod inject;
+mod locate;
 pub mod parse;
 pub mod run;
 

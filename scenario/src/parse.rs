@@ -21,6 +21,7 @@ macro_rules! bail {
         return Err(Invalid {
             at: vec![$($place.to_string()),+],
             problem: format!($($arg)+),
+            line: None,
         })
     };
     ($($arg:tt)+) => {
@@ -71,6 +72,27 @@ pub struct Scenario {
     pub absent: Vec<Absence>,
     /// The register to import at the start, as the offices' CSV export.
     pub register_csv: Option<String>,
+    /// `[config]`: the domain configuration (`DomainConfig`'s TOML shape), merged over
+    /// the defaults field by field.
+    pub config: Option<toml::Table>,
+    /// API users (`[[user]]`, or the default ones): when there are any, the API runs
+    /// with them and the run reads alerts and cases as [`OBSERVER`]; otherwise it is open.
+    pub users: Vec<ApiUser>,
+    pub expect_cases: Vec<CaseExpectation>,
+    pub absent_cases: Vec<CaseAbsence>,
+    pub expect_events: Vec<EventExpectation>,
+}
+
+/// The user the runner reads alerts and cases as when the API has users: a supervisor
+/// over every area of the register, and staff of every maintenance firm in it.
+pub const OBSERVER: &str = "scenario-observer";
+
+/// An API user of a scenario: its id and assignments (the users file's shape).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiUser {
+    pub id: String,
+    /// `[{ type = "grid", role = "supervisor", scope = "01" }, { type = "firm", firm = "MF01" }]`.
+    pub assignments: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +143,13 @@ pub enum Action {
     NodeReset {
         device: String,
     },
+    /// One raw status reading of the device, stamped `ts_ms` with `seq` (default: the
+    /// node's next seq), published to ingest's broker as the device.
+    InjectReading {
+        device: String,
+        ts_ms: u64,
+        seq: Option<u64>,
+    },
     /// The gateway's uplink to ingest goes down / comes back.
     UplinkDown {
         gateway: String,
@@ -128,6 +157,79 @@ pub enum Action {
     UplinkUp {
         gateway: String,
     },
+    /// The device's readings that were already acknowledged, stamped within
+    /// `[from_ms, to_ms]`, published to ingest again as the device (in a shuffled order
+    /// when `shuffle`, seeded by `seed`).
+    Redeliver {
+        device: String,
+        from_ms: u64,
+        to_ms: u64,
+        shuffle: bool,
+        seed: u64,
+    },
+    /// A call of the HTTP API by user `by`; `expect_status` (default: any 2xx) is checked.
+    Api {
+        call: ApiCall,
+        by: String,
+        expect_status: Option<u16>,
+    },
+}
+
+/// What an API action does (the body of its request).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiCall {
+    /// `POST /api/alerts/ack`.
+    Acknowledge { device: String, kind: String },
+    /// `POST /api/cases/{id}/steps` on the device's newest open case (of `case_type`).
+    CaseStep {
+        device: String,
+        case_type: Option<String>,
+        body: serde_json::Value,
+    },
+    /// A firm response, `POST /api/cases/{id}/{route}` (`acknowledgement`, `arrival`) on
+    /// the device's newest open case (of `case_type`).
+    CaseResponse {
+        device: String,
+        case_type: Option<String>,
+        route: &'static str,
+        body: serde_json::Value,
+    },
+    /// `POST /api/cases`.
+    Report { body: serde_json::Value },
+    /// `POST /api/equipment/{device}/inspections`.
+    Inspection { device: String, body: serde_json::Value },
+    /// `POST /api/equipment/{device}/maintenance`.
+    Maintenance { device: String, body: serde_json::Value },
+    /// `POST /api/equipment/import` with the whole register after the change.
+    RegisterImport { device: String, csv: String },
+}
+
+impl ApiCall {
+    /// The action's name in a scenario file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApiCall::Acknowledge { .. } => "acknowledge",
+            ApiCall::CaseStep { .. } => "case_step",
+            ApiCall::CaseResponse { route: "arrival", .. } => "arrival",
+            ApiCall::CaseResponse { .. } => "case_acknowledgement",
+            ApiCall::Report { .. } => "report",
+            ApiCall::Inspection { .. } => "inspection",
+            ApiCall::Maintenance { .. } => "maintenance",
+            ApiCall::RegisterImport { .. } => "register_change",
+        }
+    }
+
+    pub fn device(&self) -> &str {
+        match self {
+            ApiCall::Acknowledge { device, .. }
+            | ApiCall::CaseStep { device, .. }
+            | ApiCall::CaseResponse { device, .. }
+            | ApiCall::Inspection { device, .. }
+            | ApiCall::Maintenance { device, .. }
+            | ApiCall::RegisterImport { device, .. } => device,
+            ApiCall::Report { body } => body["device_id"].as_str().unwrap_or_default(),
+        }
+    }
 }
 
 impl Action {
@@ -140,7 +242,8 @@ impl Action {
 /// An alert that must be raised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expectation {
-    pub kind: AlertKind,
+    /// Any one of these kinds (`kind = "..."` or `kind = ["...", "..."]`).
+    pub kinds: Vec<AlertKind>,
     /// The device id, or the gateway id for `gateway_offline`.
     pub device: String,
     /// Raised within `[from_ms, to_ms]` (absolute device time).
@@ -152,6 +255,124 @@ pub struct Expectation {
     pub cleared: Option<bool>,
     /// Fields the alert's details must contain (a JSON subset).
     pub details: Option<serde_json::Value>,
+    /// Cleared within this window (absolute device time); implies `cleared`.
+    pub cleared_within: Option<(u64, u64)>,
+    /// Last updated within this window.
+    pub updated_within: Option<(u64, u64)>,
+    /// Acknowledged by this user.
+    pub acknowledged_by: Option<String>,
+}
+
+impl Expectation {
+    /// `fault:1`, or `any of fault:801|cycle_under_temperature`.
+    pub fn kind_text(&self) -> String {
+        self.kinds.iter().map(ToString::to_string).collect::<Vec<_>>().join("|")
+    }
+}
+
+/// A case that must be opened (reading `GET /api/cases` and `GET /api/cases/{id}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseExpectation {
+    pub device: String,
+    pub case_type: Option<String>,
+    /// Opened within `[from_ms, to_ms]`.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: usize,
+    pub priority: Option<String>,
+    pub status: Option<String>,
+    pub closed: Option<bool>,
+    /// How many reports the case holds (merged channels included).
+    pub reports: Option<usize>,
+    /// Channels that must be among its reports.
+    pub channels: Vec<String>,
+    /// The steps taken, in order (`"accept"`, or `"accept:maintenance_firm"` with the role).
+    pub steps: Option<Vec<String>>,
+    /// The escalation levels, in order (`[]`: none).
+    pub escalated_to: Option<Vec<String>>,
+    /// Every escalation noticed within this window.
+    pub escalated_within: Option<(u64, u64)>,
+    /// The case's `late` flag.
+    pub late: Option<bool>,
+    /// The firm's responses, in order, each by whom and when.
+    pub responses: Option<Vec<ResponseExpectation>>,
+    /// Fields the case (`GET /api/cases/{id}`'s `case` object) must contain.
+    pub details: Option<serde_json::Value>,
+}
+
+/// Stored device events that must be listed (reading `GET /api/devices/{id}/events`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventExpectation {
+    pub device: String,
+    /// Any one of these event kinds (the API's names: `alarm_button`, `power_lost`, …).
+    pub kinds: Vec<String>,
+    /// The event's device time within `[from_ms, to_ms]`.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: EventCount,
+    /// Fields the event must contain (`{ code = 801 }`, `{ floor = 5 }`).
+    pub details: Option<serde_json::Value>,
+}
+
+/// How many events an [`EventExpectation`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventCount {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl EventCount {
+    pub fn fits(self, n: usize) -> bool {
+        match self {
+            EventCount::Exactly(want) => n == want,
+            EventCount::AtLeast(want) => n >= want,
+        }
+    }
+}
+
+impl std::fmt::Display for EventCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventCount::Exactly(n) => write!(f, "exactly {n}"),
+            EventCount::AtLeast(n) => write!(f, "at least {n}"),
+        }
+    }
+}
+
+/// The event kinds of `GET /api/devices/{id}/events` (docs/api.md, "Device events").
+pub const EVENT_KINDS: &[&str] = &[
+    "fault_raised",
+    "fault_cleared",
+    "alarm_button",
+    "door_open_while_running",
+    "stopped_outside_door_zone",
+    "power_lost",
+    "power_restored",
+    "buffer_overflow",
+    "birth",
+    "door_opened",
+    "door_closed",
+];
+
+/// A firm response a case must hold (`responses` of `GET /api/cases/{id}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseExpectation {
+    /// `acknowledged` or `arrived_on_site`.
+    pub response: String,
+    /// The user who recorded it.
+    pub by: Option<String>,
+    /// Recorded within `[from_ms, to_ms]` (ingest's clock).
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+/// A case that must not be opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseAbsence {
+    pub device: Option<String>,
+    pub case_type: Option<String>,
+    pub from_ms: u64,
+    pub to_ms: u64,
 }
 
 /// An alert that must not be raised.
@@ -190,6 +411,94 @@ struct File {
     absent: Vec<AbsentEntry>,
     #[serde(default)]
     register: Vec<RegisterEntry>,
+    config: Option<toml::Table>,
+    #[serde(default)]
+    user: Vec<UserEntry>,
+    #[serde(default)]
+    expect_case: Vec<ExpectCaseEntry>,
+    #[serde(default)]
+    absent_case: Vec<AbsentCaseEntry>,
+    #[serde(default)]
+    expect_event: Vec<ExpectEventEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectEventEntry {
+    device: String,
+    kind: OneOrMore,
+    at: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    count: Option<usize>,
+    at_least: Option<usize>,
+    details: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    id: String,
+    assignments: Vec<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectCaseEntry {
+    device: String,
+    case_type: Option<String>,
+    opened_after: Option<String>,
+    opened_before: Option<String>,
+    #[serde(default = "one")]
+    count: usize,
+    priority: Option<String>,
+    status: Option<String>,
+    closed: Option<bool>,
+    reports: Option<usize>,
+    #[serde(default)]
+    channels: Vec<String>,
+    steps: Option<Vec<String>>,
+    escalated_to: Option<Vec<String>>,
+    escalated_after: Option<String>,
+    escalated_before: Option<String>,
+    late: Option<bool>,
+    responses: Option<Vec<ResponseEntry>>,
+    details: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseEntry {
+    response: String,
+    by: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbsentCaseEntry {
+    device: Option<String>,
+    case_type: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+}
+
+/// `kind = "fault:1"` or `kind = ["fault:801", "cycle_under_temperature"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+impl OneOrMore {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMore::One(s) => vec![s],
+            OneOrMore::More(v) => v,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -205,7 +514,7 @@ struct GatewayEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectEntry {
-    kind: String,
+    kind: OneOrMore,
     device: String,
     after: Option<String>,
     before: Option<String>,
@@ -213,6 +522,11 @@ struct ExpectEntry {
     count: usize,
     cleared: Option<bool>,
     details: Option<toml::Table>,
+    cleared_after: Option<String>,
+    cleared_before: Option<String>,
+    updated_after: Option<String>,
+    updated_before: Option<String>,
+    acknowledged_by: Option<String>,
 }
 
 fn one() -> usize {
@@ -228,7 +542,7 @@ struct AbsentEntry {
     before: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RegisterEntry {
     id: String,
@@ -288,8 +602,18 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     Ok(files)
 }
 
-/// Parses scenario text; `default_name` names it when the file does not.
+/// Parses scenario text; `default_name` names it when the file does not. A mistake
+/// says its line where the entry or field can be found in `text`.
 pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
+    parse_text(text, default_name).map_err(|mut e| {
+        if e.line.is_none() {
+            e.line = crate::locate::line_of(text, &e);
+        }
+        e
+    })
+}
+
+fn parse_text(text: &str, default_name: &str) -> Result<Scenario> {
     let file: File = toml::from_str(text)?;
     let start_ms = parse_instant(&file.start).within("field start")?;
     let duration_ms = parse_duration(&file.duration).within("field duration")?;
@@ -351,17 +675,66 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
         ensure!(ids.insert(d.id.clone()), "device {:?} is listed twice", d.id);
     }
 
+    let registered: Vec<String> = file.register.iter().map(|r| r.id.clone()).collect();
     for (i, table) in file.event.into_iter().enumerate() {
-        let event = scheduled_event(table, &devices, &gateways, &at).within_with(|| format!("[[event]] #{}", i + 1))?;
-        ensure!(
-            event.at_ms >= start_ms && event.at_ms <= end_ms,
-            in format!("[[event]] #{}", i + 1);
-            "at must lie within the scenario (0..{})",
-            file.duration
-        );
-        events.push(event);
+        let entry = || format!("[[event]] #{}", i + 1);
+        let scheduled = scheduled_event(table, &devices, &gateways, &registered, &at).within_with(entry)?;
+        for event in scheduled {
+            ensure!(
+                event.at_ms >= start_ms && event.at_ms <= end_ms,
+                in entry();
+                "at (and for) must lie within the scenario (0..{})",
+                file.duration
+            );
+            events.push(event);
+        }
     }
     events.sort_by_key(|e| e.at_ms);
+    // Register changes add up in time order: each import is the whole register as it
+    // then stands, with the inspection and maintenance records meant to succeed before it.
+    let mut rows = file.register.clone();
+    for event in &mut events {
+        let Action::Api {
+            call, expect_status, ..
+        } = &mut event.action
+        else {
+            continue;
+        };
+        let succeeds = expect_status.is_none_or(|s| (200..300).contains(&s));
+        let row_of = |rows: &mut Vec<RegisterEntry>, device: &str| {
+            rows.iter_mut()
+                .position(|r| r.id == device)
+                .expect("checked in api_action")
+        };
+        match call {
+            ApiCall::RegisterImport { device, csv } => {
+                let changes: toml::Table = toml::from_str(csv).map_err(Invalid::from)?;
+                let i = row_of(&mut rows, device);
+                apply_register_change(&mut rows[i], changes)?;
+                *csv = register_csv(&rows, &devices)?;
+            }
+            ApiCall::Inspection { device, body } if succeeds => {
+                let i = row_of(&mut rows, device);
+                rows[i].next_inspection_due = body["next_due"].as_str().map(str::to_string);
+            }
+            ApiCall::Maintenance { device, body } if succeeds => {
+                let i = row_of(&mut rows, device);
+                rows[i].last_maintenance = body["date"].as_str().map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+
+    let users = api_users(file.user, &events, &file.register)?;
+    if !users.is_empty() {
+        for d in &devices {
+            ensure!(
+                registered.contains(&d.id),
+                "device {:?} must be in [[register]]: with API users the run reads alerts as a user, who sees registered devices only",
+                d.id
+            );
+        }
+    }
 
     let known =
         |id: &str| ids.contains(id) || gateways.iter().any(|g| g == id) || file.register.iter().any(|r| r.id == id);
@@ -384,9 +757,26 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
     };
     let mut expect = Vec::new();
     for (i, e) in file.expect.into_iter().enumerate() {
-        let context = || format!("[[expect]] #{} ({} on {})", i + 1, e.kind, e.device);
-        let kind: AlertKind = e.kind.parse().map_err(Invalid::new).within_with(context)?;
+        let kinds_text = match &e.kind {
+            OneOrMore::One(k) => k.clone(),
+            OneOrMore::More(k) => k.join("|"),
+        };
+        let context = || format!("[[expect]] #{} ({} on {})", i + 1, kinds_text, e.device);
+        let kinds: Vec<AlertKind> = e
+            .kind
+            .into_vec()
+            .iter()
+            .map(|k| k.parse().map_err(Invalid::new))
+            .collect::<Result<_>>()
+            .within("field kind")
+            .within_with(context)?;
+        ensure!(!kinds.is_empty(), in context(), "field kind"; "name at least one kind");
         ensure!(known(&e.device), in context(); "no device or gateway {:?}", e.device);
+        ensure!(
+            users.is_empty() || !kinds.contains(&AlertKind::GatewayOffline),
+            in context();
+            "gateway_offline cannot be expected with API users: a gateway is in no grid, so no user sees its alert"
+        );
         ensure!(e.count >= 1, in context(); "count must be 1 or more");
         let (from_ms, to_ms) = window(&e.after, &e.before).within_with(context)?;
         let details = e
@@ -394,16 +784,202 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
             .map(|t| serde_json::to_value(t).map_err(Invalid::new).within("field details"))
             .transpose()
             .within_with(context)?;
+        let cleared_within = optional_window(&window, &e.cleared_after, &e.cleared_before).within_with(context)?;
+        ensure!(
+            cleared_within.is_none() || e.cleared != Some(false),
+            in context();
+            "cleared_after/cleared_before need the alert cleared, not cleared = false"
+        );
+        let updated_within = optional_window(&window, &e.updated_after, &e.updated_before).within_with(context)?;
         expect.push(Expectation {
-            kind,
+            kinds,
             device: e.device,
             from_ms,
             to_ms,
             count: e.count,
-            cleared: e.cleared,
+            cleared: if cleared_within.is_some() {
+                Some(true)
+            } else {
+                e.cleared
+            },
+            details,
+            cleared_within,
+            updated_within,
+            acknowledged_by: e.acknowledged_by,
+        });
+    }
+    let mut expect_cases = Vec::new();
+    for (i, e) in file.expect_case.into_iter().enumerate() {
+        let context = || format!("[[expect_case]] #{} (on {})", i + 1, e.device);
+        ensure!(
+            registered.contains(&e.device),
+            in context(), "field device";
+            "{:?} is not in [[register]]: only registered devices have cases",
+            e.device
+        );
+        ensure!(e.count >= 1, in context(), "field count"; "must be 1 or more");
+        let (from_ms, to_ms) = window(&e.opened_after, &e.opened_before).within_with(context)?;
+        let escalated_within =
+            optional_window(&window, &e.escalated_after, &e.escalated_before).within_with(context)?;
+        let names = |field: &str, values: &[String], allowed: &[&str]| -> Result<()> {
+            for v in values {
+                let bare = v.split(':').next().unwrap_or_default();
+                ensure!(
+                    allowed.contains(&bare),
+                    in format!("field {field}");
+                    "{v:?} is not one of {}",
+                    allowed.join(", ")
+                );
+            }
+            Ok(())
+        };
+        names("case_type", e.case_type.as_slice(), CASE_TYPES).within_with(context)?;
+        names("priority", e.priority.as_slice(), &["normal", "high", "urgent"]).within_with(context)?;
+        names("status", e.status.as_slice(), STATUSES).within_with(context)?;
+        names("channels", &e.channels, CHANNELS).within_with(context)?;
+        names("steps", e.steps.as_deref().unwrap_or_default(), STEPS).within_with(context)?;
+        names(
+            "escalated_to",
+            e.escalated_to.as_deref().unwrap_or_default(),
+            &["grid_head", "emergency_service"],
+        )
+        .within_with(context)?;
+        let details = e
+            .details
+            .map(|t| serde_json::to_value(t).map_err(Invalid::new).within("field details"))
+            .transpose()
+            .within_with(context)?;
+        let responses = e
+            .responses
+            .map(|list| {
+                list.into_iter()
+                    .map(|r| {
+                        ensure!(
+                            RESPONSES.contains(&r.response.as_str()),
+                            in "field responses";
+                            "{:?} is not one of {}",
+                            r.response,
+                            RESPONSES.join(", ")
+                        );
+                        let (from_ms, to_ms) = window(&r.after, &r.before).within("field responses")?;
+                        Ok(ResponseExpectation {
+                            response: r.response,
+                            by: r.by,
+                            from_ms,
+                            to_ms,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()
+            .within_with(context)?;
+        expect_cases.push(CaseExpectation {
+            device: e.device,
+            case_type: e.case_type,
+            from_ms,
+            to_ms,
+            count: e.count,
+            priority: e.priority,
+            status: e.status,
+            closed: e.closed,
+            reports: e.reports,
+            channels: e.channels,
+            steps: e.steps,
+            escalated_to: e.escalated_to,
+            escalated_within,
+            late: e.late,
+            responses,
             details,
         });
     }
+    let mut absent_cases = Vec::new();
+    for (i, a) in file.absent_case.into_iter().enumerate() {
+        let context = || format!("[[absent_case]] #{}", i + 1);
+        if let Some(d) = &a.device {
+            ensure!(registered.contains(d), in context(), "field device"; "{d:?} is not in [[register]]");
+        }
+        if let Some(t) = &a.case_type {
+            ensure!(CASE_TYPES.contains(&t.as_str()), in context(), "field case_type"; "{t:?} is not one of {}", CASE_TYPES.join(", "));
+        }
+        let (from_ms, to_ms) = window(&a.after, &a.before).within_with(context)?;
+        absent_cases.push(CaseAbsence {
+            device: a.device,
+            case_type: a.case_type,
+            from_ms,
+            to_ms,
+        });
+    }
+    let mut expect_events = Vec::new();
+    for (i, e) in file.expect_event.into_iter().enumerate() {
+        let context = || format!("[[expect_event]] #{} (on {})", i + 1, e.device);
+        ensure!(
+            ids.contains(&e.device) || registered.contains(&e.device),
+            in context(), "field device";
+            "no device {:?} (events are a device's, simulated or registered)",
+            e.device
+        );
+        ensure!(
+            users.is_empty() || registered.contains(&e.device),
+            in context(), "field device";
+            "{:?} is not in [[register]]: with API users the run reads events as a user, who sees registered devices only",
+            e.device
+        );
+        let kinds = e.kind.into_vec();
+        ensure!(!kinds.is_empty(), in context(), "field kind"; "name at least one kind");
+        for k in &kinds {
+            ensure!(
+                EVENT_KINDS.contains(&k.as_str()),
+                in context(), "field kind";
+                "{k:?} is not one of {}",
+                EVENT_KINDS.join(", ")
+            );
+        }
+        let (from_ms, to_ms) = match &e.at {
+            Some(t) => {
+                ensure!(
+                    e.after.is_none() && e.before.is_none(),
+                    in context(), "field at";
+                    "at is an exact time: give either at or after/before"
+                );
+                let ms = at(t).within("field at").within_with(context)?;
+                window(&Some(t.clone()), &Some(t.clone())).within_with(context)?;
+                (ms, ms)
+            }
+            None => window(&e.after, &e.before).within_with(context)?,
+        };
+        let count = match (e.count, e.at_least) {
+            (Some(_), Some(_)) => bail!(in context(), "field at_least"; "give either count (exact) or at_least"),
+            (Some(n), None) => EventCount::Exactly(n),
+            (None, Some(n)) => {
+                ensure!(n >= 1, in context(), "field at_least"; "must be 1 or more (count = 0: none)");
+                EventCount::AtLeast(n)
+            }
+            (None, None) => EventCount::AtLeast(1),
+        };
+        let details = e
+            .details
+            .map(|t| serde_json::to_value(t).map_err(Invalid::new).within("field details"))
+            .transpose()
+            .within_with(context)?;
+        expect_events.push(EventExpectation {
+            device: e.device,
+            kinds,
+            from_ms,
+            to_ms,
+            count,
+            details,
+        });
+    }
+    let config = file
+        .config
+        .map(|table| {
+            toml::Value::Table(table.clone())
+                .try_into::<gridwatch_ingest::DomainConfig>()
+                .map(|_| table)
+                .map_err(Invalid::from)
+        })
+        .transpose()
+        .within("[config]")?;
     let mut absent = Vec::new();
     for (i, a) in file.absent.into_iter().enumerate() {
         let context = || format!("[[absent]] #{} ({})", i + 1, a.kind);
@@ -439,7 +1015,152 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario> {
         expect,
         absent,
         register_csv,
+        config,
+        users,
+        expect_cases,
+        absent_cases,
+        expect_events,
     })
+}
+
+const CASE_TYPES: &[&str] = &[
+    "trapped_passenger",
+    "equipment_fault",
+    "inspection_overdue",
+    "maintenance_overdue",
+    "sterilizer_not_used",
+    "sterilizer_misuse",
+    "device_offline",
+    "other",
+];
+const STATUSES: &[&str] = &["reported", "accepted", "verified", "handled", "fed_back", "closed"];
+const CHANNELS: &[&str] = &["telemetry", "hotline12315", "hotline96333", "patrol", "api"];
+const RESPONSES: &[&str] = &["acknowledged", "arrived_on_site"];
+const STEPS: &[&str] = &["accept", "verify", "handle", "feedback", "review"];
+/// Roles a default user is named after (one user per role, over every area of the register).
+const GRID_ROLES: &[&str] = &[
+    "grid_head",
+    "grid_administrator",
+    "information_officer",
+    "supervisor",
+    "inspector",
+];
+/// The default user of the maintenance firm the register rows name.
+pub const FIRM_USER: &str = "firm";
+/// The maintenance firm of registered lifts.
+const LIFT_FIRM: &str = "MF01";
+
+/// Resolves `after` / `before` to a window of absolute device times.
+type WindowOf<'a> = dyn Fn(&Option<String>, &Option<String>) -> Result<(u64, u64)> + 'a;
+
+/// A window given by two optional times; `None` when both are missing.
+fn optional_window(
+    window: &WindowOf<'_>,
+    after: &Option<String>,
+    before: &Option<String>,
+) -> Result<Option<(u64, u64)>> {
+    if after.is_none() && before.is_none() {
+        return Ok(None);
+    }
+    window(after, before).map(Some)
+}
+
+/// The scenario's API users: its `[[user]]` entries, else (when an action calls the API)
+/// one per grid role over every area of the register and [`FIRM_USER`]; and the
+/// [`OBSERVER`] whenever there are users. Every action's `by` must name one.
+fn api_users(declared: Vec<UserEntry>, events: &[ScheduledEvent], register: &[RegisterEntry]) -> Result<Vec<ApiUser>> {
+    let by: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.action {
+            Action::Api { by, .. } => Some(by.as_str()),
+            _ => None,
+        })
+        .collect();
+    if declared.is_empty() && by.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut areas: Vec<String> = register.iter().map(|r| r.grid.chars().take(2).collect()).collect();
+    areas.sort();
+    areas.dedup();
+    let over_areas = |role: &str| -> serde_json::Value {
+        areas
+            .iter()
+            .map(|a| serde_json::json!({"type": "grid", "role": role, "scope": a}))
+            .collect()
+    };
+    let mut users = Vec::new();
+    if declared.is_empty() {
+        for role in GRID_ROLES {
+            users.push(ApiUser {
+                id: role.to_string(),
+                assignments: over_areas(role),
+            });
+        }
+        users.push(ApiUser {
+            id: FIRM_USER.to_string(),
+            assignments: serde_json::json!([{"type": "firm", "firm": LIFT_FIRM}]),
+        });
+    }
+    for (i, u) in declared.into_iter().enumerate() {
+        let context = || format!("[[user]] #{} ({})", i + 1, u.id);
+        ensure!(u.id != OBSERVER && !users.iter().any(|x: &ApiUser| x.id == u.id), in context(); "user {:?} is listed twice (or reserved)", u.id);
+        ensure!(!u.assignments.is_empty(), in context(), "field assignments"; "a user needs at least one assignment");
+        let assignments = serde_json::to_value(&u.assignments)
+            .map_err(Invalid::new)
+            .within("field assignments")
+            .within_with(context)?;
+        users.push(ApiUser { id: u.id, assignments });
+    }
+    let mut observer = over_areas("supervisor");
+    if let serde_json::Value::Array(a) = &mut observer {
+        a.push(serde_json::json!({"type": "firm", "firm": LIFT_FIRM}));
+    }
+    for (i, b) in by.iter().enumerate() {
+        ensure!(
+            users.iter().any(|u| u.id == *b),
+            "[[event]] with by = {b:?} (API action {}): no such user (the users are {})",
+            i + 1,
+            users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    users.push(ApiUser {
+        id: OBSERVER.to_string(),
+        assignments: observer,
+    });
+    Ok(users)
+}
+
+/// Applies a `register_change`'s fields to its row.
+fn apply_register_change(row: &mut RegisterEntry, mut changes: toml::Table) -> Result<()> {
+    let context = || format!("register_change of {}", row.id);
+    for key in ["next_inspection_due", "last_maintenance", "grid"] {
+        if let Some(v) = take_str(&mut changes, key).within_with(context)? {
+            match key {
+                "next_inspection_due" => row.next_inspection_due = Some(v),
+                "last_maintenance" => row.last_maintenance = Some(v),
+                _ => row.grid = v,
+            }
+        }
+    }
+    match changes.remove("in_service") {
+        None => {}
+        Some(toml::Value::Boolean(b)) => row.in_service = b,
+        Some(other) => bail!(in context(), "field in_service"; "expected true or false, found {other}"),
+    }
+    match changes.remove("maintenance_interval_days") {
+        None => {}
+        Some(toml::Value::Integer(n)) if n > 0 => row.maintenance_interval_days = Some(n as u32),
+        Some(other) => {
+            bail!(in context(), "field maintenance_interval_days"; "expected a positive integer, found {other}")
+        }
+    }
+    if let Some(key) = changes.keys().next() {
+        bail!(
+            in context();
+            "unknown field `{key}`, expected next_inspection_due, last_maintenance, maintenance_interval_days, in_service, grid"
+        );
+    }
+    Ok(())
 }
 
 fn valid_id(id: &str) -> bool {
@@ -617,21 +1338,29 @@ fn daily_routine(
     Ok(events)
 }
 
+/// One `[[event]]`: usually one scheduled action; `outage` gives two (down, then up).
 fn scheduled_event(
     mut table: toml::Table,
     devices: &[DeviceSpec],
     gateways: &[String],
+    registered: &[String],
     at: &dyn Fn(&str) -> Result<u64>,
-) -> Result<ScheduledEvent> {
+) -> Result<Vec<ScheduledEvent>> {
     let at_text = take_str(&mut table, "at")?.ok_or_else(|| Invalid::new("field at is required"))?;
     let at_ms = at(&at_text).within("field at")?;
     let action_name = match table.get("action") {
         Some(toml::Value::String(s)) => s.clone(),
         _ => bail!("field action is required (a string)"),
     };
+    if API_ACTIONS.contains(&action_name.as_str()) {
+        table.remove("action");
+        let action = api_action(&action_name, table, registered, at_ms, at)?;
+        return Ok(vec![ScheduledEvent { at_ms, action }]);
+    }
     let device = take_str(&mut table, "device")?;
     let gateway = take_str(&mut table, "gateway")?;
-    let action = match (device, gateway) {
+    let one = |action| Ok(vec![ScheduledEvent { at_ms, action }]);
+    match (device, gateway) {
         (Some(_), Some(_)) => bail!("give either device or gateway, not both"),
         (None, Some(gateway)) => {
             ensure!(gateways.contains(&gateway), "no [[gateway]] {gateway:?}");
@@ -640,8 +1369,8 @@ fn scheduled_event(
                 "gateway actions take no fields besides at, gateway, action"
             );
             match action_name.as_str() {
-                "uplink_down" => Action::UplinkDown { gateway },
-                "uplink_up" => Action::UplinkUp { gateway },
+                "uplink_down" => one(Action::UplinkDown { gateway }),
+                "uplink_up" => one(Action::UplinkUp { gateway }),
                 other => bail!("unknown gateway action {other:?} (uplink_down, uplink_up)"),
             }
         }
@@ -654,15 +1383,41 @@ fn scheduled_event(
                 "network_down" => Some(Action::NetworkDown { device: device.clone() }),
                 "network_up" => Some(Action::NetworkUp { device: device.clone() }),
                 "node_reset" => Some(Action::NodeReset { device: device.clone() }),
+                "inject_reading" => Some(inject_reading(&mut table, &device, at)?),
+                "redeliver" => Some(redeliver(&mut table, &device, at)?),
+                "outage" => {
+                    let lasts = take_str(&mut table, "for")?.ok_or_else(|| Invalid::new("field for is required"))?;
+                    let lasts_ms = parse_duration(&lasts).within("field for")?;
+                    ensure!(lasts_ms > 0, in "field for"; "must be more than 0");
+                    ensure!(
+                        table.len() == 1,
+                        "outage takes no fields besides at, device, action, for"
+                    );
+                    return Ok(vec![
+                        ScheduledEvent {
+                            at_ms,
+                            action: Action::NetworkDown { device: device.clone() },
+                        },
+                        ScheduledEvent {
+                            at_ms: at_ms + lasts_ms,
+                            action: Action::NetworkUp { device },
+                        },
+                    ]);
+                }
                 _ => None,
             };
             match node_action {
                 Some(action) => {
                     ensure!(
                         table.len() == 1,
-                        "{action_name} takes no fields besides at, device, action"
+                        "{action_name} takes no fields besides at, device, action{}",
+                        match action_name.as_str() {
+                            "inject_reading" => ", ts, seq",
+                            "redeliver" => ", from, to, shuffle, seed",
+                            _ => "",
+                        }
                     );
-                    action
+                    one(action)
                 }
                 None => {
                     let value = toml::Value::Table(table);
@@ -678,13 +1433,243 @@ fn scheduled_event(
                                 .within_with(|| format!("sterilizer {device:?}, action {action_name:?}"))?,
                         ),
                     };
-                    Action::Equipment { device, event }
+                    one(Action::Equipment { device, event })
                 }
             }
         }
         (None, None) => bail!("field device (or gateway) is required"),
+    }
+}
+
+/// Actions that call the HTTP API as a user.
+const API_ACTIONS: &[&str] = &[
+    "acknowledge",
+    "case_step",
+    "case_acknowledgement",
+    "arrival",
+    "report",
+    "inspection",
+    "maintenance",
+    "register_change",
+];
+
+/// The fields an API action takes besides `at`, `action`, `device`, `by`, `expect_status`.
+fn api_fields(action: &str) -> &'static [&'static str] {
+    match action {
+        "acknowledge" => &["kind"],
+        "case_step" => &["step", "note", "decision", "case_type", "evidence"],
+        "case_acknowledgement" | "arrival" => &["note", "case_type"],
+        "report" => &["channel", "case_type", "description", "priority", "reporter"],
+        "inspection" => &["date", "next_due"],
+        "maintenance" => &["date"],
+        _ => &[
+            "next_inspection_due",
+            "last_maintenance",
+            "maintenance_interval_days",
+            "in_service",
+            "grid",
+        ],
+    }
+}
+
+/// An API action: `device` (a registered device), `by` (a user; defaults per action),
+/// `expect_status` and the action's own fields ([`api_fields`]).
+fn api_action(
+    name: &str,
+    mut table: toml::Table,
+    registered: &[String],
+    at_ms: u64,
+    at: &dyn Fn(&str) -> Result<u64>,
+) -> Result<Action> {
+    let device = take_str(&mut table, "device")?.ok_or_else(|| Invalid::new("field device is required"))?;
+    ensure!(
+        registered.contains(&device),
+        in "field device";
+        "{device:?} is not in [[register]]: the API acts on registered devices"
+    );
+    let default_by = match name {
+        "acknowledge" | "maintenance" | "case_acknowledgement" | "arrival" => Some(FIRM_USER),
+        "inspection" => Some("inspector"),
+        "report" => Some("information_officer"),
+        "register_change" => Some("grid_head"),
+        _ => None,
     };
-    Ok(ScheduledEvent { at_ms, action })
+    let by = match take_str(&mut table, "by")? {
+        Some(by) => by,
+        None => default_by
+            .ok_or_else(|| Invalid::new("field by is required (the user who acts)"))?
+            .to_string(),
+    };
+    let expect_status = match table.remove("expect_status") {
+        None => None,
+        Some(toml::Value::Integer(n)) if (100..600).contains(&n) => Some(n as u16),
+        Some(other) => bail!(in "field expect_status"; "expected an HTTP status (100..599), found {other}"),
+    };
+    if let Some(key) = table.keys().find(|k| !api_fields(name).contains(&k.as_str())) {
+        bail!(
+            "unknown field `{key}` for {name}, expected at, action, device, by, expect_status, {}",
+            api_fields(name).join(", ")
+        );
+    }
+    let body = serde_json::to_value(&table).map_err(Invalid::new)?;
+    let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    for key in table.keys() {
+        if !["maintenance_interval_days", "in_service", "evidence"].contains(&key.as_str()) && text(key).is_none() {
+            bail!(in format!("field {key}"); "expected a string");
+        }
+    }
+    let required = |key: &str| text(key).ok_or_else(|| Invalid::new(format!("field {key} is required")));
+    let today = china::date_of(at_ms).to_string();
+    let date = |key: &str| -> Result<String> {
+        let d = text(key).unwrap_or_else(|| today.clone());
+        d.parse::<china::Date>().map_err(|e| {
+            Invalid::new(format!("{d:?} is not a date YYYY-MM-DD ({e})")).within(format!("field {key}"))
+        })?;
+        Ok(d)
+    };
+    let call = match name {
+        "acknowledge" => {
+            let kind = required("kind")?;
+            kind.parse::<AlertKind>().map_err(Invalid::new).within("field kind")?;
+            ApiCall::Acknowledge { device, kind }
+        }
+        "case_step" => {
+            let step = required("step")?;
+            ensure!(STEPS.contains(&step.as_str()), in "field step"; "{step:?} is not one of {}", STEPS.join(", "));
+            let case_type = text("case_type");
+            if let Some(t) = &case_type {
+                ensure!(CASE_TYPES.contains(&t.as_str()), in "field case_type"; "{t:?} is not one of {}", CASE_TYPES.join(", "));
+            }
+            let mut step_body = serde_json::json!({
+                "step": step,
+                "note": text("note").unwrap_or_else(|| format!("{step} (scenario)")),
+            });
+            if let Some(d) = text("decision") {
+                step_body["decision"] = d.into();
+            }
+            if let Some(evidence) = body.get("evidence") {
+                ensure!(
+                    evidence.as_array().is_some_and(|a| a.iter().all(|e| e["kind"].is_string() && e["reference"].is_string())),
+                    in "field evidence";
+                    "expected a list of {{ kind = \"photo\", reference = \"...\" }}"
+                );
+                step_body["evidence"] = evidence.clone();
+            }
+            ApiCall::CaseStep {
+                device,
+                case_type,
+                body: step_body,
+            }
+        }
+        "case_acknowledgement" | "arrival" => {
+            let case_type = text("case_type");
+            if let Some(t) = &case_type {
+                ensure!(CASE_TYPES.contains(&t.as_str()), in "field case_type"; "{t:?} is not one of {}", CASE_TYPES.join(", "));
+            }
+            let mut response_body = serde_json::json!({});
+            if let Some(note) = text("note") {
+                response_body["note"] = note.into();
+            }
+            ApiCall::CaseResponse {
+                device,
+                case_type,
+                route: if name == "arrival" {
+                    "arrival"
+                } else {
+                    "acknowledgement"
+                },
+                body: response_body,
+            }
+        }
+        "report" => {
+            let channel = required("channel")?;
+            ensure!(CHANNELS.contains(&channel.as_str()), in "field channel"; "{channel:?} is not one of {}", CHANNELS.join(", "));
+            let case_type = required("case_type")?;
+            ensure!(CASE_TYPES.contains(&case_type.as_str()), in "field case_type"; "{case_type:?} is not one of {}", CASE_TYPES.join(", "));
+            let mut report = serde_json::json!({
+                "channel": channel,
+                "device_id": device,
+                "case_type": case_type,
+                "description": text("description").unwrap_or_else(|| "reported in a scenario".into()),
+            });
+            for key in ["priority", "reporter"] {
+                if let Some(v) = text(key) {
+                    report[key] = v.into();
+                }
+            }
+            ApiCall::Report { body: report }
+        }
+        "inspection" => {
+            let next_due = required("next_due")?;
+            let next_due = match next_due.parse::<china::Date>() {
+                Ok(_) => next_due,
+                // An offset like "1d" or an instant: its China date.
+                Err(_) => china::date_of(at(&next_due).within("field next_due")?).to_string(),
+            };
+            ApiCall::Inspection {
+                device,
+                body: serde_json::json!({"date": date("date")?, "next_due": next_due}),
+            }
+        }
+        "maintenance" => ApiCall::Maintenance {
+            device,
+            body: serde_json::json!({"date": date("date")?}),
+        },
+        _ => ApiCall::RegisterImport {
+            device,
+            // The changes, until `parse` turns them into the whole register as it then stands.
+            csv: toml::to_string(&table).map_err(Invalid::new)?,
+        },
+    };
+    Ok(Action::Api {
+        call,
+        by,
+        expect_status,
+    })
+}
+
+/// `redeliver`'s fields: `from`, `to` (times like `at`: the readings' device times,
+/// default all), `shuffle` (default false), `seed` (default 1).
+fn redeliver(table: &mut toml::Table, device: &str, at: &dyn Fn(&str) -> Result<u64>) -> Result<Action> {
+    let from_ms = take_str(table, "from")?
+        .map(|t| at(&t).within("field from"))
+        .transpose()?;
+    let to_ms = take_str(table, "to")?.map(|t| at(&t).within("field to")).transpose()?;
+    let shuffle = match table.remove("shuffle") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(other) => bail!(in "field shuffle"; "expected true or false, found {other}"),
+    };
+    let seed = match table.remove("seed") {
+        None => 1,
+        Some(toml::Value::Integer(n)) if n >= 0 => n as u64,
+        Some(other) => bail!(in "field seed"; "expected a whole number, found {other}"),
+    };
+    let (from_ms, to_ms) = (from_ms.unwrap_or(0), to_ms.unwrap_or(u64::MAX));
+    ensure!(from_ms <= to_ms, "from must not be later than to");
+    Ok(Action::Redeliver {
+        device: device.to_string(),
+        from_ms,
+        to_ms,
+        shuffle,
+        seed,
+    })
+}
+
+/// `inject_reading`'s fields: `ts` (required, a time like `at`) and `seq` (optional).
+fn inject_reading(table: &mut toml::Table, device: &str, at: &dyn Fn(&str) -> Result<u64>) -> Result<Action> {
+    let ts = take_str(table, "ts")?.ok_or_else(|| Invalid::new("field ts is required"))?;
+    let ts_ms = at(&ts).within("field ts")?;
+    let seq = match table.remove("seq") {
+        None => None,
+        Some(toml::Value::Integer(n)) if n > 0 => Some(n as u64),
+        Some(other) => bail!("field seq must be a positive integer, not {other}"),
+    };
+    Ok(Action::InjectReading {
+        device: device.to_string(),
+        ts_ms,
+        seq,
+    })
 }
 
 /// Builds the register export (the offices' CSV layout, see `simulators/data/README.md`).
@@ -888,7 +1873,7 @@ mod tests {
             kinds[2].contains("OpenDoor") && kinds[3].contains("StartCycle"),
             "{kinds:?}"
         );
-        assert_eq!(s.expect[0].kind, AlertKind::Fault(1));
+        assert_eq!(s.expect[0].kinds, [AlertKind::Fault(1)]);
         assert_eq!(s.expect[0].from_ms - s.start_ms, 60_000);
         assert_eq!(s.absent[0].device, None);
     }
@@ -919,20 +1904,31 @@ mod tests {
     fn a_mistake_says_its_file_section_field_and_what_was_expected() {
         let e = parse(&MINIMAL.replace("at = \"1m\"", "at = \"1 minute\""), "x").unwrap_err();
         assert_eq!(e.at, ["[[event]] #1", "field at"]);
+        assert_eq!(e.line, Some(12));
         assert_eq!(
             e.to_string(),
-            "[[event]] #1: field at: \"1 minute\" is not a duration like 90s, 2m30s, 1h, 1d"
+            "line 12: [[event]] #1: field at: \"1 minute\" is not a duration like 90s, 2m30s, 1h, 1d"
         );
         let e = parse(&MINIMAL.replace("before = \"3m\"", "before = \"30s\""), "x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "[[expect]] #1 (fault:1 on L-1): after must not be later than before"
+            "line 21: [[expect]] #1 (fault:1 on L-1): after must not be later than before"
         );
         let e = parse(&MINIMAL.replace("floors = 6", "floors = 6\nheartbeat = 5"), "x").unwrap_err();
         assert_eq!(e.at, ["[[lift]] \"L-1\"", "field heartbeat"]);
         assert_eq!(e.problem, "expected a duration string, found 5");
+        assert_eq!(e.line, Some(7));
         let e = parse(&MINIMAL.replace("id = \"S-1\"", "id = 7"), "x").unwrap_err();
-        assert_eq!(e.to_string(), "[[sterilizer]]: field id: expected a string, found 7");
+        assert_eq!(
+            e.to_string(),
+            "line 8: [[sterilizer]]: field id: expected a string, found 7"
+        );
+        let e = parse(&MINIMAL.replace("floors = 6", "floor = 6"), "x").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("line 6: [[lift]] \"L-1\": unknown field `floor`"),
+            "{e}"
+        );
         // TOML syntax: the line and column.
         let e = parse("start = \"2026-11-25T09:00:00+08:00\"\nduration = 10m\n", "x").unwrap_err();
         assert!(e.to_string().contains("line 2, column 14"), "{e}");
@@ -944,7 +1940,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "in {}: field duration: \"10 minutes\" is not a duration like 90s, 2m30s, 1h, 1d",
+                "in {}: line 3: field duration: \"10 minutes\" is not a duration like 90s, 2m30s, 1h, 1d",
                 path.display()
             )
         );
@@ -953,5 +1949,247 @@ mod tests {
             e.starts_with(&format!("reading {}: ", dir.path().join("missing.toml").display())),
             "{e}"
         );
+    }
+
+    const LOOP: &str = r#"
+        start = "2026-11-25T09:00:00+08:00"
+        duration = "1h"
+        [config.alerts.lift]
+        trapped_after_s = 60
+        [[lift]]
+        id = "31103306242020000301"
+        [[register]]
+        id = "31103306242020000301"
+        kind = "lift"
+        [[event]]
+        at = "2m"
+        action = "acknowledge"
+        device = "31103306242020000301"
+        kind = "trapped_passenger"
+        [[event]]
+        at = "5m"
+        action = "case_step"
+        device = "31103306242020000301"
+        step = "accept"
+        by = "information_officer"
+        [[event]]
+        at = "20m"
+        action = "register_change"
+        device = "31103306242020000301"
+        next_inspection_due = "2027-01-01"
+        [[event]]
+        at = "30m"
+        action = "register_change"
+        device = "31103306242020000301"
+        in_service = false
+        [[event]]
+        at = "10m"
+        device = "31103306242020000301"
+        action = "outage"
+        for = "5m"
+        [[expect]]
+        kind = ["fault:1", "trapped_passenger"]
+        device = "31103306242020000301"
+        cleared_after = "5m"
+        cleared_before = "10m"
+        acknowledged_by = "firm"
+        [[expect_case]]
+        device = "31103306242020000301"
+        case_type = "trapped_passenger"
+        steps = ["accept:information_officer"]
+        escalated_to = []
+    "#;
+
+    #[test]
+    fn actions_users_config_and_case_expectations_are_resolved() {
+        let s = parse(LOOP, "loop").unwrap();
+        assert_eq!(
+            s.config.as_ref().unwrap()["alerts"]["lift"]["trapped_after_s"].as_integer(),
+            Some(60)
+        );
+        let users: Vec<&str> = s.users.iter().map(|u| u.id.as_str()).collect();
+        assert!(
+            users.contains(&"firm") && users.contains(&"grid_head") && users.last() == Some(&OBSERVER),
+            "{users:?}"
+        );
+        let actions: Vec<String> = s
+            .events
+            .iter()
+            .map(|e| match &e.action {
+                Action::Api { call, by, .. } => format!("{} {} by {by}", (e.at_ms - s.start_ms) / 60_000, call.name()),
+                other => format!("{} {other:?}", (e.at_ms - s.start_ms) / 60_000)
+                    .chars()
+                    .take(20)
+                    .collect(),
+            })
+            .collect();
+        assert_eq!(actions[0], "2 acknowledge by firm");
+        assert_eq!(actions[1], "5 case_step by information_officer");
+        assert!(
+            actions[2].starts_with("10 NetworkDown") && actions[3].starts_with("15 NetworkUp"),
+            "{actions:?}"
+        );
+        // Register changes add up: the second import keeps the first change.
+        let csvs: Vec<&str> = s
+            .events
+            .iter()
+            .filter_map(|e| match &e.action {
+                Action::Api {
+                    call: ApiCall::RegisterImport { csv, .. },
+                    ..
+                } => Some(csv.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            csvs[0].contains("2027-01-01") && csvs[0].contains("在用"),
+            "{}",
+            csvs[0]
+        );
+        assert!(
+            csvs[1].contains("2027-01-01") && csvs[1].contains("停用"),
+            "{}",
+            csvs[1]
+        );
+        let e = &s.expect[0];
+        assert_eq!(e.kinds, [AlertKind::Fault(1), AlertKind::TrappedPassenger]);
+        assert_eq!(e.cleared, Some(true));
+        assert_eq!(
+            e.cleared_within.map(|(a, b)| (a - s.start_ms, b - s.start_ms)),
+            Some((300_000, 600_000))
+        );
+        assert_eq!(s.expect_cases[0].escalated_to, Some(vec![]));
+    }
+
+    #[test]
+    fn mistakes_in_actions_config_and_cases_name_their_line_and_field() {
+        let cases = [
+            (
+                LOOP.replace("trapped_after_s = 60", "trapped_after = 60"),
+                "line 5: [config]: unknown field `trapped_after`",
+            ),
+            (
+                LOOP.replace("by = \"information_officer\"", "by = \"nobody\""),
+                "by = \"nobody\"",
+            ),
+            (
+                LOOP.replace("step = \"accept\"", "step = \"approve\""),
+                "line 20: [[event]] #2: field step: \"approve\" is not one of",
+            ),
+            (
+                LOOP.replace("in_service = false", "in_service = \"no\""),
+                "field in_service",
+            ),
+            (
+                LOOP.replace("for = \"5m\"", "for = \"5 minutes\""),
+                "line 36: [[event]] #5: field for",
+            ),
+            (
+                LOOP.replace("steps = [\"accept:information_officer\"]", "steps = [\"approve\"]"),
+                "line 46: [[expect_case]] #1 (on 31103306242020000301): field steps",
+            ),
+            (
+                LOOP.replace("kind = \"lift\"", "kind = \"lift\"\n[[lift]]\nid = \"L-9\""),
+                "device \"L-9\" must be in [[register]]",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text, "x").unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+    }
+
+    const EVENTS: &str = r#"
+        start = "2026-11-25T09:00:00+08:00"
+        duration = "30m"
+        [[lift]]
+        id = "L-1"
+        [[expect_event]]
+        device = "L-1"
+        kind = "alarm_button"
+        after = "2m"
+        before = "3m"
+        [[expect_event]]
+        device = "L-1"
+        kind = ["power_lost", "power_restored"]
+        count = 2
+        [[expect_event]]
+        device = "L-1"
+        kind = "fault_raised"
+        at = "5m"
+        details = { code = 901 }
+        [[expect_event]]
+        device = "L-1"
+        kind = "birth"
+        at_least = 3
+    "#;
+
+    #[test]
+    fn event_expectations_are_resolved() {
+        let s = parse(EVENTS, "events").unwrap();
+        let e = &s.expect_events;
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[0].kinds, ["alarm_button"]);
+        assert_eq!((e[0].from_ms - s.start_ms, e[0].to_ms - s.start_ms), (120_000, 180_000));
+        assert_eq!(e[0].count, EventCount::AtLeast(1));
+        assert_eq!(e[1].kinds, ["power_lost", "power_restored"]);
+        assert_eq!(e[1].count, EventCount::Exactly(2));
+        assert_eq!((e[1].from_ms, e[1].to_ms), (s.start_ms, s.end_ms));
+        assert_eq!((e[2].from_ms - s.start_ms, e[2].to_ms - s.start_ms), (300_000, 300_000));
+        assert_eq!(e[2].details, Some(serde_json::json!({ "code": 901 })));
+        assert_eq!(e[3].count, EventCount::AtLeast(3));
+        let none = parse(&EVENTS.replace("count = 2", "count = 0"), "none").unwrap();
+        assert_eq!(none.expect_events[1].count, EventCount::Exactly(0));
+    }
+
+    #[test]
+    fn mistakes_in_event_expectations_name_their_line_and_field() {
+        let cases = [
+            (
+                EVENTS.replace("kind = \"alarm_button\"", "kind = \"alarm\""),
+                "line 8: [[expect_event]] #1 (on L-1): field kind: \"alarm\" is not one of fault_raised",
+            ),
+            (
+                EVENTS.replace("kind = \"alarm_button\"", "kind = []"),
+                "[[expect_event]] #1 (on L-1): field kind: name at least one kind",
+            ),
+            (
+                EVENTS.replacen(
+                    "device = \"L-1\"\n        kind = \"alarm_button\"",
+                    "device = \"L-9\"\n        kind = \"alarm_button\"",
+                    1,
+                ),
+                "[[expect_event]] #1 (on L-9): field device: no device \"L-9\"",
+            ),
+            (
+                EVENTS.replace("at = \"5m\"", "at = \"5m\"\n        after = \"4m\""),
+                "[[expect_event]] #3 (on L-1): field at: at is an exact time",
+            ),
+            (
+                EVENTS.replace("at = \"5m\"", "at = \"5 minutes\""),
+                "[[expect_event]] #3 (on L-1): field at",
+            ),
+            (
+                EVENTS.replace("at = \"5m\"", "at = \"45m\""),
+                "[[expect_event]] #3 (on L-1): after lies beyond the end",
+            ),
+            (
+                EVENTS.replace("count = 2", "count = 2\n        at_least = 1"),
+                "[[expect_event]] #2 (on L-1): field at_least: give either count (exact) or at_least",
+            ),
+            (
+                EVENTS.replace("at_least = 3", "at_least = 0"),
+                "[[expect_event]] #4 (on L-1): field at_least: must be 1 or more",
+            ),
+            (
+                EVENTS.replace("before = \"3m\"", "before = \"1m\""),
+                "[[expect_event]] #1 (on L-1): after must not be later than before",
+            ),
+            (EVENTS.replace("at_least = 3", "atleast = 3"), "unknown field `atleast`"),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text, "x").unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
     }
 }

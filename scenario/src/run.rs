@@ -20,9 +20,11 @@
 //!
 //! A simulated day takes a few seconds of wall time: the rounds cost a delivery round
 //! trip each, not the time they stand for.
-use crate::check::{ActualAlert, Comparison, compare};
+use crate::check::{
+    ActionOutcome, ActualAlert, ActualCase, ActualEvent, Comparison, compare, compare_events, compare_loop,
+};
 use crate::error::{AwaitedAck, EngineWait, RunError, ScenarioError, Stall};
-use crate::parse::{Action, ModelSpec, Scenario, format_offset};
+use crate::parse::{Action, ApiCall, ModelSpec, OBSERVER, Scenario, format_offset};
 use gridwatch_protocol::clock::ManualClock;
 use gridwatch_simulators::node::{NodeConfig, SimNode};
 use gridwatch_simulators::relay::CuttableLink;
@@ -84,6 +86,12 @@ pub struct RunReport {
     /// Readings the simulated firmware produced.
     pub readings: u64,
     pub actual: Vec<ActualAlert>,
+    /// The cases at the end (read only when the scenario expects cases).
+    pub cases: Vec<ActualCase>,
+    /// The stored events of the devices the scenario expects events of.
+    pub events: Vec<ActualEvent>,
+    /// What the scenario's API actions got back.
+    pub actions: Vec<ActionOutcome>,
     pub comparison: Comparison,
 }
 
@@ -179,6 +187,8 @@ async fn run_through(
         wake: Arc::new(Notify::new()),
         rounds: 0,
         wall: PhaseTimes::default(),
+        http: reqwest::Client::new(),
+        actions: Vec::new(),
     };
     // Whatever the outcome, the services stop before it is reported: a failed run must
     // not leave its brokers, links and tasks running in the caller's process.
@@ -189,11 +199,19 @@ async fn run_through(
         services,
         rounds,
         wall: phases,
+        actions,
         ..
     } = run;
     drop(nodes);
     services.stop().await;
-    let actual = played?;
+    let Played {
+        alerts: actual,
+        cases,
+        events,
+    } = played?;
+    let mut comparison = compare(scenario, &actual);
+    compare_loop(scenario, &cases, &actions, &mut comparison);
+    compare_events(scenario, &events, &mut comparison);
     Ok(RunReport {
         name: scenario.name.clone(),
         path: scenario.path.clone(),
@@ -202,8 +220,11 @@ async fn run_through(
         rounds,
         phases,
         readings,
-        comparison: compare(scenario, &actual),
+        comparison,
         actual,
+        cases,
+        events,
+        actions,
     })
 }
 
@@ -229,6 +250,8 @@ struct Services {
     sites: BTreeMap<String, GatewaySite>,
     /// Each node's own segment to its gateway, by device id, so it can fail on its own.
     node_links: BTreeMap<String, CuttableLink>,
+    /// Every node's secret, by device id: the brokers run with credentials.
+    secrets: BTreeMap<String, String>,
 }
 
 impl Services {
@@ -239,7 +262,39 @@ impl Services {
         clock: &ManualClock,
         uplink_to: Option<SocketAddr>,
     ) -> Result<Services, RunError> {
+        // Every gateway and node gets an identity, as in the field.
+        let credentials_path = dir.join("credentials.toml");
+        let mut file = gridwatch_ingest::CredentialsFile::default();
+        let mut secrets = BTreeMap::new();
+        let mut gateway_secrets = BTreeMap::new();
+        let provision = |file: &mut gridwatch_ingest::CredentialsFile, id: &str, role, gw: Option<&str>| {
+            file.add(id, role, gw, scenario.start_ms)
+                .map_err(|e| RunError::Credentials(e.to_string()))
+        };
+        for id in &scenario.gateways {
+            gateway_secrets.insert(
+                id.clone(),
+                provision(&mut file, id, gridwatch_ingest::Role::Gateway, None)?,
+            );
+        }
+        for spec in &scenario.devices {
+            let secret = provision(&mut file, &spec.id, gridwatch_ingest::Role::Node, Some(&spec.gateway))?;
+            secrets.insert(spec.id.clone(), secret);
+        }
+        file.save(&credentials_path)
+            .map_err(|e| RunError::Credentials(e.to_string()))?;
+        let credentials = Arc::new(
+            gridwatch_ingest::Credentials::open(&credentials_path).map_err(|e| RunError::Credentials(e.to_string()))?,
+        );
+        let guard = gridwatch_ingest::GuardConfig {
+            auth: gridwatch_ingest::MqttAuth::Credentials {
+                credentials,
+                nodes_of: None,
+            },
+            ..gridwatch_ingest::GuardConfig::default()
+        };
         let mut config = gridwatch_ingest::IngestConfig::embedded(dir);
+        config.mqtt_guard = guard.clone();
         config.clock = Arc::new(clock.clone());
         // Only the runner ticks, after each round has been delivered.
         config.tick_every = PARKED;
@@ -251,6 +306,24 @@ impl Services {
         // but costs the gateway's resend_after (10 s of wall time) before the round can
         // finish.
         config.broker_log.ack_log_bytes = 256 * 1024;
+        if let Some(table) = &scenario.config {
+            config.domain = toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e| RunError::Setup(format!("[config]: {e}")))?;
+        }
+        if !scenario.users.is_empty() {
+            let mut users = gridwatch_ingest::Users::new();
+            for u in &scenario.users {
+                let user = serde_json::from_value(serde_json::json!({
+                    "id": u.id,
+                    "name": u.id,
+                    "assignments": u.assignments,
+                }))
+                .map_err(|e| RunError::Setup(format!("[[user]] {}: {e}", u.id)))?;
+                users.add(&token_of(&u.id), user);
+            }
+            config.users = users;
+        }
         let ingest = gridwatch_ingest::start(config).await?;
         if let Some(csv) = &scenario.register_csv {
             ingest
@@ -262,7 +335,9 @@ impl Services {
         for id in &scenario.gateways {
             let uplink = CuttableLink::start(uplink_to.unwrap_or(ingest.mqtt_addr)).await?;
             let mut config = gridwatch_gateway::GatewayConfig::new(id, uplink.addr.into(), dir.join(id));
+            config.uplink = config.uplink.with_login(id, &gateway_secrets[id]);
             config.linger = Duration::ZERO;
+            config.node_guard = guard.clone();
             let gateway = gridwatch_gateway::start(config)
                 .await
                 .map_err(|source| RunError::Gateway { id: id.clone(), source })?;
@@ -277,6 +352,7 @@ impl Services {
             ingest,
             sites,
             node_links,
+            secrets,
         })
     }
 
@@ -289,7 +365,15 @@ impl Services {
     }
 }
 
+/// The bearer token of a scenario's API user.
+fn token_of(user: &str) -> String {
+    format!("scenario-token-{user}")
+}
+
 struct Runner<'a> {
+    http: reqwest::Client,
+    /// What the API actions got back, in the order they ran.
+    actions: Vec<ActionOutcome>,
     scenario: &'a Scenario,
     options: &'a RunOptions,
     nodes: Vec<SimNode>,
@@ -299,6 +383,15 @@ struct Runner<'a> {
     wake: Arc<Notify>,
     rounds: u64,
     wall: PhaseTimes,
+}
+
+/// What ingest holds at the end of a run, read through its API.
+struct Played {
+    alerts: Vec<ActualAlert>,
+    /// Read only when the scenario has case expectations.
+    cases: Vec<ActualCase>,
+    /// Read only for the devices of `[[expect_event]]`.
+    events: Vec<ActualEvent>,
 }
 
 /// What the runner sees of delivery at one moment.
@@ -316,14 +409,15 @@ struct Observed {
 
 impl Runner<'_> {
     /// Plays the whole scenario, round by round with its network actions, and returns
-    /// the alerts ingest raised.
-    async fn play(&mut self) -> Result<Vec<ActualAlert>, RunError> {
+    /// the alerts ingest raised, its cases and device events (when the scenario checks them).
+    async fn play(&mut self) -> Result<Played, RunError> {
         let scenario = self.scenario;
         for spec in &scenario.devices {
             let link = &self.services.node_links[&spec.id];
             let config = NodeConfig {
                 heartbeat_ms: spec.heartbeat_ms,
                 resend_after_ms: scenario.node_resend_after_ms as u32,
+                secret: self.services.secrets.get(&spec.id).cloned(),
                 ..NodeConfig::new(&spec.id, &spec.gateway, link.addr)
             };
             let wake = self.wake.clone();
@@ -343,7 +437,7 @@ impl Runner<'_> {
         self.services.ingest.tick().await;
         let mut pending = network.into_iter().peekable();
         while let Some(e) = pending.next_if(|e| e.at_ms <= scenario.start_ms) {
-            self.apply(&e.action)?;
+            self.apply(&e.action).await?;
         }
         let mut t = scenario.start_ms;
         while t < scenario.end_ms {
@@ -351,19 +445,219 @@ impl Runner<'_> {
             let next = (t + scenario.step_ms).min(scenario.end_ms).min(next_action);
             self.round(next).await?;
             while let Some(e) = pending.next_if(|e| e.at_ms <= next) {
-                self.apply(&e.action)?;
+                self.apply(&e.action).await?;
             }
             t = next;
         }
-        let url = format!("http://{}/api/alerts?state=all", self.services.ingest.http_addr);
-        let alerts = async {
-            reqwest::get(&url)
-                .await?
-                .error_for_status()?
-                .json::<Vec<ActualAlert>>()
+        let alerts = self
+            .read_all::<ActualAlert>("/api/alerts?state=all&limit=1000")
+            .await
+            .map_err(|(url, source)| RunError::Alerts { url, source })?;
+        let mut cases = Vec::new();
+        if !scenario.expect_cases.is_empty() || !scenario.absent_cases.is_empty() {
+            let summaries = self
+                .read_all::<serde_json::Value>("/api/cases?limit=1000")
                 .await
+                .map_err(|(url, source)| RunError::Api { url, source })?;
+            for summary in summaries {
+                let id = summary["id"].as_u64().unwrap_or_default();
+                let url = self.url(&format!("/api/cases/{id}"));
+                let json: serde_json::Value = async { self.get(&url).send().await?.error_for_status()?.json().await }
+                    .await
+                    .map_err(|source| RunError::Api { url, source })?;
+                cases.extend(ActualCase::from_json(json));
+            }
+        }
+        let mut events = Vec::new();
+        let devices: std::collections::BTreeSet<&str> =
+            scenario.expect_events.iter().map(|e| e.device.as_str()).collect();
+        for device in devices {
+            let path = format!("/api/devices/{device}/events?limit=1000");
+            let items = match self.read_all::<serde_json::Value>(&path).await {
+                Ok(items) => items,
+                // A device that never sent a reading has no events to list.
+                Err((_, source)) if source.status() == Some(reqwest::StatusCode::NOT_FOUND) => Vec::new(),
+                Err((url, source)) => return Err(RunError::Api { url, source }),
+            };
+            events.extend(
+                items
+                    .into_iter()
+                    .filter_map(|json| ActualEvent::from_json(device, json)),
+            );
+        }
+        Ok(Played { alerts, cases, events })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.services.ingest.http_addr)
+    }
+
+    /// A GET as the observer (with API users) or anonymously (open API).
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        if self.scenario.users.is_empty() {
+            request
+        } else {
+            request.bearer_auth(token_of(OBSERVER))
+        }
+    }
+
+    /// Every page of a list (`x-next-cursor`), in arrival order.
+    async fn read_all<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, (String, reqwest::Error)> {
+        let mut rows = Vec::new();
+        let mut url = self.url(path);
+        loop {
+            let page = async {
+                let response = self.get(&url).send().await?.error_for_status()?;
+                let next = response
+                    .headers()
+                    .get("x-next-cursor")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                Ok((response.json::<Vec<T>>().await?, next))
+            };
+            let (items, next) = page.await.map_err(|e| (url.clone(), e))?;
+            rows.extend(items);
+            match next {
+                Some(cursor) => url = format!("{}&after={cursor}", self.url(path)),
+                None => return Ok(rows),
+            }
+        }
+    }
+
+    /// Calls the API as `by` at device time `now`; records the status it answered.
+    async fn call_api(
+        &mut self,
+        call: &ApiCall,
+        by: &str,
+        expect_status: Option<u16>,
+        now: u64,
+    ) -> Result<(), RunError> {
+        let (path, body, what): (String, serde_json::Value, String) = match call {
+            ApiCall::Acknowledge { device, kind } => (
+                "/api/alerts/ack".into(),
+                serde_json::json!({"device_id": device, "kind": kind}),
+                format!("acknowledge {kind}"),
+            ),
+            ApiCall::CaseStep {
+                device,
+                case_type,
+                body,
+            } => {
+                let id = self.case_of(device, case_type.as_deref(), now).await?;
+                (
+                    format!("/api/cases/{id}/steps"),
+                    body.clone(),
+                    format!("case_step {}", body["step"].as_str().unwrap_or_default()),
+                )
+            }
+            ApiCall::CaseResponse {
+                device,
+                case_type,
+                route,
+                body,
+            } => {
+                let id = self.case_of(device, case_type.as_deref(), now).await?;
+                (
+                    format!("/api/cases/{id}/{route}"),
+                    body.clone(),
+                    call.name().to_string(),
+                )
+            }
+            ApiCall::Report { body } => (
+                "/api/cases".into(),
+                body.clone(),
+                format!("report {}", body["channel"].as_str().unwrap_or_default()),
+            ),
+            ApiCall::Inspection { device, body } => (
+                format!("/api/equipment/{device}/inspections"),
+                body.clone(),
+                "inspection".into(),
+            ),
+            ApiCall::Maintenance { device, body } => (
+                format!("/api/equipment/{device}/maintenance"),
+                body.clone(),
+                "maintenance".into(),
+            ),
+            ApiCall::RegisterImport { csv, .. } => (
+                "/api/equipment/import".into(),
+                serde_json::Value::String(csv.clone()),
+                "register_change".into(),
+            ),
         };
-        alerts.await.map_err(|source| RunError::Alerts { url, source })
+        let url = self.url(&path);
+        let request = self.http.post(&url).bearer_auth(token_of(by));
+        let request = match body {
+            serde_json::Value::String(csv) => request.header("content-type", "text/csv").body(csv),
+            json => request.json(&json),
+        };
+        let response = request.send().await.map_err(|source| RunError::Api {
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status().as_u16();
+        let answer = response.text().await.unwrap_or_default();
+        self.actions.push(ActionOutcome {
+            at_ms: now,
+            what: format!("{what} by {by}"),
+            device: call.device().to_string(),
+            expected: expect_status,
+            status,
+            answer,
+        });
+        Ok(())
+    }
+
+    /// The device's newest open case (of `case_type`), else its newest case.
+    async fn case_of(&self, device: &str, case_type: Option<&str>, now: u64) -> Result<u64, RunError> {
+        let summaries = self
+            .read_all::<serde_json::Value>("/api/cases?limit=1000")
+            .await
+            .map_err(|(url, source)| RunError::Api { url, source })?;
+        let of_device: Vec<&serde_json::Value> = summaries
+            .iter()
+            .filter(|c| c["subject"]["id"] == device && case_type.is_none_or(|t| c["case_type"] == t))
+            .collect();
+        of_device
+            .iter()
+            .rev()
+            .find(|c| c["status"] != "closed")
+            .or(of_device.last())
+            .and_then(|c| c["id"].as_u64())
+            .ok_or_else(|| RunError::NoCase {
+                action: "case_step".into(),
+                at: self.offset(now),
+                device: device.to_string(),
+            })
+    }
+
+    /// Publishes the device's acknowledged readings stamped within the window to ingest
+    /// again, as the device, in their order or shuffled.
+    async fn redeliver(&mut self, device: &str, window: (u64, u64), shuffle: Option<u64>) -> Result<(), RunError> {
+        let now = self.clock_now();
+        let node = self.node_mut(device)?;
+        let gateway = node.gateway().to_string();
+        let mut readings: Vec<(String, Vec<u8>, u64)> = node
+            .acknowledged_readings()
+            .filter(|r| (window.0..=window.1).contains(&r.ts_ms))
+            .map(|r| (r.topic.clone(), r.payload.clone(), r.seq))
+            .collect();
+        if readings.is_empty() {
+            return Err(RunError::NothingToRedeliver {
+                at: self.offset(now),
+                device: device.to_string(),
+            });
+        }
+        if let Some(seed) = shuffle {
+            crate::inject::shuffle(&mut readings, seed);
+        }
+        let messages = crate::inject::Messages {
+            gateway: &gateway,
+            device,
+            secret: self.services.secrets.get(device).map(String::as_str),
+            messages: readings,
+        };
+        crate::inject::publish_all(self.services.ingest.mqtt_addr, &messages, self.options.stall_after).await
     }
 
     /// One lock-step round to device time `t`.
@@ -411,6 +705,13 @@ impl Runner<'_> {
     /// a wait for the next thing to reach a node (or, once only the engine is awaited,
     /// a short poll); it fails when nothing moved for `stall_after`.
     async fn settle(&mut self, now: u64) -> Result<(), RunError> {
+        // Heartbeats on the run's clock: one per round from every gateway that can reach
+        // ingest (its own run on wall time, far slower than the rounds).
+        for site in self.services.sites.values() {
+            if site.uplink.is_up() {
+                site.gateway.announce();
+            }
+        }
         let mut last: Option<(Vec<u64>, Vec<u64>)> = None;
         let mut applied = Vec::new();
         let mut since = Instant::now();
@@ -422,6 +723,7 @@ impl Runner<'_> {
             if seen.awaiting.is_empty()
                 && let Some(a) = &seen.applied
                 && self.behind(a).is_empty()
+                && self.presence_applied()
             {
                 return Ok(());
             }
@@ -497,12 +799,30 @@ impl Runner<'_> {
         }
     }
 
+    /// Whether the engine has this round's presence heartbeat of every gateway that can
+    /// reach ingest (ingest stamps it with the run's clock as it arrives).
+    fn presence_applied(&self) -> bool {
+        let Ok(domain) = self.services.ingest.domain().try_lock() else {
+            return false;
+        };
+        let now = self.clock_now();
+        let gateways = &domain.engine().state().gateways;
+        self.services
+            .sites
+            .iter()
+            .filter(|(_, site)| site.uplink.is_up())
+            .all(|(id, _)| gateways.get(id).and_then(|g| g.presence_at).is_some_and(|at| at >= now))
+    }
+
     /// Nodes whose acknowledged readings the alert engine has not applied (it applied
-    /// up to `applied`, per node): (device, acknowledged, applied).
+    /// up to `applied`, per node): (device, acknowledged, applied). A gateway acks its
+    /// nodes once their readings are on its disk, so behind a cut uplink the engine
+    /// cannot catch up until the uplink is back.
     fn behind(&self, applied: &[u64]) -> Vec<(String, u64, u64)> {
         self.nodes
             .iter()
             .zip(applied)
+            .filter(|(n, _)| self.uplink_up(n.gateway()))
             .filter(|(n, applied)| n.acked_seq() > **applied)
             .map(|(n, applied)| (n.id().to_string(), n.acked_seq(), *applied))
             .collect()
@@ -530,7 +850,7 @@ impl Runner<'_> {
         format_offset(t as i64 - self.scenario.start_ms as i64)
     }
 
-    fn apply(&mut self, action: &Action) -> Result<(), RunError> {
+    async fn apply(&mut self, action: &Action) -> Result<(), RunError> {
         let now = self.clock_now();
         match action {
             Action::Equipment { device, event } => self.node_mut(device)?.apply(event)?,
@@ -543,8 +863,37 @@ impl Runner<'_> {
                 self.node_mut(device)?.set_network(true, now);
             }
             Action::NodeReset { device } => self.node_mut(device)?.reset()?,
+            Action::InjectReading { device, ts_ms, seq } => {
+                let node = self.node_mut(device)?;
+                let (gateway, kind) = (node.gateway().to_string(), node.equipment().kind());
+                let seq = seq.unwrap_or(node.stats().outbox.next_seq);
+                let injection = crate::inject::Injection {
+                    gateway: &gateway,
+                    device,
+                    kind,
+                    seq,
+                    ts: *ts_ms,
+                    secret: self.services.secrets.get(device).map(String::as_str),
+                };
+                crate::inject::inject(self.services.ingest.mqtt_addr, &injection, self.options.stall_after).await?;
+            }
             Action::UplinkDown { gateway } => self.site(gateway)?.uplink.cut(),
             Action::UplinkUp { gateway } => self.site(gateway)?.uplink.restore(),
+            Action::Redeliver {
+                device,
+                from_ms,
+                to_ms,
+                shuffle,
+                seed,
+            } => {
+                self.redeliver(device, (*from_ms, *to_ms), shuffle.then_some(*seed))
+                    .await?
+            }
+            Action::Api {
+                call,
+                by,
+                expect_status,
+            } => self.call_api(call, by, *expect_status, now).await?,
         }
         Ok(())
     }
@@ -614,13 +963,9 @@ mod tests {
             panic!("not a stall: {error}");
         };
         assert_eq!((stall.round, stall.at.as_str()), (1, "+30s"), "{error}");
-        assert_eq!(stall.nodes.len(), 1, "{error}");
-        let node = &stall.nodes[0];
-        assert_eq!(
-            (node.device.as_str(), node.gateway.as_str(), node.first_seq),
-            ("L-1", "gw-1", 1)
-        );
-        assert!(node.last_seq >= 1 && node.acks == 0, "{error}");
+        // The gateway acks its nodes once their readings are on its disk: what waits is
+        // the gateway's batch and the engine.
+        assert!(stall.nodes.is_empty(), "{error}");
         assert!(
             matches!(stall.gateways.as_slice(), [(gateway, held)] if gateway == "gw-1" && *held >= 1),
             "{error}"

@@ -40,6 +40,8 @@ pub enum Error {
         device: String,
         problem: OutboxError<OutOfBounds>,
     },
+    #[error("node {device}: its MQTT secret is longer than the {max} characters a node keeps")]
+    SecretTooLong { device: String, max: usize },
     /// An event for one kind of equipment was given to a node watching the other.
     #[error("{event:?} does not apply to {device}")]
     WrongEquipment { device: String, event: EquipmentEvent },

@@ -38,6 +38,9 @@ pub struct FleetConfig {
     pub heartbeat: Duration,
     /// Passengers arriving per hour at each lift.
     pub traffic_per_hour: f64,
+    /// Device id → secret, for brokers with credentials; a node without one
+    /// connects anonymously.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl FleetConfig {
@@ -55,7 +58,27 @@ impl FleetConfig {
             sample_every: Duration::from_millis(250),
             heartbeat: Duration::from_secs(10),
             traffic_per_hour: 90.0,
+            secrets: std::collections::HashMap::new(),
         }
+    }
+}
+
+impl FleetConfig {
+    /// The device ids of the fleet's nodes, lifts first, as [`nodes`] names them.
+    pub fn device_ids(&self) -> Vec<String> {
+        let lifts = (0..self.lifts).map(|i| {
+            self.lift_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("lift-{:03}", i + 1))
+        });
+        let sterilizers = (0..self.sterilizers).map(|i| {
+            self.sterilizer_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("sterilizer-{:03}", i + 1))
+        });
+        lifts.chain(sterilizers).collect()
     }
 }
 
@@ -75,6 +98,7 @@ pub fn nodes(config: &FleetConfig, start_ms: u64, wake: &Arc<Notify>) -> Result<
     let broker = resolve(&config.broker)?;
     let node_config = |device: String| NodeConfig {
         heartbeat_ms: config.heartbeat.as_millis() as u32,
+        secret: config.secrets.get(&device).cloned(),
         ..NodeConfig::new(&device, &config.gateway, broker)
     };
     let mut nodes = Vec::new();

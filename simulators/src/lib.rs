@@ -14,6 +14,7 @@ mod hal;
 pub mod lift;
 mod link;
 pub mod load;
+pub mod modbus;
 pub mod node;
 pub mod relay;
 mod rng;

@@ -124,9 +124,30 @@ pub enum LiftEvent {
     /// A technician switches the controller to inspection (maintenance) operation.
     InspectionOn,
     InspectionOff,
+    /// A worn or loose contact chatters: its input toggles every `period_ms` (1 ms to 65 s)
+    /// whatever the car does (the physics go on as before). `repair` ends it.
+    ContactChatter {
+        contact: LiftContact,
+        #[serde(default = "default_chatter_ms")]
+        period_ms: u64,
+    },
     /// Every injected fault of the lift is repaired (mains and the inspection switch stay
     /// as they are); a car stopped between floors re-levels and opens.
     Repair,
+}
+
+/// A lift input that a sensor-level fault can take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiftContact {
+    DoorClosed,
+    DoorZone,
+    Occupied,
+    SafetyCircuit,
+}
+
+fn default_chatter_ms() -> u64 {
+    500
 }
 
 /// The lift's hardware as the firmware sees it.
@@ -193,6 +214,8 @@ struct Faults {
     mains_off: bool,
     position_sensor: bool,
     inspection: bool,
+    /// A chattering contact and its half-period (ms; u16 keeps the model small).
+    chatter: Option<(LiftContact, u16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +348,9 @@ impl LiftModel {
             LiftEvent::PositionSensorFault => f.position_sensor = true,
             LiftEvent::InspectionOn => f.inspection = true,
             LiftEvent::InspectionOff => f.inspection = false,
+            LiftEvent::ContactChatter { contact, period_ms } => {
+                f.chatter = Some((contact, period_ms.clamp(1, u64::from(u16::MAX)) as u16))
+            }
             LiftEvent::Repair => {
                 *f = Faults {
                     mains_off: f.mains_off,
@@ -563,6 +589,15 @@ impl LiftModel {
         hw.rangefinder.set_weak_signal(self.faults.position_sensor);
         hw.rangefinder
             .set_distance_mm((self.height_mm + f64::from(self.params.pit_mm)).round() as u32);
+        if let Some((contact, period_ms)) = self.faults.chatter {
+            let line = match contact {
+                LiftContact::DoorClosed => &hw.door_closed,
+                LiftContact::DoorZone => &hw.door_zone,
+                LiftContact::Occupied => &hw.occupied,
+                LiftContact::SafetyCircuit => &hw.safety_circuit,
+            };
+            line.set((self.now_ms / u64::from(period_ms)).is_multiple_of(2));
+        }
     }
 }
 
@@ -655,5 +690,21 @@ mod tests {
         lift.apply(&LiftEvent::PowerOn);
         run(&mut lift, 60, |_| {});
         assert!(lift.in_door_zone() && lift.passengers() == 0);
+    }
+
+    #[test]
+    fn a_chattering_door_zone_contact_toggles_until_repaired() {
+        let mut lift = LiftModel::new(LiftParams::default(), T0);
+        lift.apply(&LiftEvent::ContactChatter {
+            contact: LiftContact::DoorZone,
+            period_ms: 500,
+        });
+        let mut seen = Vec::new();
+        run(&mut lift, 3, |m| seen.push(m.hardware().door_zone.is_active()));
+        let toggles = seen.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(toggles >= 4, "{seen:?}");
+        assert!(lift.in_door_zone(), "the car itself stays at its landing");
+        lift.apply(&LiftEvent::Repair);
+        run(&mut lift, 2, |m| assert!(m.hardware().door_zone.is_active()));
     }
 }

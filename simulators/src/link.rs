@@ -84,6 +84,10 @@ impl Link {
         let mut options = MqttOptions::new(request.client_id, self.broker.ip().to_string(), self.broker.port());
         options.set_keep_alive(Duration::from_secs(u64::from(request.keep_alive_s.max(5))));
         options.set_clean_session(true);
+        // The login the node keeps in its persistent identity, on every connect.
+        if let Some(password) = request.password {
+            options.set_credentials(request.client_id, password);
+        }
         options.set_last_will(LastWill::new(
             request.will.topic,
             request.will.payload.to_vec(),

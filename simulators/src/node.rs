@@ -15,16 +15,17 @@ use crate::link::{Incoming, Link};
 use crate::sterilizer::{SterilizerEvent, SterilizerModel, SterilizerParams};
 use crate::{Error, Result};
 use embedded_storage::{ReadStorage, Storage};
+use gridwatch_firmware::identity::{IDENTITY_BYTES, MAX_SECRET, NodeIdentity};
 use gridwatch_firmware::lift::{LiftConfig, LiftInputs, LiftNode, WearCounters};
-use gridwatch_firmware::outbox::{Outbox, OutboxStats};
+use gridwatch_firmware::outbox::{Outbox, OutboxError, OutboxStats};
 use gridwatch_firmware::position::LandingTable;
 use gridwatch_firmware::rangefinder::TfLuna;
 use gridwatch_firmware::record::NodeMessage;
 use gridwatch_firmware::report::Node;
-use gridwatch_firmware::session::{Action, Session, SessionConfig, SessionStats};
+use gridwatch_firmware::session::{Action, ConfigError, Session, SessionConfig, SessionStats};
 use gridwatch_firmware::sterilizer::{SterilizerConfig, SterilizerInputs, SterilizerNode};
 use gridwatch_firmware::thermocouple::Max31855;
-use gridwatch_protocol::DeviceKind;
+use gridwatch_protocol::{DeviceId, DeviceKind};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,46 @@ use tokio::sync::Notify;
 /// Records a simulated node buffers (a real board keeps 64 in 8 KiB of FRAM; the host
 /// has room for a longer outage).
 pub const OUTBOX_CAPACITY: usize = 512;
+
+/// Readings a node remembers having published ([`SimNode::published`]), newest kept.
+pub const PUBLISHED_KEPT: usize = 50_000;
+
+/// A reading as the node published it: seq, device time, topic and payload bytes, to be
+/// sent again as it was (redelivery of what was already acknowledged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedReading {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// The envelope fields a published reading is recognised by.
+#[derive(serde::Deserialize)]
+struct SeqTs {
+    seq: u64,
+    ts: u64,
+}
+
+/// Keeps a copy of a published reading (births and presence carry no seq), each seq
+/// once: a resend repeats seqs already kept.
+fn remember(published: &mut VecDeque<PublishedReading>, topic: &str, payload: &[u8]) {
+    let Ok(SeqTs { seq, ts }) = serde_json::from_slice::<SeqTs>(payload) else {
+        return;
+    };
+    if published.back().is_some_and(|last| last.seq >= seq) {
+        return;
+    }
+    if published.len() == PUBLISHED_KEPT {
+        published.pop_front();
+    }
+    published.push_back(PublishedReading {
+        seq,
+        ts_ms: ts,
+        topic: topic.to_string(),
+        payload: payload.to_vec(),
+    });
+}
 
 /// Byte-addressable RAM standing in for the node's FRAM (`embedded_storage::Storage`),
 /// on the heap. It survives a simulated reset ([`SimNode::reset`]).
@@ -85,6 +126,13 @@ fn open_outbox(storage: RamStorage, device: &str) -> Result<Box<NodeOutbox>> {
             problem,
         })
 }
+
+/// The node's persistent memory: the outbox, then its identity block.
+fn erased_storage() -> RamStorage {
+    RamStorage::new(NodeOutbox::STORAGE_BYTES + IDENTITY_BYTES)
+}
+
+const IDENTITY_OFFSET: u32 = NodeOutbox::STORAGE_BYTES as u32;
 
 /// The equipment a node watches.
 #[derive(Debug, Clone)]
@@ -197,6 +245,8 @@ pub struct NodeConfig {
     /// The session sends every unacknowledged reading again after this long without an
     /// ack. A lock-step runner delivers a whole step at once, so this must exceed its step.
     pub resend_after_ms: u32,
+    /// The node's secret: it logs in as its device id with it (`None`: anonymously).
+    pub secret: Option<String>,
 }
 
 impl NodeConfig {
@@ -207,6 +257,7 @@ impl NodeConfig {
             broker,
             heartbeat_ms: 10_000,
             resend_after_ms: 30_000,
+            secret: None,
         }
     }
 }
@@ -230,21 +281,23 @@ pub struct SimNode {
     network_up: bool,
     schedule: VecDeque<(u64, EquipmentEvent)>,
     produced: u64,
+    /// Readings published, each seq once, oldest first (at most [`PUBLISHED_KEPT`]).
+    published: VecDeque<PublishedReading>,
 }
 
 impl SimNode {
     /// A node with a fresh (erased) outbox on `equipment`, not yet connected.
     pub fn new(config: NodeConfig, equipment: Equipment, wake: Arc<Notify>) -> Result<Self> {
-        let storage = RamStorage::new(NodeOutbox::STORAGE_BYTES);
-        let session = Session::new(Self::session_config(&config, equipment.kind())?);
+        let (outbox, session) = Self::boot(erased_storage(), &config, equipment.kind())?;
         Ok(Self {
             firmware: Firmware::boot(&equipment, config.heartbeat_ms),
-            outbox: open_outbox(storage, &config.device)?,
-            session,
+            outbox,
+            session: Session::new(session),
             link: Link::new(config.broker, wake),
             network_up: true,
             schedule: VecDeque::new(),
             produced: 0,
+            published: VecDeque::new(),
             equipment,
             config,
         })
@@ -272,15 +325,39 @@ impl SimNode {
         )
     }
 
-    fn session_config(config: &NodeConfig, kind: DeviceKind) -> Result<SessionConfig> {
-        let mut session =
-            SessionConfig::new(&config.gateway, &config.device, kind).map_err(|problem| Error::NodeIds {
+    /// What the firmware does at boot: reads its identity from its persistent memory (the
+    /// first boot provisions it from `config`, as a board's from its build settings), then
+    /// opens its outbox; its session logs in with that identity.
+    fn boot(
+        mut storage: RamStorage,
+        config: &NodeConfig,
+        kind: DeviceKind,
+    ) -> Result<(Box<NodeOutbox>, SessionConfig)> {
+        let ids_error = |problem| Error::NodeIds {
+            device: config.device.clone(),
+            gateway: config.gateway.clone(),
+            problem,
+        };
+        let id = |s: &str| DeviceId::try_from(s).map_err(|_| ids_error(ConfigError::BadId));
+        let factory = NodeIdentity {
+            gateway: id(&config.gateway)?,
+            device: id(&config.device)?,
+            secret: match &config.secret {
+                Some(secret) => Some(secret.as_str().try_into().map_err(|_| Error::SecretTooLong {
+                    device: config.device.clone(),
+                    max: MAX_SECRET,
+                })?),
+                None => None,
+            },
+        };
+        let identity =
+            NodeIdentity::load_or_provision(&mut storage, IDENTITY_OFFSET, || factory).map_err(|e| Error::Outbox {
                 device: config.device.clone(),
-                gateway: config.gateway.clone(),
-                problem,
+                problem: OutboxError::Storage(e),
             })?;
+        let mut session = SessionConfig::for_identity(&identity, kind).map_err(ids_error)?;
         session.resend_after_ms = config.resend_after_ms;
-        Ok(session)
+        Ok((open_outbox(storage, &config.device)?, session))
     }
 
     pub fn id(&self) -> &str {
@@ -379,7 +456,13 @@ impl SimNode {
                     }
                 }
                 Action::Subscribe { topic } => self.link.subscribe(topic).await,
-                Action::Publish(message) => self.link.publish(&message).await,
+                Action::Publish(message) => {
+                    let outcome = self.link.publish(&message).await;
+                    if outcome.is_ok() {
+                        remember(&mut self.published, message.topic, message.payload);
+                    }
+                    outcome
+                }
                 // rumqttc keeps the connection alive on its own (wall time).
                 Action::Ping => Ok(()),
             };
@@ -392,6 +475,13 @@ impl SimNode {
                 }
             }
         }
+    }
+
+    /// Readings the node published and its gateway acknowledged, oldest first: what a
+    /// redelivery sends again.
+    pub fn acknowledged_readings(&self) -> impl Iterator<Item = &PublishedReading> {
+        let acked = self.acked_seq();
+        self.published.iter().filter(move |r| r.seq <= acked)
     }
 
     /// Hands what arrived (acks) to the session; notices a dropped connection.
@@ -447,9 +537,10 @@ impl SimNode {
     /// recovers its outbox from storage; the connection drops and is made again.
     pub fn reset(&mut self) -> Result<()> {
         self.link.close();
-        let erased = open_outbox(RamStorage::new(NodeOutbox::STORAGE_BYTES), &self.config.device)?;
+        let erased = open_outbox(erased_storage(), &self.config.device)?;
         let storage = std::mem::replace(&mut self.outbox, erased).into_storage();
-        self.outbox = open_outbox(storage, &self.config.device)?;
+        let (outbox, session) = Self::boot(storage, &self.config, self.equipment.kind())?;
+        self.outbox = outbox;
         self.firmware = Firmware::boot(&self.equipment, self.config.heartbeat_ms);
         if let Firmware::Lift(node) = &mut self.firmware
             && let Some(record) = self.outbox.newest_stored(|m| matches!(m, NodeMessage::Lift(_)))
@@ -457,7 +548,7 @@ impl SimNode {
         {
             node.resume_counters(WearCounters::from(&status));
         }
-        self.session = Session::new(Self::session_config(&self.config, self.equipment.kind())?);
+        self.session = Session::new(session);
         Ok(())
     }
 }

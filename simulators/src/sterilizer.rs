@@ -96,6 +96,12 @@ pub enum SterilizerEvent {
     ProbeFault {
         fault: ProbeFault,
     },
+    /// The probe reads `temp_c` whatever the cabinet's temperature, with no fault bit
+    /// set (a thermocouple shorted further along its cable, a converter gone wrong).
+    /// `repair` ends it.
+    ProbeReads {
+        temp_c: f64,
+    },
     /// Every injected fault is repaired.
     Repair,
 }
@@ -129,6 +135,8 @@ pub struct SterilizerModel {
     mains: bool,
     heater_power: f64,
     probe_fault: Option<ProbeFault>,
+    /// What the probe reads instead of the cabinet's temperature.
+    probe_reads: Option<f64>,
     program: Program,
     /// Set point and hold of the running program.
     setpoint_c: f64,
@@ -154,6 +162,7 @@ impl SterilizerModel {
             mains: true,
             heater_power: 1.0,
             probe_fault: None,
+            probe_reads: None,
             program: Program::Idle,
             setpoint_c: params.setpoint_c,
             hold_s: params.hold_s,
@@ -208,9 +217,11 @@ impl SterilizerModel {
             SterilizerEvent::PowerOn => self.mains = true,
             SterilizerEvent::WeakHeater { power } => self.heater_power = power.clamp(0.0, 1.0),
             SterilizerEvent::ProbeFault { fault } => self.probe_fault = Some(fault),
+            SterilizerEvent::ProbeReads { temp_c } => self.probe_reads = Some(temp_c),
             SterilizerEvent::Repair => {
                 self.heater_power = 1.0;
                 self.probe_fault = None;
+                self.probe_reads = None;
             }
         }
         self.wire();
@@ -261,7 +272,7 @@ impl SterilizerModel {
         hw.power.set(self.mains);
         hw.heater
             .set(self.program != Program::Idle && self.mains && !self.door_open);
-        hw.probe.set_celsius(self.temp_c);
+        hw.probe.set_celsius(self.probe_reads.unwrap_or(self.temp_c));
         hw.probe.set_fault(self.probe_fault);
     }
 }
@@ -326,5 +337,20 @@ mod tests {
         assert!(cabinet.hardware().heater.is_active());
         cabinet.apply(&SterilizerEvent::OpenDoor);
         assert!(!cabinet.hardware().heater.is_active() && !cabinet.hardware().door_closed.is_active());
+    }
+
+    #[test]
+    fn a_probe_reading_a_fixed_value_sets_no_fault_bit_until_repaired() {
+        let mut cabinet = SterilizerModel::new(SterilizerParams::for_method(Method::Steam), T0);
+        cabinet.apply(&SterilizerEvent::ProbeReads { temp_c: 1_500.0 });
+        cabinet.advance_to(T0 + 10_000);
+        let frame = cabinet.hardware().probe.frame();
+        assert_eq!(frame & 0x1_0007, 0, "no fault bit: {frame:#x}");
+        assert_eq!((frame >> 18) as i32, 6_000, "1500 °C in quarter degrees");
+        cabinet.apply(&SterilizerEvent::Repair);
+        assert_eq!(
+            (cabinet.hardware().probe.frame() >> 18) as i32,
+            (cabinet.temp_c() * 4.0).round() as i32
+        );
     }
 }

@@ -39,9 +39,11 @@ pub(crate) enum BenchCommand {
 #[derive(clap::Args)]
 pub(crate) struct IngestBenchArgs {
     /// A PostgreSQL server URL (fresh databases are created on it and dropped afterwards),
-    /// or `sqlite` for fresh SQLite files in a temporary directory.
-    #[arg(long, default_value = "postgres:///postgres?host=/var/run/postgresql&user=postgres")]
-    db: String,
+    /// or `sqlite` for fresh SQLite files in a temporary directory. Repeat it to compare
+    /// servers in one run (e.g. plain PostgreSQL and one that preloads TimescaleDB): each
+    /// mode runs on each in turn, and the throughputs are compared with the first's.
+    #[arg(long, default_values_t = ["postgres:///postgres?host=/var/run/postgresql&user=postgres".to_string()])]
+    db: Vec<String>,
     /// `direct`, `gateway` or `both`.
     #[arg(long, default_value = "both", value_parser = ["direct", "gateway", "both"])]
     mode: String,
@@ -82,10 +84,18 @@ async fn ingest(args: IngestBenchArgs) -> Result<()> {
     };
     println!("{}", machine());
     let mut failed = false;
+    // Modes outside, servers inside: the runs to compare follow each other.
     for &mode in modes {
-        let result = run_mode(&args, mode).await?;
-        println!("{result}");
-        failed |= !result.lost_and_duplicated_ok();
+        let mut first: Option<ModeResult> = None;
+        for db in &args.db {
+            let result = run_mode(&args, db, mode).await?;
+            println!("{result}");
+            failed |= !result.lost_and_duplicated_ok();
+            match &first {
+                None => first = Some(result),
+                Some(first) => println!("{}", compare(&result, first)),
+            }
+        }
     }
     if failed {
         bail!("readings were lost or duplicated");
@@ -110,7 +120,7 @@ enum Cleanup {
 }
 
 impl Databases {
-    async fn create(args: &IngestBenchArgs, tag: &str) -> Result<Databases> {
+    async fn create(args: &IngestBenchArgs, db: &str, tag: &str) -> Result<Databases> {
         let unique = format!(
             "{tag}_{}_{}",
             std::process::id(),
@@ -118,7 +128,7 @@ impl Databases {
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis()
         );
-        if args.db == "sqlite" || args.db.starts_with("sqlite:") {
+        if db == "sqlite" || db.starts_with("sqlite:") {
             let dir = std::env::temp_dir().join(format!("gridwatch_bench_{unique}"));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             return Ok(Databases {
@@ -136,10 +146,10 @@ impl Databases {
             format!("gridwatch_bench_{unique}"),
             format!("gridwatch_bench_{unique}_copy"),
         );
-        let ingest = limit::create_database(&args.db, &ingest_name)
+        let ingest = limit::create_database(db, &ingest_name)
             .await
-            .with_context(|| format!("creating a database on {}", redact_url(&args.db)))?;
-        let limit_url = limit::create_database(&args.db, &limit_name).await?;
+            .with_context(|| format!("creating a database on {}", redact_url(db)))?;
+        let limit_url = limit::create_database(db, &limit_name).await?;
         Ok(Databases {
             ingest,
             limit: limit_url,
@@ -148,7 +158,7 @@ impl Databases {
                 Cleanup::Keep
             } else {
                 Cleanup::Postgres {
-                    server: args.db.clone(),
+                    server: db.to_string(),
                     names: vec![ingest_name, limit_name],
                 }
             },
@@ -271,12 +281,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-async fn run_mode(args: &IngestBenchArgs, mode: Mode) -> Result<ModeResult> {
+async fn run_mode(args: &IngestBenchArgs, db: &str, mode: Mode) -> Result<ModeResult> {
     let tag = match mode {
         Mode::Direct => "direct",
         Mode::Gateway => "gateway",
     };
-    let databases = Databases::create(args, tag).await?;
+    let databases = Databases::create(args, db, tag).await?;
     let outcome = measure_mode(args, mode, &databases).await;
     databases.remove().await;
     outcome
@@ -323,6 +333,19 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
     let store = Store::open(&databases.ingest).await?;
     limit::checkpoint(&store).await;
     let data = std::env::temp_dir().join(format!("gridwatch_bench_data_{}", std::process::id()));
+    // The broker checks every login and publish as in production: the load logs in as a
+    // load identity for its prefix.
+    let credentials = data.join("credentials.toml");
+    let mut file = gridwatch_broker::CredentialsFile::load_or_empty(&credentials)?;
+    file.identity.retain(|i| i.id != BENCH_IDENTITY);
+    let secret = file.add_with_prefix(
+        BENCH_IDENTITY,
+        gridwatch_broker::Role::Load,
+        None,
+        Some(&plan.prefix),
+        now_ms(),
+    )?;
+    file.save(&credentials)?;
     let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
     let ingest_pid = ingest.child.id();
     let cpu_before = cpu_seconds(ingest_pid)?;
@@ -333,7 +356,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         .map(|(name, _)| DatabaseCpu::start(name));
     let mut load = Command::new(&exe);
     load.args(["sim", "load", "--json", "--mqtt"])
-        .arg(format!("mqtt://{}", ingest.mqtt))
+        .arg(format!("mqtt://{BENCH_IDENTITY}:{secret}@{}", ingest.mqtt))
         .arg("--mode")
         .arg(match mode {
             Mode::Direct => "direct",
@@ -422,6 +445,9 @@ fn describe(store: &Store) -> String {
     }
 }
 
+/// The load identity the benchmark's `sim load` logs in as.
+const BENCH_IDENTITY: &str = "bench-load";
+
 struct IngestProcess {
     child: Child,
     mqtt: String,
@@ -449,8 +475,18 @@ async fn start_ingest(
     extra: &[String],
 ) -> Result<IngestProcess> {
     let mut child = Command::new(exe)
-        .args(["ingest", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--data"])
+        .args([
+            "ingest",
+            "--open-api",
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(data)
+        .arg("--credentials")
+        .arg(data.join("credentials.toml"))
         .args(["--db", db])
         .args(extra)
         // rumqttd logs every client disconnect as an error: noise here.
@@ -510,6 +546,21 @@ fn machine() -> String {
     format!(
         "machine: {cores} cores, {cpu}; load average {}",
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+/// One line comparing a run with the same mode's run on the first `--db`.
+fn compare(result: &ModeResult, first: &ModeResult) -> String {
+    let per_second = |r: &ModeResult| r.load.readings_acked as f64 / r.load.seconds.max(f64::EPSILON);
+    format!(
+        "  compared    {:.2}× the readings/s of {} ({:.0} against {:.0}); COPY limit {:.2}× ({:.0} against {:.0} rows/s)",
+        per_second(result) / per_second(first),
+        first.backend,
+        per_second(result),
+        per_second(first),
+        result.limit_rows_per_second / first.limit_rows_per_second,
+        result.limit_rows_per_second,
+        first.limit_rows_per_second
     )
 }
 

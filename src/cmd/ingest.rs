@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub(crate) struct IngestArgs {
-    /// Address of the HTTP API and dashboard (port 0 picks a free port).
+    /// Address of the HTTP API and dashboard: IP:PORT or HOST:PORT, a host name resolved
+    /// at start (port 0 picks a free port).
     #[arg(long, default_value = super::defaults::HTTP)]
-    http: SocketAddr,
+    http: super::listen::HostPort,
     /// Address of the embedded MQTT broker that gateways and smart nodes publish to.
     #[arg(long, default_value = super::defaults::INGEST_MQTT)]
     mqtt: SocketAddr,
@@ -19,32 +20,70 @@ pub(crate) struct IngestArgs {
     /// `postgres:///db?host=/var/run/postgresql`); defaults to SQLite under --data.
     #[arg(long, env = "GRIDWATCH_DB")]
     db: Option<String>,
+    /// PostgreSQL: `auto` makes readings a TimescaleDB hypertable where the server preloads
+    /// TimescaleDB, `on` requires that (a clear error otherwise), `off` keeps native partitions.
+    #[arg(long, default_value = "auto")]
+    timescale: gridwatch_storage::TimescaleMode,
+    /// TimescaleDB's jobs: `auto` runs a job whose scheduled run failed from gridwatch, once per
+    /// its interval; `always` runs every job; `never` leaves them to the scheduler (docs/storage.md).
+    #[arg(long, default_value = "auto")]
+    timescale_jobs: gridwatch_storage::JobRuns,
     /// TOML file with `[alerts]` thresholds and `[cases]` rules and deadlines (docs/alerts.md,
     /// docs/cases.md); every field is optional and defaults as documented.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// TOML file of API users with their token digests and roles (docs/api.md). Without it the
-    /// API is open for reading and refuses every change.
-    #[arg(long)]
+    /// TOML file of API users with their token digests and roles (`gridwatch users add`,
+    /// docs/api.md); re-read when it changes, so users are added and revoked without a
+    /// restart. A file without a user is refused. Required unless --open-api.
+    #[arg(long, required_unless_present = "open_api")]
     users: Option<PathBuf>,
+    /// Run the API without users: anyone who reaches it may read everything, nobody may
+    /// change anything. Logs a warning.
+    #[arg(long, conflicts_with = "users")]
+    open_api: bool,
+    #[command(flatten)]
+    mqtt_access: super::devices::MqttAccessArgs,
     #[command(flatten)]
     write_path: WritePathArgs,
+    /// Delete readings older than this many days of device time, and live feed events
+    /// older than this, in small steps, hourly (0: keep every reading) [default: SQLite 90,
+    /// PostgreSQL 0, whose partitions or chunks are dropped after 730 days, as is its feed]
+    #[arg(long)]
+    retention_days: Option<u64>,
+    /// Live feed subscribers (GET /api/feed) served at once; one more is answered 503.
+    #[arg(long, default_value_t = gridwatch_ingest::FeedConfig::default().max_subscribers)]
+    feed_max_subscribers: usize,
 }
 
 pub(crate) async fn run(args: IngestArgs) -> Result<()> {
     let mut config = gridwatch_ingest::IngestConfig::embedded(&args.data);
-    config.http = args.http;
+    config.http = args.http.resolve("--http").await?;
     config.mqtt = args.mqtt;
     if let Some(db) = args.db {
         config.database = db;
     }
+    config.storage.timescale = args.timescale;
+    config.storage.job_runs = args.timescale_jobs;
     if let Some(path) = &args.config {
         config.domain = gridwatch_ingest::DomainConfig::load(path)?;
     }
-    if let Some(path) = &args.users {
-        config.users = gridwatch_ingest::Users::load(path)?;
-    }
+    config.users = match &args.users {
+        Some(path) => gridwatch_ingest::Users::load(path)?,
+        None => {
+            tracing::warn!(
+                "--open-api: the HTTP API has no users; anyone who reaches it may read every device, alert and case"
+            );
+            gridwatch_ingest::Users::open()
+        }
+    };
+    config.mqtt_guard = args.mqtt_access.guard()?;
     args.write_path.apply(&mut config);
+    config.retention = match args.retention_days {
+        Some(0) => None,
+        Some(days) => Some(gridwatch_storage::retention::Retention::days(days)),
+        None => gridwatch_storage::retention::Retention::default_for(&config.database),
+    };
+    config.feed.max_subscribers = args.feed_max_subscribers;
     Ok(gridwatch_ingest::run(config).await?)
 }
 
@@ -81,6 +120,10 @@ pub(crate) struct WritePathArgs {
     /// other half of the work for one reading per message.
     #[arg(long, default_value_t = PipelineConfig::default().node_ack_interval.as_millis() as u64)]
     node_ack_interval_ms: u64,
+    /// Readings stamped more than this many seconds ahead of ingest's clock are quarantined
+    /// (`clock_ahead`, see docs/protocol.md).
+    #[arg(long, default_value_t = PipelineConfig::default().device_clock.max_ahead().as_secs())]
+    max_clock_ahead_s: u64,
     /// The embedded broker's log for ingest's own subscription: segments of this many MiB...
     #[arg(long, default_value_t = BrokerLog::default().segment_size / MIB)]
     broker_log_mib: usize,
@@ -99,6 +142,10 @@ impl WritePathArgs {
         config.pipeline.linger = std::time::Duration::from_millis(self.linger_ms);
         config.pipeline.commits_in_flight = self.commits_in_flight;
         config.pipeline.node_ack_interval = std::time::Duration::from_millis(self.node_ack_interval_ms);
+        config.pipeline.device_clock = gridwatch_ingest::ClockCheck::new(
+            config.clock.clone(),
+            std::time::Duration::from_secs(self.max_clock_ahead_s),
+        );
         config.broker_log.segment_size = self.broker_log_mib.max(1) * MIB;
         config.broker_log.segment_count = self.broker_log_segments.max(1);
         config.broker_log.ack_log_bytes = self.ack_log_kib.max(1) * KIB;
@@ -109,5 +156,40 @@ impl WritePathArgs {
             }
             config.external = Some(external);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use gridwatch_storage::{JobRuns, TimescaleMode};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ingest: super::IngestArgs,
+    }
+
+    #[test]
+    fn timescale_flags_default_to_auto_and_take_each_value() {
+        let cli = Cli::try_parse_from(["gridwatch", "--open-api"]).unwrap();
+        assert_eq!(
+            (cli.ingest.timescale, cli.ingest.timescale_jobs),
+            (TimescaleMode::Auto, JobRuns::Auto)
+        );
+        let cli = Cli::try_parse_from([
+            "gridwatch",
+            "--open-api",
+            "--timescale",
+            "off",
+            "--timescale-jobs",
+            "never",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.ingest.timescale, cli.ingest.timescale_jobs),
+            (TimescaleMode::Off, JobRuns::Never)
+        );
+        assert!(Cli::try_parse_from(["gridwatch", "--open-api", "--timescale", "maybe"]).is_err());
     }
 }

@@ -14,6 +14,29 @@ pub(crate) enum SimCommand {
     /// Load generator: many simulated devices publishing QoS 1 readings to a broker as fast as
     /// application acks allow (or at --rate), with a progress line and a summary.
     Load(LoadArgs),
+    /// Simulated lift controllers and dishwashers as Modbus slaves (the layouts of
+    /// gateway/maps/), one port each, until Ctrl-C.
+    Modbus(ModbusArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ModbusArgs {
+    #[arg(long, default_value_t = 1)]
+    lifts: usize,
+    #[arg(long, default_value_t = 1)]
+    dishwashers: usize,
+    /// First port; the slaves take consecutive ones (lifts first). Port 0: any free ports.
+    #[arg(long, default_value = "127.0.0.1:5020")]
+    listen: std::net::SocketAddr,
+    /// RTU framing over TCP (as behind a serial converter) instead of Modbus TCP.
+    #[arg(long)]
+    rtu: bool,
+    /// Passengers per hour arriving at each lift.
+    #[arg(long, default_value_t = 60.0)]
+    traffic_per_hour: f64,
+    /// Fault of every slave: none, no-answer, slow:MS, exception:CODE or garbage.
+    #[arg(long, default_value = "none")]
+    fault: gridwatch_simulators::modbus::Fault,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +77,7 @@ pub(crate) async fn run(command: SimCommand) -> Result<()> {
         SimCommand::Fleet(args) => fleet(args).await,
         SimCommand::Run(args) => run_scenarios(args).await,
         SimCommand::Load(args) => load(args).await,
+        SimCommand::Modbus(args) => modbus(args).await,
     }
 }
 
@@ -65,6 +89,50 @@ async fn fleet(args: FleetArgs) -> Result<()> {
     config.behind = Duration::from_secs(args.behind_secs);
     config.trap_after = args.trap_after_secs.map(Duration::from_secs);
     let _fleet = gridwatch_simulators::fleet::start(&config)?;
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn modbus(args: ModbusArgs) -> Result<()> {
+    use gridwatch_protocol::clock::{Clock, SystemClock};
+    use gridwatch_simulators::modbus::{Framing, ModbusSlave, SlaveModel};
+    let framing = if args.rtu { Framing::RtuOverTcp } else { Framing::Tcp };
+    let now = SystemClock.now_ms();
+    let mut slaves = Vec::new();
+    for i in 0..args.lifts + args.dishwashers {
+        let (name, model) = if i < args.lifts {
+            let params = gridwatch_simulators::lift::LiftParams {
+                traffic_per_hour: args.traffic_per_hour,
+                seed: i as u64 + 1,
+                ..Default::default()
+            };
+            let model = gridwatch_simulators::lift::LiftModel::new(params, now);
+            (
+                "lift (gateway/maps/lift-lc3000.toml)",
+                SlaveModel::Lift(Box::new(model)),
+            )
+        } else {
+            let params =
+                gridwatch_simulators::sterilizer::SterilizerParams::for_method(gridwatch_protocol::Method::Dishwasher);
+            let mut model = gridwatch_simulators::sterilizer::SterilizerModel::new(params, now);
+            model.apply(&gridwatch_simulators::sterilizer::SterilizerEvent::StartCycle {
+                hold_s: None,
+                setpoint_c: None,
+            });
+            (
+                "dishwasher (gateway/maps/dishwasher-dw500.toml)",
+                SlaveModel::Sterilizer(Box::new(model)),
+            )
+        };
+        let mut listen = args.listen;
+        if listen.port() != 0 {
+            listen.set_port(listen.port() + i as u16);
+        }
+        let slave = ModbusSlave::start(model, std::sync::Arc::new(SystemClock), listen, framing).await?;
+        slave.set_fault(args.fault);
+        println!("{name}: {}", slave.addr);
+        slaves.push(slave);
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
@@ -104,7 +172,8 @@ async fn run_scenarios(args: RunArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub(crate) struct LoadArgs {
-    /// The broker to load, e.g. mqtt://127.0.0.1:1884 (an ingest service's).
+    /// The broker to load, e.g. mqtt://ID:SECRET@127.0.0.1:1884 (an ingest service's), logged
+    /// in as a load identity for --prefix (`gridwatch devices add ID --role load --prefix ld`).
     #[arg(long)]
     mqtt: MqttUrl,
     /// Simulated devices.

@@ -1,12 +1,14 @@
-//! The domain tables: alert events and alerts, cases and their audit steps, the
-//! register, and the alert engine's checkpoint. One SQL text serves both backends
-//! (`$n` placeholders in order, portable upserts); `with_pool!` runs it on whichever
-//! pool the store has.
+//! The domain tables: alert events and alerts, cases with their audit steps and the
+//! firm's responses, the register, and the alert engine's checkpoint. One SQL text
+//! serves both backends (`$n` placeholders in order, portable upserts); `with_pool!`
+//! runs it on whichever pool the store has.
 //!
 //! Alerts, cases and the register are saved in one transaction per change
-//! ([`save`]). The engine's per-device state is checkpointed in pieces
+//! ([`save`]), with a row in the feed ([`crate::feed`]) for every alert event,
+//! case opening, audit record, escalation and firm response new to the store. The engine's per-device state is checkpointed in pieces
 //! ([`write_state_rows`]); on start-up the readings stored since the checkpoint are
 //! replayed ([`readings_since`]).
+use crate::feed::{self, Place};
 use crate::{Result, Store};
 use gridwatch_alerts::{AlertEvent, Change, EngineState};
 use gridwatch_cases::{Case, Registry};
@@ -35,15 +37,35 @@ fn alert_state(event: &AlertEvent) -> &'static str {
 }
 
 /// One change of the domain to save: alert events with the engine state rows of
-/// the devices and gateways they are about (see [`engine_state_rows`]), the cases
-/// it touched (each with how many of its audit records are stored already), and
-/// the register when it changed.
+/// the devices and gateways they are about (see [`engine_state_rows`]) and where
+/// their devices stand in the register (for the feed's walls), the cases it touched
+/// (each with how much of it is stored already), and the register when it changed.
 #[derive(Debug, Default)]
 pub struct DomainChanges<'a> {
     pub events: &'a [AlertEvent],
     pub engine: Vec<(String, String)>,
-    pub cases: Vec<(&'a Case, usize)>,
+    /// The grid and firm of each registered device the events are about, by device id.
+    pub places: std::collections::HashMap<String, Place>,
+    pub cases: Vec<(&'a Case, SavedUpTo)>,
     pub register: Option<&'a Registry>,
+}
+
+/// How much of a case is stored already: its first `records` audit records and first
+/// `escalations` escalations. Only later ones are appended (and fed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedUpTo {
+    pub records: usize,
+    pub escalations: usize,
+}
+
+impl SavedUpTo {
+    /// All of `case` as it is now.
+    pub fn all_of(case: &Case) -> Self {
+        Self {
+            records: case.records().len(),
+            escalations: case.escalations().len(),
+        }
+    }
 }
 
 impl DomainChanges<'_> {
@@ -52,18 +74,34 @@ impl DomainChanges<'_> {
     }
 }
 
-/// Saves alert events, touched cases and the register in one transaction.
-pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
+/// What [`save`] stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// The highest feed id it wrote, if it wrote feed rows.
+    pub feed_last: Option<i64>,
+}
+
+/// Saves alert events, touched cases and the register in one transaction, with their
+/// feed rows: one per alert event the store did not have (a replayed event, ignored by
+/// `ON CONFLICT DO NOTHING`, has none), per case opened, per audit record and
+/// escalation after those stored, and per firm response the store did not have.
+pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<Saved> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(Saved::default());
     }
     let register = changes.register.map(serde_json::to_string).transpose()?;
+    // Feed ids in commit order across transactions (crate::feed): SQLite has one writer.
+    let feed_lock = match store {
+        Store::Sqlite(_) => None,
+        Store::Postgres(_) => Some(feed::PG_LOCK),
+    };
     with_pool!(store, writer, |pool| {
         let mut tx = pool.begin().await?;
+        let mut fed = Vec::new();
         for e in changes.events {
             let kind = e.key.kind.to_string();
             let details = serde_json::to_string(&e.details)?;
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO alert_events (device_id, kind, raised_at, revision, change, at, body) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
@@ -75,7 +113,11 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
             .bind(e.at as i64)
             .bind(serde_json::to_string(e)?)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                fed.push(feed::alert(e, changes.places.get(&e.key.device))?);
+            }
             if e.change != Change::Cleared {
                 // One open alert per device and kind (index alerts_one_open). The engine
                 // raises or reopens an alert only while it holds no other of its kind, so
@@ -134,20 +176,35 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
                 .await?;
         }
         for (case, saved) in &changes.cases {
-            sqlx::query(
+            let body = serde_json::to_string(case)?;
+            let (status, priority) = (json_str(&case.status())?, json_str(&case.priority)?);
+            // New to the store or not: a case is opened once, whatever a retry or a replay does.
+            let opened = sqlx::query(
                 "INSERT INTO cases (id, case_type, grid, status, priority, opened_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, priority = excluded.priority, body = excluded.body",
+                 ON CONFLICT (id) DO NOTHING",
             )
             .bind(case.id as i64)
             .bind(json_str(&case.case_type)?)
             .bind(case.grid.to_string())
-            .bind(json_str(&case.status())?)
-            .bind(json_str(&case.priority)?)
+            .bind(&status)
+            .bind(&priority)
             .bind(case.opened_at as i64)
-            .bind(serde_json::to_string(case)?)
+            .bind(&body)
             .execute(&mut *tx)
-            .await?;
-            for (n, record) in case.records().iter().enumerate().skip(*saved) {
+            .await?
+            .rows_affected()
+                == 1;
+            if !opened {
+                sqlx::query("UPDATE cases SET status = $1, priority = $2, body = $3 WHERE id = $4")
+                    .bind(&status)
+                    .bind(&priority)
+                    .bind(&body)
+                    .bind(case.id as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut later = Vec::new();
+            for (n, record) in case.records().iter().enumerate().skip(saved.records) {
                 sqlx::query(
                     "INSERT INTO case_steps (case_id, n, step, actor, at, body) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -159,7 +216,37 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
                 .bind(serde_json::to_string(record)?)
                 .execute(&mut *tx)
                 .await?;
+                later.push(feed::case_step(case, n, record)?);
             }
+            // Escalations live in the case's body only: those after the stored ones are new.
+            for (n, escalation) in case.escalations().iter().enumerate().skip(saved.escalations) {
+                later.push(feed::case_escalated(case, n, escalation)?);
+            }
+            // A case has a response or two: all are written, those stored already skipped.
+            for (n, response) in case.responses().iter().enumerate() {
+                let inserted = sqlx::query(
+                    "INSERT INTO case_responses (case_id, n, response, actor, at, body) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (case_id, n) DO NOTHING",
+                )
+                .bind(case.id as i64)
+                .bind(n as i64)
+                .bind(json_str(&response.response)?)
+                .bind(&response.actor)
+                .bind(response.at as i64)
+                .bind(serde_json::to_string(response)?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    later.push(feed::case_response(case, n, response)?);
+                }
+            }
+            if opened {
+                fed.push(feed::case_opened(case)?);
+            }
+            // What happened to the case since it was last saved, in the order it happened.
+            later.sort_by_key(|entry| entry.at);
+            fed.append(&mut later);
         }
         if let Some(body) = &register {
             sqlx::query("INSERT INTO register (key, body) VALUES ('register', $1) ON CONFLICT (key) DO UPDATE SET body = excluded.body")
@@ -167,8 +254,29 @@ pub async fn save(store: &Store, changes: &DomainChanges<'_>) -> Result<()> {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Last, so the lock that orders feed ids across transactions is held briefly.
+        let mut saved = Saved::default();
+        if !fed.is_empty() {
+            if let Some(lock) = feed_lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            for entry in &fed {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO feed (event, at, device_id, grid, firm, body) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(entry.event)
+                .bind(entry.at as i64)
+                .bind(&entry.device)
+                .bind(&entry.grid)
+                .bind(&entry.firm)
+                .bind(&entry.body)
+                .fetch_one(&mut *tx)
+                .await?;
+                saved.feed_last = Some(id);
+            }
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(saved)
     })
 }
 

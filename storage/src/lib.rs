@@ -7,7 +7,8 @@
 //! is written behind them, every five seconds ([`latest`]).
 //! Acknowledgements are sent only after [`Store::commit`] returns.
 //! The domain tables (alerts, cases, register, the engine's checkpoint) are
-//! written by [`domain`] and read by [`query`].
+//! written by [`domain`] and read by [`query`]; [`feed`] is the ordered log of
+//! their changes that the live feed reads.
 //! `tests/storage_conformance.rs` runs the same tests against every backend.
 
 /// Runs `$body` with `$pool` bound to the store's connection pool, whatever the
@@ -33,22 +34,29 @@ macro_rules! with_pool {
 
 pub mod domain;
 mod error;
+pub mod events;
+pub mod feed;
+pub mod history;
 mod latest;
 pub mod model;
 mod partitions;
 pub mod pg_copy;
 pub mod postgres;
 pub mod query;
+pub mod retention;
 mod retry;
 pub mod settle;
 mod settled_tops;
 pub mod sqlite;
 pub mod thread_priority;
 mod timescale;
+pub mod timescale_jobs;
 mod url;
 
-pub use error::{Error, Result};
-pub use retry::retry;
+pub use error::{Error, ErrorClass, Result, Verdict, classify_sqlx};
+pub use retry::{OTHER_TRIES, Retried, retry, retry_classified};
+pub use timescale::TimescaleMode;
+pub use timescale_jobs::{JobRuns, PolicyHealth};
 pub use url::redact_url;
 
 use crate::model::*;
@@ -102,16 +110,42 @@ pub fn is_sqlite(url: &str) -> bool {
     sqlite_path(url).is_some()
 }
 
+/// How a PostgreSQL store uses TimescaleDB (SQLite ignores these).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Whether `readings` is a hypertable (`--timescale`).
+    pub timescale: TimescaleMode,
+    /// Whether gridwatch runs TimescaleDB's jobs itself (`--timescale-jobs`).
+    pub job_runs: JobRuns,
+    /// How often the jobs' state is read (and due jobs run).
+    pub check_jobs_every: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            timescale: TimescaleMode::Auto,
+            job_runs: JobRuns::Auto,
+            check_jobs_every: timescale_jobs::CHECK_EVERY,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs migrations.
     /// `sqlite://PATH` (or `sqlite:PATH`) is SQLite; `postgres://...` or
     /// `postgresql://...` is PostgreSQL, e.g. `postgres:///gridwatch?host=/var/run/postgresql`.
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with options for PostgreSQL.
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Store> {
         if let Some(path) = sqlite_path(url) {
             return Ok(Store::Sqlite(sqlite::SqliteStore::open(Path::new(path)).await?));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
+            return Ok(Store::Postgres(postgres::PgStore::open_with(url, options).await?));
         }
         Err(Error::Url {
             url: redact_url(url),
@@ -124,6 +158,14 @@ impl Store {
         match self {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The health of TimescaleDB's jobs; `None` on other layouts and before the first check.
+    pub fn policy_health(&self) -> Option<PolicyHealth> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => s.policy_health(),
         }
     }
 
@@ -145,10 +187,18 @@ impl Store {
     /// input and readings the database cannot hold). The batch's device states
     /// are written behind ([`latest`]); reads see them at once.
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {
-        match self {
+        let committed = match self {
             Store::Sqlite(s) => s.commit(accepted, refused).await,
             Store::Postgres(s) => s.commit(accepted, refused).await,
+        }?;
+        if !refused.is_empty() || !committed.quarantined.is_empty() {
+            // After the commit, so the batch and its acks never wait on it; a failure
+            // leaves the quarantine over its bound until the next batch that adds to it.
+            if let Err(e) = self.bound_quarantine().await {
+                tracing::warn!(error = %e, "quarantine not trimmed to its bound");
+            }
         }
+        Ok(committed)
     }
 
     /// Writes the device states committed since the last flush (done every
@@ -204,26 +254,75 @@ impl Store {
         }
     }
 
-    /// The newest quarantine entries first.
-    pub async fn quarantine(&self, limit: i64) -> Result<Vec<QuarantineRow>> {
+    /// Quarantine entries newest first, older than the entry `after` when given, at most
+    /// `limit`; each payload cut to its first `payload_bytes` bytes (the row gives the
+    /// whole length), so a page's size is bounded whatever was quarantined.
+    pub async fn quarantine(&self, after: Option<i64>, limit: i64, payload_bytes: i32) -> Result<Vec<QuarantineRow>> {
         Ok(with_pool!(self, |pool| {
             sqlx::query(
-                "SELECT id, received_at, source, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT $1",
+                "SELECT id, received_at, source, reason, detail, substr(payload, 1, $1) AS head, \
+                 CAST(length(payload) AS BIGINT) AS payload_bytes \
+                 FROM quarantine WHERE id < $2 ORDER BY id DESC LIMIT $3",
             )
+            .bind(payload_bytes.max(0))
+            .bind(after.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(pool)
             .await?
             .iter()
-            .map(|r| QuarantineRow {
-                id: r.get("id"),
-                received_at: rfc3339(r.get("received_at")),
-                source: r.get("source"),
-                reason: r.get("reason"),
-                detail: r.get("detail"),
-                payload: String::from_utf8_lossy(r.get::<&[u8], _>("payload")).into_owned(),
+            .map(|r| {
+                let head = r.get::<&[u8], _>("head");
+                let payload_bytes: i64 = r.get("payload_bytes");
+                QuarantineRow {
+                    id: r.get("id"),
+                    received_at: rfc3339(r.get("received_at")),
+                    source: r.get("source"),
+                    reason: r.get("reason"),
+                    detail: r.get("detail"),
+                    payload_truncated: (head.len() as i64) < payload_bytes,
+                    payload: String::from_utf8_lossy(head).into_owned(),
+                    payload_bytes,
+                }
             })
             .collect()
         }))
+    }
+
+    /// Drops the oldest quarantine entries beyond [`QUARANTINE_MAX_ROWS`] rows or
+    /// [`QUARANTINE_MAX_BYTES`] bytes of payload, counting them in
+    /// `gridwatch_quarantine_dropped_total`; returns how many it dropped.
+    pub async fn bound_quarantine(&self) -> Result<u64> {
+        self.bound_quarantine_to(QUARANTINE_MAX_ROWS, QUARANTINE_MAX_BYTES)
+            .await
+    }
+
+    /// [`Store::bound_quarantine`] with other bounds.
+    pub async fn bound_quarantine_to(&self, max_rows: i64, max_bytes: i64) -> Result<u64> {
+        // The newest entry that no longer fits, counting rows and bytes from the newest;
+        // it and everything older go. Reads only the ids and lengths of the kept rows.
+        let dropped = with_pool!(self, writer, |pool| {
+            sqlx::query(
+                "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM (\
+                 SELECT id, count(*) OVER w AS n, sum(length(payload)) OVER w AS bytes FROM quarantine \
+                 WINDOW w AS (ORDER BY id DESC)) kept WHERE n > $1 OR bytes > $2)",
+            )
+            .bind(max_rows)
+            .bind(max_bytes)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if dropped > 0 {
+            static DESCRIBED: std::sync::Once = std::sync::Once::new();
+            DESCRIBED.call_once(|| {
+                metrics::describe_counter!(
+                    "gridwatch_quarantine_dropped_total",
+                    "Oldest quarantine entries dropped to keep the quarantine within its bound"
+                );
+            });
+            metrics::counter!("gridwatch_quarantine_dropped_total").increment(dropped);
+        }
+        Ok(dropped)
     }
 
     pub async fn reading_count(&self) -> Result<i64> {
@@ -234,6 +333,11 @@ impl Store {
         }))
     }
 }
+
+/// The most quarantine entries kept ([`Store::bound_quarantine`]).
+pub const QUARANTINE_MAX_ROWS: i64 = 10_000;
+/// The most quarantine payload bytes kept: 64 MiB.
+pub const QUARANTINE_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The quarantine reason for a reading that passed validation but cannot be stored.
 pub const UNSTORABLE: &str = "unstorable";

@@ -36,8 +36,12 @@ pub struct QuarantineRow {
     pub source: String,
     pub reason: String,
     pub detail: String,
-    /// The payload as text (lossy where it was not UTF-8).
+    /// The payload as text (lossy where it was not UTF-8), perhaps only its head.
     pub payload: String,
+    /// The whole payload's length in bytes.
+    pub payload_bytes: i64,
+    /// `payload` is only the head of it.
+    pub payload_truncated: bool,
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC.

@@ -16,7 +16,11 @@ use crate::error::{Doing, Result};
 use crate::latest::{self, State};
 use crate::model::*;
 use crate::pg_copy::{CopyRows, READING_COLUMNS};
-use crate::{Committed, KindCount, ReadingRow, partitions, plan_batch, quarantine_entry, redact_url, timescale};
+use crate::timescale::{Decision, TimescaleMode};
+use crate::timescale_jobs::{self, JobWatch, PolicyHealth};
+use crate::{
+    Committed, KindCount, ReadingRow, StoreOptions, partitions, plan_batch, quarantine_entry, redact_url, timescale,
+};
 use foldhash::HashMap;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
@@ -39,6 +43,8 @@ pub enum Layout {
 pub struct PgStore {
     pool: PgPool,
     layout: Layout,
+    /// TimescaleDB's jobs, watched (hypertable layout only).
+    jobs: Option<Arc<JobWatch>>,
     /// Device states committed and not yet written to `devices` (see [`latest`]).
     latest: Arc<latest::Pending>,
     /// Stop the partition maintenance and the state flusher when the last clone is dropped.
@@ -56,40 +62,53 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 impl PgStore {
     /// Connects, detects TimescaleDB, migrates, and sets up the layout of `readings`.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`PgStore::open`] with options: whether to use TimescaleDB, and how its jobs are run.
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
         let shown = redact_url(url);
-        let options = PgConnectOptions::from_str(url)
+        let connect_options = PgConnectOptions::from_str(url)
             .doing_with(|| format!("database URL {shown:?} is not a valid PostgreSQL URL"))?
             .application_name("gridwatch")
             // `CREATE … IF NOT EXISTS` notices are not news.
             .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            // sqlx retries a refused connect until this: an unreachable server must show in
+            // the failure count and /healthz within seconds, the retry layer does the rest.
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| Box::pin(crate::retry::usable_after_release(conn)))
+            .connect_with(connect_options)
             .await
             .doing_with(|| format!("connecting to PostgreSQL at {shown}"))?;
 
+        // Decided before anything of the extension is touched (see `timescale::decide`).
         let support = timescale::detect(&pool).await?;
+        let decision = timescale::decide(&support, options.timescale)
+            .doing_with(|| format!("opening PostgreSQL database {shown}"))?;
         let mut timescale_version = support.installed.clone();
-        if support.can_install() {
+        if decision == (Decision::Hypertable { install: true }) {
             match timescale::install(&pool).await {
                 Ok(version) => timescale_version = Some(version),
+                Err(e) if options.timescale == TimescaleMode::On => {
+                    return Err(e).doing_with(|| format!("--timescale on: opening {shown}"));
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "TimescaleDB is preloaded but could not be created here")
                 }
             }
         }
         let existing = existing_layout(&pool, timescale_version.is_some()).await?;
-        let wanted = if timescale_version.is_some() {
-            Layout::Hypertable
-        } else {
-            Layout::Partitioned
+        let wanted = match decision {
+            Decision::Hypertable { .. } if timescale_version.is_some() => Layout::Hypertable,
+            _ => Layout::Partitioned,
         };
         if let Some(existing) = existing
             && existing != wanted
             && !(existing == Layout::Plain && wanted == Layout::Hypertable)
         {
-            tracing::warn!(?existing, ?wanted, "readings keeps the layout it was created with");
+            tracing::warn!(?existing, ?wanted, timescale = %options.timescale, "readings keeps the layout it was created with");
         }
         migrate(&pool, existing.unwrap_or(wanted))
             .await
@@ -98,6 +117,7 @@ impl PgStore {
         let layout = existing_layout(&pool, timescale_version.is_some())
             .await?
             .ok_or_else(|| crate::Error::Layout("readings is missing after the migrations".into()))?;
+        let jobs = Arc::new(JobWatch::new(options.job_runs));
         let mut maintenance = None;
         match (layout, &timescale_version) {
             (Layout::Plain | Layout::Hypertable, Some(version)) => {
@@ -105,18 +125,18 @@ impl PgStore {
                     .await
                     .doing("setting up the readings hypertable")?;
                 tracing::info!(
-                    database = %shown, timescaledb = %version,
+                    database = %shown, timescaledb = %version, jobs = %options.job_runs,
                     "PostgreSQL storage: readings is a TimescaleDB hypertable (compression, retention, hourly aggregate)"
                 );
-                return Self::with_layout(pool, Layout::Hypertable, None).await;
+                let watch = timescale_jobs::spawn(jobs.clone(), pool.clone(), options.check_jobs_every);
+                return Self::with_layout(pool, Layout::Hypertable, Some(watch), Some(jobs)).await;
             }
             (Layout::Partitioned, _) => {
                 let plan = partitions::Plan::default();
                 partitions::maintain(&pool, &plan).await?;
-                let why = if support.installed.is_some() || support.available {
-                    "TimescaleDB not preloaded (shared_preload_libraries)"
-                } else {
-                    "TimescaleDB not installed"
+                let why = match decision {
+                    Decision::Native(why) => why,
+                    Decision::Hypertable { .. } => "readings was created with native partitions",
                 };
                 tracing::info!(
                     database = %shown, reason = why,
@@ -139,7 +159,7 @@ impl PgStore {
                 "PostgreSQL storage: readings is a plain table (made for TimescaleDB, which this server lacks)"
             ),
         }
-        Self::with_layout(pool, layout, maintenance).await
+        Self::with_layout(pool, layout, maintenance, None).await
     }
 
     /// Recomputes what a crash left unwritten of the device states, and starts writing them behind.
@@ -147,6 +167,7 @@ impl PgStore {
         pool: PgPool,
         layout: Layout,
         maintenance: Option<tokio::task::JoinHandle<()>>,
+        jobs: Option<Arc<JobWatch>>,
     ) -> Result<Self> {
         let maintenance = Arc::new(latest::AbortOnDrop(maintenance));
         recover_states(&pool).await.doing("recomputing device states")?;
@@ -155,6 +176,7 @@ impl PgStore {
         Ok(Self {
             pool,
             layout,
+            jobs,
             latest,
             _maintenance: maintenance,
             _flusher: Arc::new(latest::AbortOnDrop(Some(flusher))),
@@ -184,6 +206,17 @@ impl PgStore {
 
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// The health of TimescaleDB's jobs after the last check (hypertable layout only).
+    pub fn policy_health(&self) -> Option<PolicyHealth> {
+        self.jobs.as_ref()?.health()
+    }
+
+    /// Reads TimescaleDB's jobs now and runs those due at `now_ms` (done every
+    /// `check_jobs_every` in the background); `None` on other layouts.
+    pub async fn check_policies(&self, now_ms: i64) -> Option<PolicyHealth> {
+        Some(self.jobs.as_ref()?.check(&self.pool, now_ms).await)
     }
 
     pub async fn commit(&self, accepted: &[Accepted], refused: &[Refused]) -> Result<Committed> {

@@ -72,6 +72,7 @@ impl SqliteStore {
             .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|conn, _| Box::pin(crate::retry::usable_after_release(conn)))
             .connect_with(options.clone())
             .await
             .doing_with(|| format!("opening SQLite database {}", path.display()))?;
@@ -81,6 +82,7 @@ impl SqliteStore {
             .doing_with(|| format!("migrating SQLite database {}", path.display()))?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(crate::retry::usable_after_release(conn)))
             // Runs once the connection's thread exists, so also after a reconnect.
             .after_connect(|_, _| {
                 Box::pin(async {

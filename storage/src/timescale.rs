@@ -1,9 +1,9 @@
-//! The TimescaleDB path of the PostgreSQL store, and all of it: detection at
-//! start-up and the hypertable set-up. Written against the TimescaleDB 2.x
-//! documentation (the generalized `create_hypertable` with `by_range`, 2.13+;
-//! compression settings and policies, retention policies, continuous
-//! aggregates); not installed on the development machine, so run its ignored
-//! test against a TimescaleDB server before relying on it (docs/storage.md).
+//! The TimescaleDB path of the PostgreSQL store: detection at start-up, the
+//! decision to use it (`--timescale auto|on|off`), and the hypertable set-up.
+//! Needs TimescaleDB 2.13 or later (the generalized `create_hypertable` with
+//! `by_range`). The storage conformance suite runs it against a TimescaleDB
+//! server (`GRIDWATCH_TEST_TIMESCALE_URL`, set by `scripts/test`); the policies'
+//! health is watched by [`crate::timescale_jobs`].
 //!
 //! Facts this module is built on (design.md, "Storage"):
 //! - `CREATE EXTENSION timescaledb` on a server that does not preload the library
@@ -14,9 +14,47 @@
 //! - continuous aggregates are created `WITH NO DATA` (creating one with data, and
 //!   refreshing one, fail inside a transaction) and refreshed outside transactions,
 //!   never up to the unfinished current bucket.
-use crate::error::{Doing, Result};
+use crate::error::{Doing, Error, Result};
 use sqlx::PgPool;
 use std::time::Duration;
+
+/// The oldest TimescaleDB gridwatch sets up (`create_hypertable(..., by_range(...))`).
+pub(crate) const OLDEST_SUPPORTED: (u32, u32) = (2, 13);
+
+/// Whether a PostgreSQL database uses TimescaleDB (`gridwatch ingest --timescale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimescaleMode {
+    /// Where the server preloads it: a hypertable; elsewhere native partitions.
+    #[default]
+    Auto,
+    /// A hypertable, or a clear error saying what the server lacks.
+    On,
+    /// Native partitions, even where the server preloads TimescaleDB: the
+    /// extension is not created. A `readings` already made a hypertable stays one.
+    Off,
+}
+
+impl std::str::FromStr for TimescaleMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("{s:?}: expected auto, on or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for TimescaleMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        })
+    }
+}
 
 /// What the server offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +72,72 @@ impl Support {
     pub(crate) fn can_install(&self) -> bool {
         self.installed.is_none() && self.preloaded && self.available
     }
+}
+
+/// What the store does with `readings`, decided from the server and the mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// A hypertable; `install`: run `CREATE EXTENSION` first.
+    Hypertable { install: bool },
+    /// Native partitions, for this reason (logged).
+    Native(&'static str),
+}
+
+/// Decides, before anything of the extension is touched: in a database that has
+/// the extension, the first use of it on a server that does not preload the
+/// library ends the session (`FATAL: extension "timescaledb" must be preloaded`),
+/// which a client only sees as a lost connection.
+pub(crate) fn decide(support: &Support, mode: TimescaleMode) -> Result<Decision> {
+    if let Some(version) = &support.installed {
+        if !support.preloaded {
+            return Err(Error::Layout(format!(
+                "this database has the TimescaleDB extension (version {version}) but the server does not \
+                 preload its library, and without it every use of the extension ends the connection: add \
+                 timescaledb to shared_preload_libraries in postgresql.conf and restart PostgreSQL \
+                 (or, if this database should not use TimescaleDB, DROP EXTENSION timescaledb CASCADE, \
+                 which drops a readings hypertable with it)"
+            )));
+        }
+        if !supported(version) {
+            let (major, minor) = OLDEST_SUPPORTED;
+            return Err(Error::Layout(format!(
+                "this database has TimescaleDB {version}, older than {major}.{minor}, the oldest gridwatch \
+                 sets up: install a newer TimescaleDB package, restart PostgreSQL, then run \
+                 ALTER EXTENSION timescaledb UPDATE in this database"
+            )));
+        }
+    }
+    Ok(match mode {
+        TimescaleMode::Off => Decision::Native("--timescale off"),
+        _ if support.installed.is_some() => Decision::Hypertable { install: false },
+        _ if support.can_install() => Decision::Hypertable { install: true },
+        TimescaleMode::On if support.available => {
+            return Err(Error::Layout(
+                "--timescale on, but the server does not preload TimescaleDB: add timescaledb to \
+                 shared_preload_libraries in postgresql.conf and restart PostgreSQL"
+                    .into(),
+            ));
+        }
+        TimescaleMode::On => {
+            return Err(Error::Layout(
+                "--timescale on, but TimescaleDB is not installed on the server: install Timescale's \
+                 package for this PostgreSQL version (docs/storage.md), preload it and restart PostgreSQL"
+                    .into(),
+            ));
+        }
+        TimescaleMode::Auto if support.available => {
+            Decision::Native("TimescaleDB not preloaded (shared_preload_libraries)")
+        }
+        TimescaleMode::Auto => Decision::Native("TimescaleDB not installed"),
+    })
+}
+
+/// Whether an installed version (`2.28.3`, `2.14.0-dev`) is at least [`OLDEST_SUPPORTED`].
+fn supported(version: &str) -> bool {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= OLDEST_SUPPORTED
 }
 
 /// Policies of the hypertable (and of the native partitions, where they apply).
@@ -114,23 +218,37 @@ pub(crate) async fn is_hypertable(pool: &PgPool) -> Result<bool> {
     .await?)
 }
 
-/// Name of the continuous aggregate behind the dashboard's charts.
-pub(crate) const HOURLY_VIEW: &str = "readings_hourly";
-
 /// Turns the migrated plain `readings` table into a hypertable with compression,
 /// retention and a continuous aggregate for charts. Idempotent: every step is
 /// skipped when already done, so it runs at every start-up.
 pub(crate) async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
     let chunk = interval(policies.chunk);
     // migrate_data: a process may have died between the migration and this call
-    // after rows arrived; they move into chunks.
+    // after rows arrived; they move into chunks. No default indexes: the key
+    // (device_id, ts, seq) serves every read, and the default (ts DESC) index
+    // cost 10-20 % of COPY's time (psql, 500k rows).
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT create_hypertable('readings', by_range('ts', INTERVAL '{chunk}'), \
-         if_not_exists => TRUE, migrate_data => TRUE)"
+         create_default_indexes => FALSE, if_not_exists => TRUE, migrate_data => TRUE)"
     )))
     .execute(pool)
     .await
     .doing("create_hypertable(readings)")?;
+    // Made by earlier versions of this set-up. Dropped only where it exists: even a
+    // DROP INDEX IF EXISTS of a missing index locks the hypertable, and that lock once
+    // deadlocked with TimescaleDB's own work on a new hypertable.
+    let old_index: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'readings_ts_idx')",
+    )
+    .fetch_one(pool)
+    .await
+    .doing("looking for the index readings_ts_idx")?;
+    if old_index {
+        sqlx::query("DROP INDEX readings_ts_idx")
+            .execute(pool)
+            .await
+            .doing("dropping the index readings_ts_idx")?;
+    }
 
     let compressed: bool = sqlx::query_scalar(
         "SELECT compression_enabled FROM timescaledb_information.hypertables \
@@ -163,26 +281,9 @@ pub(crate) async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
     .await
     .doing("add_retention_policy(readings)")?;
 
-    // Charts: readings per device and hour, with the sterilizer's peak
-    // temperature; WITH NO DATA, the policy fills it outside any transaction.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE MATERIALIZED VIEW IF NOT EXISTS {HOURLY_VIEW} WITH (timescaledb.continuous) AS \
-         SELECT device_id, kind, time_bucket(INTERVAL '1 hour', ts) AS bucket, count(*) AS readings, \
-                max(((body::jsonb) -> 'body' ->> 'temp_c')::real) AS max_temp_c \
-         FROM readings GROUP BY device_id, kind, bucket WITH NO DATA"
-    )))
-    .execute(pool)
-    .await
-    .doing_with(|| format!("creating continuous aggregate {HOURLY_VIEW}"))?;
-    // Refresh the last three days every 30 minutes, leaving out the current
-    // (unfinished) hour.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT add_continuous_aggregate_policy('{HOURLY_VIEW}', start_offset => INTERVAL '3 days', \
-         end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE)"
-    )))
-    .execute(pool)
-    .await
-    .doing_with(|| format!("add_continuous_aggregate_policy({HOURLY_VIEW})"))?;
+    // Charts: the hourly continuous aggregate the history API reads (its definition
+    // and policy live with its reader, crate::history).
+    crate::history::set_up_hourly(pool).await?;
     Ok(())
 }
 
@@ -224,5 +325,70 @@ mod tests {
             ..ready
         };
         assert!(!done.can_install());
+    }
+
+    fn support(installed: Option<&str>, preloaded: bool, available: bool) -> Support {
+        Support {
+            installed: installed.map(str::to_string),
+            preloaded,
+            available,
+        }
+    }
+
+    #[test]
+    fn an_installed_extension_the_server_does_not_preload_is_an_error_naming_the_fix() {
+        for mode in [TimescaleMode::Auto, TimescaleMode::On, TimescaleMode::Off] {
+            let e = decide(&support(Some("2.28.3"), false, true), mode)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("does not preload"), "{e}");
+            assert!(e.contains("shared_preload_libraries"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_installed_extension_older_than_supported_is_an_error() {
+        let e = decide(&support(Some("2.11.2"), true, true), TimescaleMode::Auto)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("older than 2.13") && e.contains("ALTER EXTENSION timescaledb UPDATE"),
+            "{e}"
+        );
+        assert!(decide(&support(Some("2.13.0"), true, true), TimescaleMode::Auto).is_ok());
+        assert!(decide(&support(Some("3.0.0-dev"), true, true), TimescaleMode::Auto).is_ok());
+    }
+
+    #[test]
+    fn each_mode_decides_as_documented() {
+        use Decision::*;
+        use TimescaleMode::*;
+        let ready = support(None, true, true);
+        let installed = support(Some("2.28.3"), true, true);
+        let not_preloaded = support(None, false, true);
+        let absent = support(None, false, false);
+        assert_eq!(decide(&ready, Auto).unwrap(), Hypertable { install: true });
+        assert_eq!(decide(&ready, On).unwrap(), Hypertable { install: true });
+        assert_eq!(decide(&ready, Off).unwrap(), Native("--timescale off"));
+        for mode in [Auto, On] {
+            assert_eq!(
+                decide(&installed, mode).unwrap(),
+                Hypertable { install: false },
+                "{mode}"
+            );
+        }
+        assert_eq!(decide(&installed, Off).unwrap(), Native("--timescale off"));
+        assert!(matches!(decide(&not_preloaded, Auto).unwrap(), Native(why) if why.contains("not preloaded")));
+        assert_eq!(decide(&absent, Auto).unwrap(), Native("TimescaleDB not installed"));
+        assert_eq!(decide(&absent, Off).unwrap(), Native("--timescale off"));
+        let e = decide(&not_preloaded, On).unwrap_err().to_string();
+        assert!(
+            e.contains("does not preload") && e.contains("shared_preload_libraries"),
+            "{e}"
+        );
+        let e = decide(&absent, On).unwrap_err().to_string();
+        assert!(e.contains("not installed"), "{e}");
+        assert_eq!("off".parse::<TimescaleMode>(), Ok(Off));
+        assert!("maybe".parse::<TimescaleMode>().is_err());
     }
 }

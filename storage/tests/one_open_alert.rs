@@ -24,7 +24,7 @@ conformance!(
 fn index_migration(backend: Backend) -> i64 {
     match backend {
         Backend::Sqlite => 104,
-        Backend::Postgres => 103,
+        Backend::Postgres | Backend::Timescale => 103,
     }
 }
 

@@ -16,6 +16,7 @@ use gridwatch_ingest::{ExternalConfig, IngestConfig, intake};
 use gridwatch_protocol::batch::{Batch, BatchAck, Reading};
 use gridwatch_protocol::{Birth, Envelope, EventKind, NodeAck, NodeEvent};
 use gridwatch_storage::model::{Accepted, Refused};
+use gridwatch_storage::postgres::Layout;
 use gridwatch_storage::{Committed, Store};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::future::Future;
@@ -35,6 +36,7 @@ conformance!(
     device_states_are_written_behind_and_recomputed_after_a_crash,
     history_of_one_device_is_a_time_range_in_order,
     counts_per_kind,
+    the_quarantine_pages_once_over_every_row_with_bounded_payloads_and_keeps_its_bound,
     acks_are_published_only_after_the_commit,
     a_fast_node_gets_cumulative_acks_paced_by_the_interval,
     a_slow_database_stops_intake_at_the_queue_bound,
@@ -105,16 +107,32 @@ async fn migrations_run_from_empty_and_again(backend: Backend) {
     // Again on the migrated database: nothing to do, nothing lost.
     let store = db.open().await;
     assert_eq!(store.reading_count().await.unwrap(), 1);
-    if let Store::Postgres(pg) = &store {
-        assert_eq!(pg.layout(), gridwatch_storage::postgres::Layout::Partitioned);
-        let today: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass \
-             AND inhrelid = to_regclass('readings_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD'))",
-        )
-        .fetch_one(pg.pool())
-        .await
-        .unwrap();
-        assert_eq!(today, 1, "today's partition exists");
+    let Store::Postgres(pg) = &store else { return };
+    // The layout is the store's to say (the server decides it): checked as it is.
+    match pg.layout() {
+        Layout::Partitioned => {
+            let today: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass \
+                 AND inhrelid = to_regclass('readings_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD'))",
+            )
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+            assert_eq!(today, 1, "today's partition exists");
+        }
+        Layout::Hypertable => {
+            let chunks: i64 = sqlx::query_scalar(
+                "SELECT num_chunks FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",
+            )
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+            assert_eq!(chunks, 1, "the reading's day is one chunk");
+        }
+        Layout::Plain => panic!("readings is a plain table on a fresh database"),
+    }
+    if backend == Backend::Timescale {
+        assert_eq!(pg.layout(), Layout::Hypertable, "a server that preloads TimescaleDB");
     }
 }
 
@@ -209,7 +227,7 @@ async fn refused_and_unstorable_readings_are_quarantined_without_blocking_their_
     assert_eq!(committed.quarantined, [1]);
     assert_eq!(store.reading_count().await.unwrap(), 2);
 
-    let kept = store.quarantine(10).await.unwrap();
+    let kept = store.quarantine(None, 10, 4096).await.unwrap();
     let mut reasons: Vec<&str> = kept.iter().map(|q| q.reason.as_str()).collect();
     reasons.sort();
     assert_eq!(reasons, ["malformed", "unstorable"]);
@@ -323,6 +341,58 @@ async fn counts_per_kind(backend: Backend) {
     assert_eq!(counts, [("birth".into(), 1), ("event".into(), 1), ("lift".into(), 3)]);
     let recent = store.counts_per_kind((T0 + 3000) as i64).await.unwrap();
     assert_eq!(recent.iter().map(|c| c.readings).sum::<i64>(), 2, "seq 3 and 4 only");
+}
+
+async fn the_quarantine_pages_once_over_every_row_with_bounded_payloads_and_keeps_its_bound(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let refused = |i: usize, payload: Vec<u8>| Refused {
+        source: format!("gw/gw-t/dev/J-{i}/lift"),
+        reason: "malformed",
+        detail: "junk".into(),
+        payload,
+    };
+    let junk: Vec<Refused> = (0..25).map(|i| refused(i, vec![b'x'; 10_000 + i])).collect();
+    store.commit(&[], &junk).await.unwrap();
+
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.quarantine(after, 10, 100).await.unwrap();
+        assert!(page.len() <= 10);
+        for row in &page {
+            assert_eq!(row.payload.len(), 100, "only the head of each payload");
+            assert!(row.payload_truncated);
+            let i: usize = row
+                .source
+                .trim_start_matches("gw/gw-t/dev/J-")
+                .trim_end_matches("/lift")
+                .parse()
+                .unwrap();
+            assert_eq!(row.payload_bytes, 10_000 + i as i64, "the whole length");
+            seen.push(i);
+        }
+        if page.len() < 10 {
+            break;
+        }
+        after = page.last().map(|r| r.id);
+    }
+    assert_eq!(seen, (0..25).rev().collect::<Vec<_>>(), "every row once, newest first");
+    let whole = store.quarantine(None, 1, 1_000_000).await.unwrap();
+    assert!(!whole[0].payload_truncated);
+    assert_eq!(whole[0].payload.len(), 10_024);
+
+    // Bounded by rows: the oldest go first.
+    assert_eq!(store.bound_quarantine_to(20, i64::MAX).await.unwrap(), 5);
+    let kept = store.quarantine(None, 100, 0).await.unwrap();
+    assert_eq!(kept.len(), 20);
+    assert!(kept.iter().all(|r| r.source != "gw/gw-t/dev/J-4/lift"));
+    assert!(kept.iter().any(|r| r.source == "gw/gw-t/dev/J-5/lift"));
+    // And by payload bytes: 10,024 + 10,023 fit in 20,050, a third does not.
+    assert_eq!(store.bound_quarantine_to(100, 20_050).await.unwrap(), 18);
+    let kept = store.quarantine(None, 100, 0).await.unwrap();
+    let sources: Vec<&str> = kept.iter().map(|r| r.source.as_str()).collect();
+    assert_eq!(sources, ["gw/gw-t/dev/J-24/lift", "gw/gw-t/dev/J-23/lift"]);
+    assert_eq!(store.bound_quarantine_to(100, 20_050).await.unwrap(), 0);
 }
 
 /// Holds the database's write lock from outside ingest until released.
@@ -593,6 +663,7 @@ async fn a_slow_database_stops_intake_at_the_queue_bound(backend: Backend) {
         queue: 16,
         commits_in_flight: 2,
         node_ack_interval: Duration::ZERO,
+        ..PipelineConfig::default()
     };
     let queue_size = config.queue;
     let in_flight = config.commits_in_flight.min(store.max_concurrent_commits());
@@ -731,7 +802,7 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
     let committed = commit(&store, &[lift("L-1", 1), bad, lift("L-1", 3)]).await;
     assert_eq!(committed.new, [0, 2]);
     assert_eq!(committed.quarantined, [1]);
-    let kept = store.quarantine(10).await.unwrap();
+    let kept = store.quarantine(None, 10, 4096).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].reason, "unstorable");
     assert!(
@@ -745,30 +816,58 @@ async fn postgres_only_a_row_the_database_refuses_is_quarantined_alone() {
 
 /// Device ids compare byte by byte in the telemetry tables (migration 0102): the
 /// database's own collation made every key comparison of every insert a strcoll.
+/// Native partitions and hypertable chunks made later inherit it.
+async fn device_ids_compare_byte_by_byte(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    commit(&store, &[lift("L-1", 1)]).await;
+    let Store::Postgres(pg) = &store else { unreachable!() };
+    let collation = |table: &'static str| async move {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT collation_name::text FROM information_schema.columns \
+             WHERE column_name = 'device_id' AND table_schema = 'public' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_one(pg.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(collation("devices").await.as_deref(), Some("C"));
+    assert_eq!(collation("readings").await.as_deref(), Some("C"));
+    let (parts, parts_in_c): (i64, i64) = match pg.layout() {
+        Layout::Partitioned => {
+            assert_eq!(collation("readings_default").await.as_deref(), Some("C"));
+            sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE collation_name = 'C') FROM information_schema.columns \
+                 WHERE column_name = 'device_id' AND table_name ~ '^readings_[0-9]{8}$'",
+            )
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+        }
+        Layout::Hypertable => sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE a.attcollation = 'pg_catalog.\"C\"'::regcollation) \
+             FROM show_chunks('readings') c JOIN pg_attribute a ON a.attrelid = c AND a.attname = 'device_id'",
+        )
+        .fetch_one(pg.pool())
+        .await
+        .unwrap(),
+        Layout::Plain => panic!("readings is a plain table on a fresh database"),
+    };
+    assert!(parts > 0, "no partition or chunk of readings");
+    assert_eq!(parts_in_c, parts, "every partition or chunk has device_id in \"C\"");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_only_device_ids_compare_byte_by_byte() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let store = db.open().await;
-    let Store::Postgres(pg) = &store else { unreachable!() };
-    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT table_name::text, collation_name::text FROM information_schema.columns \
-         WHERE column_name = 'device_id' AND table_name IN ('readings', 'readings_default', 'devices') \
-         ORDER BY table_name",
-    )
-    .fetch_all(pg.pool())
-    .await
-    .unwrap();
-    let want = ["devices", "readings", "readings_default"].map(|t| (t.to_string(), Some("C".to_string())));
-    assert_eq!(collations, want);
-    // Partitions made later inherit it.
-    let partitions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.columns \
-         WHERE column_name = 'device_id' AND table_name ~ '^readings_[0-9]{8}$' AND collation_name = 'C'",
-    )
-    .fetch_one(pg.pool())
-    .await
-    .unwrap();
-    assert!(partitions > 0, "no daily partition with device_id in \"C\"");
+    device_ids_compare_byte_by_byte(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescale_only_device_ids_compare_byte_by_byte() {
+    if common::timescale_server("timescale_only_device_ids_compare_byte_by_byte").is_some() {
+        device_ids_compare_byte_by_byte(Backend::Timescale).await
+    }
 }
 
 /// SQLite keeps new readings in `readings_recent` and moves them into

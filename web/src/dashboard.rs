@@ -1,10 +1,27 @@
 //! The dashboard page at `/`: open alerts, open cases and devices, rendered on the
-//! server and refreshed every 5 s. Shows what the caller may see.
+//! server and refreshed every 5 s. Shows what the caller may see. The page runs no
+//! script and has no inline style: its style sheet is served at [`STYLE_PATH`], so its
+//! Content-Security-Policy ([`CSP`]) allows nothing else.
 use crate::http::{ApiError, AppState, Caller};
 use axum::extract::State;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use gridwatch_storage::query;
 use std::fmt::Write;
+
+/// Where the page's style sheet is served.
+pub(crate) const STYLE_PATH: &str = "/dashboard.css";
+
+/// The page may load its own style sheet and nothing else, and may not be framed.
+pub(crate) const CSP: &str =
+    "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+td,th{border:1px solid #ccc;padding:.3em .6em;font-size:90%}\n";
+
+pub(crate) async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -29,15 +46,29 @@ fn table(out: &mut String, id: &str, title: &str, headers: &[&str], rows: &[Vec<
     out.push_str("</table>");
 }
 
+/// Open alerts the page shows, oldest first (the API pages through all of them).
+const DASHBOARD_ALERTS: i64 = 200;
+
 pub(crate) async fn page(State(s): State<AppState>, caller: Caller) -> Result<Html<String>, ApiError> {
-    let alerts = query::alerts(&s.store, true, 200).await?;
+    // The walls go into the query, before its limit: strangers' alerts cannot crowd out
+    // the caller's own.
+    let visible: Option<Vec<String>> = match &caller.user {
+        None => None,
+        Some(user) => {
+            let domain = s.alerting.domain.lock().await;
+            Some(domain.registry().visible_devices(user).map(|d| d.id.clone()).collect())
+        }
+    };
+    let walled = visible.as_deref().map_or(query::Devices::All, query::Devices::Only);
+    let alerts = query::alerts_page(&s.store, true, walled, 0, DASHBOARD_ALERTS)
+        .await?
+        .items;
     let devices = s.store.devices().await?;
     let domain = s.alerting.domain.lock().await;
     let registry = domain.registry();
     let place = |id: &str| registry.device(id).map(|d| registry.placement(d));
     let alert_rows: Vec<Vec<String>> = alerts
         .iter()
-        .filter(|a| caller.can_see(place(&a.device_id)))
         .map(|a| {
             vec![
                 a.raised_at.clone(),
@@ -81,8 +112,7 @@ pub(crate) async fn page(State(s): State<AppState>, caller: Caller) -> Result<Ht
 
     let mut out = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
-         <title>gridwatch</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:.3em .6em;font-size:90%}</style></head><body><h1>gridwatch</h1>",
+         <title>gridwatch</title><link rel=\"stylesheet\" href=\"/dashboard.css\"></head><body><h1>gridwatch</h1>",
     );
     table(
         &mut out,

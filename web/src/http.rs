@@ -1,7 +1,7 @@
 //! The HTTP side: router, shared state, caller identity and error mapping. The
 //! endpoints live in [`crate::api`] by concern; the page in [`crate::dashboard`].
 use crate::auth::Users;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -21,15 +21,26 @@ pub struct AppState {
     pub alerting: Alerting,
     pub clock: Arc<dyn Clock>,
     pub users: Arc<Users>,
+    /// The write path's state, for `/healthz/ready`.
+    pub health: crate::health::Health,
+    /// The live feed's limits and subscriber slots (`GET /api/feed`).
+    pub feed: crate::feed::Feed,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(crate::dashboard::page))
+        .route(
+            "/",
+            get(crate::dashboard::page).layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                axum::http::HeaderValue::from_static(crate::dashboard::CSP),
+            )),
+        )
+        .route(crate::dashboard::STYLE_PATH, get(crate::dashboard::style))
         .route("/api/devices", get(devices))
         .route("/api/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::health::routes())
         .merge(crate::api::routes())
         .with_state(state)
 }
@@ -110,7 +121,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer TOKEN"))?;
-        let user = state.users.by_token(token).cloned().ok_or_else(|| {
+        let user = state.users.by_token(token).ok_or_else(|| {
             metrics::counter!("gridwatch_api_rejected_total", "reason" => "bad_token").increment(1);
             ApiError::new(StatusCode::UNAUTHORIZED, "unknown token")
         })?;
@@ -129,14 +140,55 @@ async fn devices(State(s): State<AppState>, caller: Caller) -> Result<Response, 
     Ok(Json(visible).into_response())
 }
 
-async fn quarantine(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+/// Quarantine rows per page unless `limit` says otherwise, and the most it may say.
+const QUARANTINE_PAGE: i64 = 100;
+const QUARANTINE_PAGE_MAX: i64 = 500;
+/// Bytes of each payload a page shows; `payload_bytes` gives the whole length.
+const QUARANTINE_PAYLOAD_BYTES: i32 = 4096;
+
+#[derive(serde::Deserialize)]
+struct QuarantinePage {
+    /// The previous page's `x-next-cursor`: rows older than it.
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// Newest first, in pages like the other lists (docs/api.md, "Lists").
+async fn quarantine(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<QuarantinePage>,
+) -> Result<Response, ApiError> {
     // Quarantined input may come from anyone's devices: operators (open mode or grid heads) only.
     if let Some(user) = &caller.user
         && !user.has_role(gridwatch_cases::Role::GridHead)
     {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "the quarantine is for grid heads"));
     }
-    Ok(Json(s.store.quarantine(500).await?).into_response())
+    let bad = |what: String| ApiError::new(StatusCode::BAD_REQUEST, what);
+    let after = match page.after.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            bad(format!(
+                "after={text:?}: expected a cursor from a previous page's {} header",
+                crate::api::NEXT_CURSOR
+            ))
+        })?),
+    };
+    let limit = match page.limit.as_deref() {
+        None | Some("") => QUARANTINE_PAGE,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=QUARANTINE_PAGE_MAX).contains(l))
+            .ok_or_else(|| bad(format!("limit={text:?}: expected 1 to {QUARANTINE_PAGE_MAX}")))?,
+    };
+    let items = s.store.quarantine(after, limit, QUARANTINE_PAYLOAD_BYTES).await?;
+    // A full page may have more behind it; a short one is the last.
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|r| r.id))
+        .flatten();
+    Ok(crate::api::page_response(&items, next, "/api/quarantine", limit))
 }
 
 async fn metrics(State(s): State<AppState>) -> String {

@@ -41,9 +41,22 @@ pub(crate) fn cycle(dev: &str, seq: u64, ended: u64, peak_c: f32, hold_s: u32, o
     let body = CycleReport {
         method: Method::Infrared,
         started: ended - 20 * MIN,
-        peak_c,
+        peak_c: Some(peak_c),
         hold_s,
         outcome,
+    };
+    Reading::Cycle(Envelope::new(id(dev), seq, ended, body))
+}
+
+/// A dishwasher rinse of 2 minutes ending at `ended`; `peak_c: None` when the node had no
+/// valid reading.
+pub(crate) fn rinse(dev: &str, seq: u64, ended: u64, peak_c: Option<f32>, hold_s: u32) -> Reading {
+    let body = CycleReport {
+        method: Method::Dishwasher,
+        started: ended - 2 * MIN,
+        peak_c,
+        hold_s,
+        outcome: CycleOutcome::Completed,
     };
     Reading::Cycle(Envelope::new(id(dev), seq, ended, body))
 }

@@ -9,6 +9,7 @@
 mod image {
     use embassy_executor::Spawner;
     use gridwatch_firmware::board::{self, settings};
+    use gridwatch_firmware::identity::NodeIdentity;
     use gridwatch_firmware::input::Contact;
     use gridwatch_firmware::lift::{LiftConfig, LiftInputs, LiftNode, WearCounters};
     use gridwatch_firmware::outbox::Outbox;
@@ -39,13 +40,17 @@ mod image {
         let position = TfLuna::new(board.i2c, DEFAULT_ADDRESS, -200);
         let mut node = LiftNode::new(LiftConfig::new(landings), inputs, position);
 
-        let mut outbox = Outbox::<_, OUTBOX_CAPACITY>::open(board.fram, 0).expect("the FRAM answers");
+        let mut fram = board.fram;
+        let identity = NodeIdentity::load_or_provision(&mut fram, settings::identity_offset(OUTBOX_CAPACITY), || {
+            settings::factory_identity("L-0001")
+        })
+        .expect("the FRAM answers");
+        let mut outbox = Outbox::<_, OUTBOX_CAPACITY>::open(fram, 0).expect("the FRAM answers");
         let last_status = outbox.newest_stored(|m| matches!(m, NodeMessage::Lift(_)));
         if let Some(NodeMessage::Lift(status)) = last_status.map(|r| r.message) {
             node.resume_counters(WearCounters::from(&status));
         }
-        let config = SessionConfig::new(settings::GATEWAY, settings::device_id("L-0001"), DeviceKind::Lift)
-            .expect("GRIDWATCH_GATEWAY and GRIDWATCH_DEVICE are valid ids");
+        let config = SessionConfig::for_identity(&identity, DeviceKind::Lift).expect("a stored identity is valid");
         board::node_loop::run(node, outbox, Session::new(config), board.network).await
     }
 }

@@ -8,6 +8,7 @@
 mod image {
     use embassy_executor::Spawner;
     use gridwatch_firmware::board::{self, settings};
+    use gridwatch_firmware::identity::NodeIdentity;
     use gridwatch_firmware::input::Contact;
     use gridwatch_firmware::outbox::Outbox;
     use gridwatch_firmware::session::{Session, SessionConfig};
@@ -31,9 +32,14 @@ mod image {
         let thermocouple = Max31855::new(board.thermocouple_spi);
         let node = SterilizerNode::new(SterilizerConfig::new(Method::Infrared), inputs, thermocouple);
 
-        let outbox = Outbox::<_, OUTBOX_CAPACITY>::open(board.fram, 0).expect("the FRAM answers");
-        let config = SessionConfig::new(settings::GATEWAY, settings::device_id("S-0001"), DeviceKind::Sterilizer)
-            .expect("GRIDWATCH_GATEWAY and GRIDWATCH_DEVICE are valid ids");
+        let mut fram = board.fram;
+        let identity = NodeIdentity::load_or_provision(&mut fram, settings::identity_offset(OUTBOX_CAPACITY), || {
+            settings::factory_identity("S-0001")
+        })
+        .expect("the FRAM answers");
+        let outbox = Outbox::<_, OUTBOX_CAPACITY>::open(fram, 0).expect("the FRAM answers");
+        let config =
+            SessionConfig::for_identity(&identity, DeviceKind::Sterilizer).expect("a stored identity is valid");
         board::node_loop::run(node, outbox, Session::new(config), board.network).await
     }
 }

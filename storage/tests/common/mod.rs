@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Device time of the first reading in these tests: 2025-11-25T09:00:00Z.
 pub const T0: u64 = 1_764_061_200_000;
 
-/// Runs each named `async fn(Backend)` as a test on SQLite and one on PostgreSQL.
+/// Runs each named `async fn(Backend)` as a test on SQLite, one on PostgreSQL and
+/// one on TimescaleDB (skipped, saying so, without `GRIDWATCH_TEST_TIMESCALE_URL`).
 #[macro_export]
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
@@ -31,13 +32,53 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod timescale {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if $crate::common::timescale_server(stringify!($test)).is_some() {
+                        super::$test($crate::common::Backend::Timescale).await
+                    }
+                }
+            )*
+        }
     };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    /// The server of `GRIDWATCH_TEST_PG`, whatever it has: the store decides the layout.
     Postgres,
+    /// A server that preloads TimescaleDB (`GRIDWATCH_TEST_TIMESCALE_URL`).
+    Timescale,
+}
+
+/// The variable naming a PostgreSQL server that preloads TimescaleDB (`scripts/test`
+/// starts one and sets it).
+pub const TIMESCALE_VAR: &str = "GRIDWATCH_TEST_TIMESCALE_URL";
+
+/// The TimescaleDB server's URL without a database, or `None` after printing that
+/// `test` is skipped and why: a skip is said, never passed in silence.
+pub fn timescale_server(test: &str) -> Option<String> {
+    match std::env::var(TIMESCALE_VAR) {
+        Ok(url) if !url.is_empty() => Some(server_of(&url)),
+        _ => {
+            eprintln!(
+                "SKIPPED {test} on TimescaleDB: {TIMESCALE_VAR} is not set. scripts/test sets it after \
+                 starting a PostgreSQL that preloads TimescaleDB (../shared/tools/timescaledb.sh), or set it \
+                 to such a server, e.g. postgres://postgres@127.0.0.1:55433 (docs/storage.md)"
+            );
+            None
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?x` without its database and parameters.
+fn server_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_len = rest.find(['/', '?']).unwrap_or(rest.len());
+    url[..url.len() - rest.len() + host_len].to_string()
 }
 
 /// A fresh, empty database for one test, removed when dropped.
@@ -76,8 +117,12 @@ impl TestDb {
                     _dir: Some(dir),
                 }
             }
-            Backend::Postgres => {
-                let server = pg_server();
+            Backend::Postgres | Backend::Timescale => {
+                let server = if backend == Backend::Timescale {
+                    timescale_server("this test").expect("a TimescaleDB server")
+                } else {
+                    pg_server()
+                };
                 let name = unique("gridwatch_test");
                 let admin = format!("{server}/postgres");
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
@@ -103,6 +148,13 @@ impl TestDb {
 
     pub async fn open(&self) -> Store {
         Store::open(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e:#}", self.url))
+    }
+
+    /// [`TestDb::open`] with store options.
+    pub async fn open_with(&self, options: &gridwatch_storage::StoreOptions) -> Store {
+        Store::open_with(&self.url, options)
             .await
             .unwrap_or_else(|e| panic!("opening {}: {e:#}", self.url))
     }

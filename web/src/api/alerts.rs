@@ -1,4 +1,5 @@
 //! `GET /api/alerts`, `POST /api/alerts/ack`.
+use super::{PageQuery, page_response};
 use crate::http::{ApiError, AppState, Caller};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -14,10 +15,13 @@ pub(super) struct ListQuery {
     state: Option<String>,
 }
 
+/// Alerts the caller sees, in arrival order, one page at a time (`?after=CURSOR&limit=N`).
+/// The walls are part of the query: foreign alerts never take a place on the page.
 pub(super) async fn list(
     State(s): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let open_only = match q.state.as_deref() {
         None | Some("open") => true,
@@ -29,14 +33,23 @@ pub(super) async fn list(
             ));
         }
     };
-    let alerts = query::alerts(&s.store, open_only, 1000).await?;
-    let domain = s.alerting.domain.lock().await;
-    let registry = domain.registry();
-    let visible: Vec<_> = alerts
-        .into_iter()
-        .filter(|a| caller.can_see(registry.device(&a.device_id).map(|d| registry.placement(d))))
-        .collect();
-    Ok(Json(visible).into_response())
+    let (after, limit) = page.parse()?;
+    let visible: Option<Vec<String>> = match &caller.user {
+        None => None,
+        Some(user) => {
+            let domain = s.alerting.domain.lock().await;
+            Some(domain.registry().visible_devices(user).map(|d| d.id.clone()).collect())
+        }
+    };
+    let devices = visible.as_deref().map_or(query::Devices::All, query::Devices::Only);
+    let page = query::alerts_page(&s.store, open_only, devices, after, limit).await?;
+    let state = if open_only { "open" } else { "all" };
+    Ok(page_response(
+        &page.items,
+        page.next,
+        &format!("/api/alerts?state={state}"),
+        limit,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -46,7 +59,9 @@ pub(super) struct AckBody {
     kind: String,
 }
 
-/// A maintenance firm (or grid user) acknowledges an open alert it can see.
+/// A maintenance firm (or grid user) acknowledges an open alert it can see; the open
+/// case the alert opened is acknowledged with it when the caller may respond to it
+/// (its firm, a grid administrator).
 pub(super) async fn acknowledge(
     State(s): State<AppState>,
     caller: Caller,
@@ -69,7 +84,7 @@ pub(super) async fn acknowledge(
     if !caller.can_see(place) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such open alert"));
     }
-    let Some(fx) = domain.acknowledge(&key, &user.id, s.clock.now_ms()) else {
+    let Some(fx) = domain.acknowledge(&key, user, s.clock.now_ms()) else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such open alert"));
     };
     let event = fx.events.first().cloned();

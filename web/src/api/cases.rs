@@ -1,11 +1,14 @@
-//! Cases: list, show, report from another channel, and take a step of the closed loop.
+//! Cases: list, show, report from another channel, take a step of the closed loop, and
+//! record the maintenance firm's responses (acknowledged, arrived on site).
+use super::{PageQuery, page_response};
 use crate::http::{ApiError, AppState, Caller};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Response as HttpResponse};
 use gridwatch_cases::{
-    CaseError, CaseId, CaseType, Channel, Decision, Evidence, Priority, Report, Step, StepError, StepInput, Subject,
+    CaseError, CaseId, CaseType, Channel, Decision, Evidence, Priority, Report, Response, ResponseError, Step,
+    StepError, StepInput, Subject,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,15 +21,26 @@ struct CaseSummary {
     priority: Priority,
     status: gridwatch_cases::Status,
     opened_at: u64,
+    known_at: u64,
+    late: bool,
     reports: usize,
 }
 
-pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+/// Cases the caller sees, in arrival order (case ids are given as cases open), one page
+/// at a time (`?after=CURSOR&limit=N`); the walls apply before the limit.
+pub(super) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(page): Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (after, limit) = page.parse()?;
     let domain = s.alerting.domain.lock().await;
-    let rows: Vec<CaseSummary> = domain
+    let mut rows: Vec<CaseSummary> = domain
         .book()
         .cases()
+        .filter(|c| i64::try_from(c.id).is_ok_and(|id| id > after))
         .filter(|c| caller.can_see(Some(c.placement())))
+        .take(limit as usize + 1)
         .map(|c| CaseSummary {
             id: c.id,
             case_type: c.case_type,
@@ -35,17 +49,25 @@ pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Re
             priority: c.priority,
             status: c.status(),
             opened_at: c.opened_at,
+            known_at: c.known_at,
+            late: c.late,
             reports: c.reports().len(),
         })
         .collect();
-    Ok(Json(rows).into_response())
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().and_then(|r| i64::try_from(r.id).ok())
+    } else {
+        None
+    };
+    Ok(page_response(&rows, next, "/api/cases", limit))
 }
 
 pub(super) async fn show(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<CaseId>,
-) -> Result<Response, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let domain = s.alerting.domain.lock().await;
     let case = domain.book().case(id).filter(|c| caller.can_see(Some(c.placement())));
     let Some(case) = case else {
@@ -57,6 +79,7 @@ pub(super) async fn show(
         "status": case.status(),
         "reports": case.reports(),
         "records": case.records(),
+        "responses": case.responses(),
         "escalations": case.escalations(),
         "deadlines": deadlines,
     }))
@@ -83,7 +106,7 @@ pub(super) async fn report(
     State(s): State<AppState>,
     caller: Caller,
     Json(body): Json<ReportBody>,
-) -> Result<Response, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let user = caller.writer()?;
     let mut domain = s.alerting.domain.lock().await;
     let Some(device) = domain.registry().device(&body.device_id) else {
@@ -109,10 +132,15 @@ pub(super) async fn report(
                 Priority::Normal
             }),
         at: s.clock.now_ms(),
+        known_at: None,
         description: body.description,
         reporter: Some(body.reporter.unwrap_or_else(|| user.id.clone())),
         alert: None,
     };
+    // Refused whole rather than cut: the reporter learns what was not taken.
+    if let Err(e) = report.check(&domain.config().cases.limits) {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+    }
     let (intake, fx) = domain.report(report);
     s.alerting.save(&mut domain, fx).await;
     Ok((StatusCode::CREATED, Json(intake)).into_response())
@@ -136,7 +164,7 @@ pub(super) async fn step(
     caller: Caller,
     Path(id): Path<CaseId>,
     Json(body): Json<StepBody>,
-) -> Result<Response, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let user = caller.writer()?;
     let mut domain = s.alerting.domain.lock().await;
     if !domain
@@ -158,16 +186,77 @@ pub(super) async fn step(
             s.alerting.save(&mut domain, fx).await;
             Ok((StatusCode::CREATED, Json(record)).into_response())
         }
-        Err(CaseError::UnknownCase(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no case {id}"))),
-        Err(CaseError::Step(e)) => {
-            metrics::counter!("gridwatch_case_steps_refused_total").increment(1);
-            let status = match e {
-                StepError::WrongRole { .. } | StepError::NotInGrid { .. } | StepError::ReviewerIsHandler => {
-                    StatusCode::FORBIDDEN
-                }
-                _ => StatusCode::CONFLICT,
-            };
-            Err(ApiError::new(status, e.to_string()))
+        Err(e) => Err(refusal(id, e)),
+    }
+}
+
+/// A refused step or response as an HTTP error: 403 for who, 413 for size, 409 for the
+/// case's state.
+fn refusal(id: CaseId, e: CaseError) -> ApiError {
+    let status = match &e {
+        CaseError::UnknownCase(_) => return ApiError::new(StatusCode::NOT_FOUND, format!("no case {id}")),
+        CaseError::Step(StepError::WrongRole { .. } | StepError::NotInGrid { .. } | StepError::ReviewerIsHandler)
+        | CaseError::Response(ResponseError::WrongRole { .. } | ResponseError::NotInGrid { .. }) => {
+            StatusCode::FORBIDDEN
         }
+        CaseError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        CaseError::Step(_) | CaseError::Response(_) => StatusCode::CONFLICT,
+    };
+    metrics::counter!("gridwatch_case_steps_refused_total").increment(1);
+    ApiError::new(status, e.to_string())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResponseBody {
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/cases/{id}/acknowledgement`: the firm took the alarm.
+pub(super) async fn acknowledgement(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<CaseId>,
+    body: Option<Json<ResponseBody>>,
+) -> Result<HttpResponse, ApiError> {
+    respond(state, caller, id, Response::Acknowledged, body).await
+}
+
+/// `POST /api/cases/{id}/arrival`: the firm's staff are on site.
+pub(super) async fn arrival(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<CaseId>,
+    body: Option<Json<ResponseBody>>,
+) -> Result<HttpResponse, ApiError> {
+    respond(state, caller, id, Response::ArrivedOnSite, body).await
+}
+
+/// Records a firm response as the calling user: staff of the case's firm or a grid
+/// administrator over its grid; others who see the case get 403.
+async fn respond(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<CaseId>,
+    response: Response,
+    body: Option<Json<ResponseBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let user = caller.writer()?;
+    let note = body.map(|Json(b)| b.note).unwrap_or_default();
+    let mut domain = s.alerting.domain.lock().await;
+    if !domain
+        .book()
+        .case(id)
+        .is_some_and(|c| caller.can_see(Some(c.placement())))
+    {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no case {id}")));
+    }
+    match domain.respond(id, user, response, note, s.clock.now_ms()) {
+        Ok((record, fx)) => {
+            s.alerting.save(&mut domain, fx).await;
+            Ok((StatusCode::CREATED, Json(record)).into_response())
+        }
+        Err(e) => Err(refusal(id, e)),
     }
 }

@@ -2,10 +2,12 @@
 use crate::http::{ApiError, AppState, Caller};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::Date;
+use gridwatch_cases::{Assignment, GridScope, RegistryError, Role};
+use gridwatch_domain::{ImportError, ImportOptions};
 use serde::Deserialize;
 
 pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -18,21 +20,67 @@ pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Re
     Ok(Json(devices).into_response())
 }
 
-/// Replaces the register with the CSV body. Grid heads only: it changes every grid.
-pub(super) async fn import(State(s): State<AppState>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportQuery {
+    /// How many removals the importer confirms, after a 409 named them.
+    confirm_removals: Option<usize>,
+}
+
+/// Replaces the part of the register within the caller's grid-head scopes with the CSV
+/// body; devices outside them are untouched and rows outside them refused. Grid heads only.
+pub(super) async fn import(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let user = caller.writer()?;
-    if !user.has_role(gridwatch_cases::Role::GridHead) {
+    let scope: Vec<GridScope> = user
+        .assignments
+        .iter()
+        .filter_map(|a| match a {
+            Assignment::Grid {
+                role: Role::GridHead,
+                scope,
+            } => Some(*scope),
+            _ => None,
+        })
+        .collect();
+    if scope.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "importing the register is for grid heads",
         ));
     }
-    match gridwatch_domain::import_register(&s.alerting, &body, s.clock.now_ms()).await {
+    let options = ImportOptions {
+        scope: Some(scope),
+        confirm_removals: q.confirm_removals,
+    };
+    match gridwatch_domain::import_register_with(&s.alerting, &body, s.clock.now_ms(), &options).await {
         Ok(summary) => Ok(Json(summary).into_response()),
-        Err(rejected) => Err(ApiError {
+        Err(ImportError::Rejected(rejected)) => Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             message: rejected.to_string(),
             details: Some(serde_json::to_value(&rejected.errors).unwrap_or_default()),
+        }),
+        Err(e @ ImportError::Conflict(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(
+            ref e @ ImportError::RemovalsUnconfirmed {
+                removals,
+                in_scope,
+                max_share,
+                ref first,
+            },
+        ) => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: e.to_string(),
+            details: Some(serde_json::json!({
+                "removals": removals,
+                "in_scope": in_scope,
+                "max_unconfirmed_share": max_share,
+                "first": first,
+            })),
         }),
     }
 }
@@ -83,7 +131,7 @@ async fn record(
     Path(id): Path<String>,
     record: Record,
 ) -> Result<Response, ApiError> {
-    caller.writer()?;
+    let user = caller.writer()?;
     let now = s.clock.now_ms();
     let mut domain = s.alerting.domain.lock().await;
     let visible = domain
@@ -97,10 +145,17 @@ async fn record(
         ));
     }
     let result = match record {
-        Record::Inspection(b) => domain.record_inspection(&id, b.date, b.next_due, now),
-        Record::Maintenance(b) => domain.record_maintenance(&id, b.date, now),
+        Record::Inspection(b) => domain.record_inspection(user, &id, b.date, b.next_due, now),
+        Record::Maintenance(b) => domain.record_maintenance(user, &id, b.date, now),
     };
-    let fx = result.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let fx = result.map_err(|e| {
+        let status = match e {
+            RegistryError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            RegistryError::UnknownDevice(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
     let events = fx.events.clone();
     s.alerting.save(&mut domain, fx).await;
     let device = domain.registry().device(&id);

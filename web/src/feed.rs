@@ -1,0 +1,354 @@
+//! `GET /api/feed`: the live feed as Server-Sent Events (docs/api.md, "Live feed").
+//!
+//! Every subscriber has a task of its own that reads the feed table
+//! (`gridwatch_storage::feed`) in id order, a page at a time and within the caller's
+//! walls, and hands the events to its connection through a small bounded queue. The
+//! task reads again when the domain commits feed rows (`Alerting::feed`, a `watch`
+//! set after the commit), and every [`FeedConfig::poll_every`] for rows other
+//! processes wrote. Nothing is buffered for all subscribers: each reads the table
+//! itself, so a slow one holds at most a page and its queue, and slows nobody else.
+//! One whose queue stays full for [`FeedConfig::slow_after`] is cut off: its
+//! connection is closed (counted, `reason="slow"`), and it resumes with
+//! `Last-Event-ID` when it reconnects.
+use crate::http::{ApiError, AppState, Caller};
+use crate::limits::CloseConnection;
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use gridwatch_storage::Store;
+use gridwatch_storage::feed::{self, FeedRow, Walls};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+/// The live feed's limits.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// Subscribers served at once; one more is answered `503`.
+    pub max_subscribers: usize,
+    /// Rows one read of the table returns at most.
+    pub page_rows: i64,
+    /// Events read and waiting to be written, per subscriber.
+    pub queue_events: usize,
+    /// A subscriber whose queue stays full this long is cut off (it stopped reading, or
+    /// reads slower than events come).
+    pub slow_after: Duration,
+    /// A comment line is sent after this long without an event, so proxies and clients
+    /// see the connection alive.
+    pub keep_alive: Duration,
+    /// Also read the table this often: rows another process wrote (a register import
+    /// from the command line) wake nobody.
+    pub poll_every: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            max_subscribers: 128,
+            page_rows: 500,
+            queue_events: 64,
+            slow_after: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(15),
+            poll_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The feed's limits and its subscriber slots, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    config: Arc<FeedConfig>,
+    slots: Arc<Semaphore>,
+}
+
+impl Feed {
+    pub fn new(config: FeedConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_subscribers));
+        Self {
+            config: Arc::new(config),
+            slots,
+        }
+    }
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self::new(FeedConfig::default())
+    }
+}
+
+fn describe() {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_gauge!("gridwatch_feed_subscribers", "Live feed subscribers connected now");
+        metrics::describe_counter!(
+            "gridwatch_feed_disconnects_total",
+            "Live feed subscriptions ended, by reason: slow (its queue stayed full, cut off), closed (the client went away), storage (reading the feed failed), shutdown"
+        );
+        metrics::describe_counter!(
+            "gridwatch_feed_refused_total",
+            "Live feed subscriptions refused with 503: the subscriber limit was reached"
+        );
+        metrics::describe_counter!("gridwatch_feed_events_total", "Live feed events queued for subscribers");
+    });
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FeedQuery {
+    /// Resume after this event id (`Last-Event-ID` takes precedence).
+    after: Option<String>,
+}
+
+/// Where to start: after the `Last-Event-ID` header's id, else after `?after=`, else
+/// from the oldest event kept.
+fn resume_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, ApiError> {
+    let header = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (name, text) = match (header, after) {
+        (Some(text), _) if !text.trim().is_empty() => ("Last-Event-ID", text.trim()),
+        (_, Some(text)) if !text.trim().is_empty() => ("after", text.trim()),
+        _ => return Ok(0),
+    };
+    text.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}={text:?}: expected the id of an event of this feed (a whole number, 0 or more)"),
+        )
+    })
+}
+
+/// `GET /api/feed`: the caller's events after the resume point, as they commit.
+pub(crate) async fn stream(
+    State(s): State<AppState>,
+    caller: Caller,
+    close: Option<Extension<CloseConnection>>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, ApiError> {
+    describe();
+    let after = resume_after(&headers, q.after.as_deref())?;
+    let walls = match &caller.user {
+        None => Walls::All,
+        Some(user) => Walls::Only {
+            grids: user.visible_scopes().iter().map(ToString::to_string).collect(),
+            firms: user.firms().into_iter().map(str::to_string).collect(),
+        },
+    };
+    let config = s.feed.config.clone();
+    let Ok(permit) = s.feed.slots.clone().try_acquire_owned() else {
+        metrics::counter!("gridwatch_feed_refused_total").increment(1);
+        let mut refused = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many live feed subscribers: at most {} at once (FeedConfig::max_subscribers); retry later",
+                config.max_subscribers
+            ),
+        )
+        .into_response();
+        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
+        return Ok(refused);
+    };
+    let (tx, rx) = mpsc::channel(config.queue_events.max(1));
+    let subscription = Subscription {
+        store: s.store.clone(),
+        walls,
+        after,
+        wake: s.alerting.feed(),
+        tx,
+        close: close.map(|Extension(c)| c),
+        _slot: Slot::new(permit),
+        config: config.clone(),
+    };
+    tokio::spawn(subscription.run());
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(config.keep_alive))
+        .into_response();
+    // Proxies that buffer responses (nginx) would hold events back.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// A subscriber's slot, counted in `gridwatch_feed_subscribers` while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("gridwatch_feed_subscribers").increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!("gridwatch_feed_subscribers").decrement(1.0);
+    }
+}
+
+/// What a subscriber's task woke up to.
+#[derive(Debug, Clone, Copy)]
+enum Woken {
+    /// This process committed feed rows (`Alerting::feed`): read up to the id it names.
+    Signal,
+    /// The start, or the poll: read up to the newest id in the table.
+    Table,
+}
+
+/// Why a subscription ended: the `reason` label of `gridwatch_feed_disconnects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Slow,
+    Closed,
+    Storage,
+    Shutdown,
+}
+
+impl End {
+    fn label(self) -> &'static str {
+        match self {
+            End::Slow => "slow",
+            End::Closed => "closed",
+            End::Storage => "storage",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One subscriber's reader: from `after` on, what `walls` let through.
+struct Subscription {
+    store: Store,
+    walls: Walls,
+    /// The highest id this subscriber is past (sent, or not for it).
+    after: i64,
+    wake: watch::Receiver<i64>,
+    tx: mpsc::Sender<Event>,
+    close: Option<CloseConnection>,
+    config: Arc<FeedConfig>,
+    _slot: Slot,
+}
+
+impl Subscription {
+    async fn run(mut self) {
+        let end = self.serve().await;
+        metrics::counter!("gridwatch_feed_disconnects_total", "reason" => end.label()).increment(1);
+        match end {
+            End::Slow => {
+                tracing::info!(after = self.after, slow_after = ?self.config.slow_after, "live feed subscriber cut off: it stopped reading");
+                // Its response cannot be written any further: close the socket, or the
+                // connection would hold its buffers for as long as the client stays silent.
+                if let Some(close) = &self.close {
+                    close.close();
+                }
+            }
+            End::Storage | End::Closed | End::Shutdown => {
+                tracing::debug!(after = self.after, end = end.label(), "live feed subscription ended")
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> End {
+        let mut poll = tokio::time::interval(self.config.poll_every);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.reset();
+        let mut woken = Woken::Table;
+        loop {
+            if let Err(end) = self.catch_up(woken).await {
+                return end;
+            }
+            woken = tokio::select! {
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        return End::Shutdown;
+                    }
+                    Woken::Signal
+                }
+                _ = poll.tick() => Woken::Table,
+                () = self.tx.closed() => return End::Closed,
+            };
+        }
+    }
+
+    /// Sends every row past `after` up to the newest committed, a page at a time, of
+    /// those the walls let through.
+    async fn catch_up(&mut self, woken: Woken) -> Result<(), End> {
+        // Seen before the read: a commit after this wakes the next wait.
+        let signalled = *self.wake.borrow_and_update();
+        // Ids commit in order: every row up to a committed id is visible once it is
+        // known. The signal names one; the table knows those of other processes too.
+        let upto = match woken {
+            Woken::Signal => signalled,
+            Woken::Table => feed::last_id(&self.store).await.map_err(storage_failed)?,
+        };
+        let page_rows = self.config.page_rows.max(1);
+        while self.after < upto {
+            let rows = feed::page(&self.store, &self.walls, self.after, upto, page_rows)
+                .await
+                .map_err(storage_failed)?;
+            let full = rows.len() as i64 >= page_rows;
+            for row in &rows {
+                self.send(row).await?;
+                self.after = row.id;
+            }
+            if !full {
+                // Nothing else up to `upto` is for this subscriber.
+                self.after = upto;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, row: &FeedRow) -> Result<(), End> {
+        let event = Event::default()
+            .id(row.id.to_string())
+            .event(&row.event)
+            .data(row.data());
+        match self.tx.send_timeout(event, self.config.slow_after).await {
+            Ok(()) => {
+                metrics::counter!("gridwatch_feed_events_total").increment(1);
+                Ok(())
+            }
+            Err(SendTimeoutError::Timeout(_)) => Err(End::Slow),
+            Err(SendTimeoutError::Closed(_)) => Err(End::Closed),
+        }
+    }
+}
+
+fn storage_failed(e: gridwatch_storage::Error) -> End {
+    tracing::warn!(error = %e, "live feed: reading the feed failed; the subscriber resumes when it reconnects");
+    End::Storage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_wins_over_the_query_and_bad_ids_are_named() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(resume_after(&headers, None).unwrap(), 0);
+        assert_eq!(resume_after(&headers, Some("17")).unwrap(), 17);
+        headers.insert("last-event-id", HeaderValue::from_static("42"));
+        assert_eq!(resume_after(&headers, Some("17")).unwrap(), 42);
+        headers.insert("last-event-id", HeaderValue::from_static(""));
+        assert_eq!(resume_after(&headers, Some("17")).unwrap(), 17);
+        headers.insert("last-event-id", HeaderValue::from_static("x1"));
+        let e = resume_after(&headers, None).unwrap_err();
+        assert!(
+            e.message.contains("Last-Event-ID") && e.message.contains("x1"),
+            "{}",
+            e.message
+        );
+        assert!(resume_after(&HeaderMap::new(), Some("-3")).is_err());
+    }
+}
