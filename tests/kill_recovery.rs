@@ -201,10 +201,11 @@ async fn killing_ingest_and_gateway(backend: Backend) {
     } else {
         db.url.clone()
     };
+    // Empty until ingest stores the first reading: MIN and MAX are then 0, not NULL.
     let query = || async {
         rows::<(i64, i64, i64, i64)>(
             &url,
-            "SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM readings WHERE device_id = 'node-k'",
+            "SELECT COUNT(*), COUNT(DISTINCT seq), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM readings WHERE device_id = 'node-k'",
         )
         .await[0]
     };
