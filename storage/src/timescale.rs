@@ -218,10 +218,32 @@ pub(crate) async fn is_hypertable(pool: &PgPool) -> Result<bool> {
     .await?)
 }
 
+/// Tries of [`set_up`] that the database aborted to break a deadlock or a lock wait.
+const SET_UP_TRIES: u32 = 5;
+
 /// Turns the migrated plain `readings` table into a hypertable with compression,
 /// retention and a continuous aggregate for charts. Idempotent: every step is
 /// skipped when already done, so it runs at every start-up.
+///
+/// Its DDL locks the hypertable and its chunks while TimescaleDB's own background
+/// jobs may be working on them (a new database's first policy runs, a previous
+/// store's maintenance): PostgreSQL then breaks a deadlock by aborting one side,
+/// sometimes ours. Being idempotent, the set-up is simply tried again.
 pub(crate) async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
+    let mut tries = 1;
+    loop {
+        match set_up_once(pool, policies).await {
+            Err(e) if e.class() == crate::ErrorClass::Busy && tries < SET_UP_TRIES => {
+                tracing::warn!(error = %e, tries, "setting up the readings hypertable was aborted by a lock; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(tries))).await;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn set_up_once(pool: &PgPool, policies: &Policies) -> Result<()> {
     let chunk = interval(policies.chunk);
     // migrate_data: a process may have died between the migration and this call
     // after rows arrived; they move into chunks. No default indexes: the key
@@ -235,8 +257,7 @@ pub(crate) async fn set_up(pool: &PgPool, policies: &Policies) -> Result<()> {
     .await
     .doing("create_hypertable(readings)")?;
     // Made by earlier versions of this set-up. Dropped only where it exists: even a
-    // DROP INDEX IF EXISTS of a missing index locks the hypertable, and that lock once
-    // deadlocked with TimescaleDB's own work on a new hypertable.
+    // DROP INDEX IF EXISTS of a missing index locks the hypertable.
     let old_index: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'readings_ts_idx')",
     )
