@@ -132,3 +132,42 @@ fn bench_ingest_compares_timescaledb_with_plain_postgres_in_one_run() {
         "each mode's TimescaleDB run compared with plain PostgreSQL's:\n{stdout}"
     );
 }
+
+/// `gridwatch bench layout` on plain PostgreSQL and, where there is one, a server that
+/// preloads TimescaleDB: every variant of the layout measured (none refused), and
+/// compression reported for the hypertable only.
+#[test]
+fn bench_layout_measures_every_index_and_compression() {
+    let server = std::env::var("GRIDWATCH_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut dbs = vec![format!("{server}/postgres")];
+    let timescale = std::env::var("GRIDWATCH_TEST_TIMESCALE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    dbs.extend(timescale.clone());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gridwatch"));
+    command.args(["bench", "layout", "--rows", "2000", "--devices", "100", "--runs", "1"]);
+    for db in &dbs {
+        command.args(["--db", db]);
+    }
+    let output = command
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running gridwatch bench layout");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches("layout of ").count(), dbs.len(), "{stdout}");
+    assert_eq!(
+        stdout.matches(" % of the layout's time").count(),
+        4 * dbs.len(),
+        "four variants measured on each server:\n{stdout}"
+    );
+    assert!(!stdout.contains("refused"), "{stdout}");
+    let compressed = usize::from(timescale.is_some());
+    assert_eq!(stdout.matches("  compression: ").count(), compressed, "{stdout}");
+    assert_eq!(stdout.matches("  late rows: ").count(), compressed, "{stdout}");
+}

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod layout;
 mod limit;
 mod procfs;
 use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
@@ -34,7 +35,12 @@ use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_
 pub(crate) enum BenchCommand {
     /// End-to-end ingest throughput against the database's own COPY limit (docs/benchmarks.md).
     Ingest(IngestBenchArgs),
+    /// The write cost of each index of `readings` and of compression, per PostgreSQL server.
+    Layout(layout::LayoutBenchArgs),
 }
+
+/// The machine's PostgreSQL over its Unix socket.
+const DEFAULT_POSTGRES: &str = "postgres:///postgres?host=/var/run/postgresql&user=postgres";
 
 #[derive(clap::Args)]
 pub(crate) struct IngestBenchArgs {
@@ -42,7 +48,7 @@ pub(crate) struct IngestBenchArgs {
     /// or `sqlite` for fresh SQLite files in a temporary directory. Repeat it to compare
     /// servers in one run (e.g. plain PostgreSQL and one that preloads TimescaleDB): each
     /// mode runs on each in turn, and the throughputs are compared with the first's.
-    #[arg(long, default_values_t = ["postgres:///postgres?host=/var/run/postgresql&user=postgres".to_string()])]
+    #[arg(long, default_values_t = [DEFAULT_POSTGRES.to_string()])]
     db: Vec<String>,
     /// `direct`, `gateway` or `both`.
     #[arg(long, default_value = "both", value_parser = ["direct", "gateway", "both"])]
@@ -73,6 +79,7 @@ pub(crate) struct IngestBenchArgs {
 pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args).await,
+        BenchCommand::Layout(args) => layout::run(args).await,
     }
 }
 
