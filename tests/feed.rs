@@ -647,3 +647,181 @@ async fn commit_to_delivery_latency_for_100_subscribers() {
     }
     ingest.stop().await;
 }
+
+/// Alert-commit to delivery with 1,000 subscribers while 1,000 events a second are
+/// committed, printed (docs/benchmarks.md, "Live feed"):
+/// `cargo test --profile dist --test feed -- --ignored --nocapture thousand`.
+/// The events are alert changes (a fault raised and cleared on the register's devices in
+/// turn) saved through the domain as the write path saves them, 10 per commit every
+/// 10 ms; a delivery's latency runs from the return of its commit to its arrival at a
+/// subscriber (each a separate HTTP connection in this process, so the subscribers'
+/// own parsing is in the figure).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run on its own"]
+async fn thousand_subscribers_at_a_thousand_events_a_second() {
+    use gridwatch_alerts::{AlertEvent, AlertKey, AlertKind, Change, Details, Severity};
+    const SUBSCRIBERS: usize = 1000;
+    const PER_COMMIT: usize = 10;
+    const COMMITS: usize = 500; // 5 s at one commit every 10 ms
+    let dir = tempfile::tempdir().unwrap();
+    let feed_config = gridwatch_ingest::FeedConfig {
+        max_subscribers: SUBSCRIBERS + 10,
+        queue_events: 256,
+        ..feed_config()
+    };
+    let mut config = IngestConfig::embedded(dir.path());
+    config.clock = Arc::new(ManualClock::new(NOW));
+    config.tick_every = Duration::from_secs(3600);
+    config.users = users();
+    config.feed = feed_config;
+    config.http_limits.max_connections = SUBSCRIBERS + 64;
+    // One user opens every subscription, from one address.
+    let many = gridwatch_ingest::RateLimit {
+        every: Duration::from_micros(100),
+        burst: 2 * SUBSCRIBERS as u32,
+    };
+    config.http_limits.per_user = many;
+    config.http_limits.per_address = many;
+    let ingest = gridwatch_ingest::start(config).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", ingest.http_addr),
+        http: reqwest::Client::new(),
+        pairs: std::sync::Mutex::new(Vec::new()),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("simulators/data/registry-sample.csv");
+    let resp = api
+        .http
+        .post(format!("{}/api/equipment/import", api.base))
+        .bearer_auth("t-registrar")
+        .header("content-type", "text/csv")
+        .body(std::fs::read(&path).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let devices: Vec<String> = api
+        .equipment("t-registrar")
+        .await
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    let last = feed::last_id(&ingest.store).await.unwrap();
+
+    // Every subscriber keeps (feed id, arrival) of each event, read off the stream's `id:`
+    // lines without parsing the rest (the data's form is tested above), on its own
+    // HTTP client so that no connection pool limits them.
+    let expected = COMMITS * PER_COMMIT;
+    let mut subscribers = tokio::task::JoinSet::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut resp = reqwest::Client::new()
+            .get(format!("{}/api/feed", api.base))
+            .bearer_auth("t-registrar")
+            .header("Last-Event-ID", last.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        subscribers.spawn(async move {
+            let mut seen: Vec<(i64, Instant)> = Vec::with_capacity(expected);
+            let mut carry = Vec::new();
+            while seen.len() < expected {
+                let chunk = tokio::time::timeout(DEADLINE, resp.chunk())
+                    .await
+                    .expect("events keep coming")
+                    .unwrap()
+                    .expect("the stream goes on");
+                let now = Instant::now();
+                carry.extend_from_slice(&chunk);
+                let mut from = 0;
+                while let Some(n) = carry[from..].iter().position(|b| *b == b'\n') {
+                    if let Some(id) = carry[from..from + n].strip_prefix(b"id:") {
+                        let id = std::str::from_utf8(id).unwrap().trim().parse::<i64>().unwrap();
+                        seen.push((id, now));
+                    }
+                    from += n + 1;
+                }
+                carry.drain(..from);
+            }
+            seen
+        });
+    }
+
+    let alerting = ingest.alerting().clone();
+    let mut open: std::collections::HashMap<String, (u64, u32)> = Default::default();
+    let mut committed: Vec<(i64, Instant)> = Vec::with_capacity(COMMITS);
+    let mut next = 0usize;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for round in 0..COMMITS {
+        tick.tick().await;
+        let at = NOW + round as u64;
+        let events = (0..PER_COMMIT)
+            .map(|_| {
+                let device = devices[next % devices.len()].clone();
+                next += 1;
+                let (change, raised_at, revision) = match open.remove(&device) {
+                    Some((raised_at, revision)) => (Change::Cleared, raised_at, revision + 1),
+                    None => {
+                        open.insert(device.clone(), (at, 0));
+                        (Change::Raised, at, 0)
+                    }
+                };
+                AlertEvent {
+                    key: AlertKey {
+                        device,
+                        kind: AlertKind::Fault(900),
+                    },
+                    change,
+                    severity: Severity::Major,
+                    raised_at,
+                    at,
+                    revision,
+                    acknowledged_by: None,
+                    details: Details::Fault {
+                        code: 900,
+                        name: "bench".into(),
+                    },
+                }
+            })
+            .collect();
+        let mut domain = alerting.domain.lock().await;
+        alerting
+            .save(
+                &mut domain,
+                gridwatch_domain::Effects {
+                    events,
+                    ..Default::default()
+                },
+            )
+            .await;
+        drop(domain);
+        committed.push((*alerting.feed().borrow(), Instant::now()));
+    }
+    let producing = started.elapsed();
+    let last_id = committed.last().unwrap().0;
+    // The commit each id belongs to: the first commit whose last id reaches it.
+    let commit_of = |id: i64| committed[committed.partition_point(|(last, _)| *last < id)].1;
+    let mut latencies = Vec::with_capacity(SUBSCRIBERS * expected);
+    while let Some(seen) = subscribers.join_next().await {
+        let seen = seen.unwrap();
+        assert_eq!(seen.len(), expected, "every event once");
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "in commit order");
+        assert_eq!(seen.last().unwrap().0, last_id);
+        latencies.extend(seen.iter().map(|(id, at)| at.saturating_duration_since(commit_of(*id))));
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "{SUBSCRIBERS} subscribers, {} events in {:.1} s ({:.0} events/s, {} per commit): commit to delivery p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        COMMITS * PER_COMMIT,
+        producing.as_secs_f64(),
+        (COMMITS * PER_COMMIT) as f64 / producing.as_secs_f64(),
+        PER_COMMIT,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+    ingest.stop().await;
+}

@@ -25,7 +25,7 @@ pub use gridwatch_broker::{Auth as MqttAuth, Credentials, CredentialsFile, Guard
 pub use gridwatch_domain::DomainConfig;
 /// API users and the users file, for the commands that manage them.
 pub use gridwatch_web::users_file;
-pub use gridwatch_web::{FeedConfig, Users, UsersFile};
+pub use gridwatch_web::{FeedConfig, HttpLimits, RateLimit, Users, UsersFile};
 pub use pipeline::{BrokerLog, PipelineConfig};
 
 use gridwatch_broker::{BrokerConfig, EmbeddedBroker};
@@ -77,6 +77,8 @@ pub struct IngestConfig {
     pub retention: Option<gridwatch_storage::retention::Retention>,
     /// The live feed's limits (`GET /api/feed`).
     pub feed: FeedConfig,
+    /// The HTTP server's limits: connections, sizes, timeouts, rates.
+    pub http_limits: gridwatch_web::HttpLimits,
 }
 
 impl IngestConfig {
@@ -100,6 +102,7 @@ impl IngestConfig {
             mqtt_guard: gridwatch_broker::GuardConfig::default(),
             retention: None,
             feed: FeedConfig::default(),
+            http_limits: gridwatch_web::HttpLimits::default(),
         }
     }
 }
@@ -131,6 +134,12 @@ impl Ingest {
     /// clock's time (the background tick does the same every `tick_every`).
     pub async fn tick(&self) {
         self.alerting.tick(self.clock.now_ms()).await;
+    }
+
+    /// The domain with its saving and the feed's wake-up: what the write path and the API
+    /// change it through (benchmarks produce feed events through it).
+    pub fn alerting(&self) -> &Alerting {
+        &self.alerting
     }
 
     /// The domain: alert engine, register and cases.
@@ -291,15 +300,10 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
         config.tick_every,
         config.checkpoint_every,
     ));
+    let http_limits = config.http_limits.clone();
     tasks.spawn(async move {
         // Stopped by aborting the task (`Ingest::stop`); a shutdown signal goes in the last argument.
-        gridwatch_web::serve(
-            listener,
-            app,
-            gridwatch_web::HttpLimits::default(),
-            std::future::pending(),
-        )
-        .await;
+        gridwatch_web::serve(listener, app, http_limits, std::future::pending()).await;
     });
     tracing::info!(http = %http_addr, mqtt = %broker.addr, database = %config.database, "ingest started");
     Ok(Ingest {

@@ -198,6 +198,9 @@ pub struct FeedRow {
     pub event: String,
     /// The JSON body as stored, without the id.
     pub body: String,
+    /// Where the row's device (or case) was placed when it was written: what [`Walls`] test.
+    pub grid: Option<String>,
+    pub firm: Option<String>,
 }
 
 impl FeedRow {
@@ -222,6 +225,18 @@ pub enum Walls {
 }
 
 impl Walls {
+    /// Whether a row placed at `grid` and `firm` is let through: the same test as the SQL
+    /// of [`page`], for readers that filter rows already in memory.
+    pub fn admits(&self, grid: Option<&str>, firm: Option<&str>) -> bool {
+        match self {
+            Walls::All => true,
+            Walls::Only { grids, firms } => {
+                firm.is_some_and(|f| firms.iter().any(|w| w == f))
+                    || grid.is_some_and(|g| grids.iter().any(|w| g.starts_with(w.as_str())))
+            }
+        }
+    }
+
     /// The condition after `WHERE id > $1 AND id <= $2`, its parameters numbered from 3,
     /// and the values to bind to them in order.
     fn condition(&self) -> (String, Vec<String>) {
@@ -262,7 +277,7 @@ pub async fn last_id(store: &Store) -> Result<i64> {
 pub async fn page(store: &Store, walls: &Walls, after: i64, upto: i64, limit: i64) -> Result<Vec<FeedRow>> {
     let (condition, values) = walls.condition();
     let sql = format!(
-        "SELECT id, event, body FROM feed WHERE id > $1 AND id <= $2{condition} ORDER BY id LIMIT ${}",
+        "SELECT id, event, body, grid, firm FROM feed WHERE id > $1 AND id <= $2{condition} ORDER BY id LIMIT ${}",
         values.len() + 3
     );
     Ok(with_pool!(store, |pool| {
@@ -279,6 +294,8 @@ pub async fn page(store: &Store, walls: &Walls, after: i64, upto: i64, limit: i6
                 id: r.get(0),
                 event: r.get(1),
                 body: r.get(2),
+                grid: r.get(3),
+                firm: r.get(4),
             })
             .collect()
     }))
@@ -307,6 +324,8 @@ mod tests {
             id: 42,
             event: "alert.raised".into(),
             body: body.into(),
+            grid: None,
+            firm: None,
         };
         assert_eq!(
             row(r#"{"type":"alert.raised"}"#).data(),
@@ -330,5 +349,27 @@ mod tests {
         };
         assert_eq!(none.condition().0, " AND 1 = 0");
         assert_eq!(Walls::All.condition(), (String::new(), vec![]));
+    }
+
+    #[test]
+    fn admits_tests_what_the_sql_condition_tests() {
+        let walls = Walls::Only {
+            grids: vec!["01".into(), "020301".into()],
+            firms: vec!["MF04".into()],
+        };
+        assert!(walls.admits(Some("010101"), None));
+        assert!(walls.admits(Some("020301"), Some("MF01")));
+        assert!(!walls.admits(Some("020302"), Some("MF01")));
+        assert!(walls.admits(Some("020302"), Some("MF04")));
+        assert!(
+            !walls.admits(None, None),
+            "outside the register: never for a walled reader"
+        );
+        assert!(Walls::All.admits(None, None));
+        let none = Walls::Only {
+            grids: vec![],
+            firms: vec![],
+        };
+        assert!(!none.admits(Some("010101"), Some("MF04")));
     }
 }

@@ -57,9 +57,18 @@ fn placed(device: &str, grid: &str, firm: Option<&str>) -> HashMap<String, Place
     )])
 }
 
+/// The rows `walls` let through, read with the walls in SQL; checked against every row
+/// filtered in memory by `Walls::admits` (the live feed's shared tail filters that way).
 async fn all_rows(store: &Store, walls: &Walls) -> Vec<FeedRow> {
     let upto = feed::last_id(store).await.unwrap();
-    feed::page(store, walls, 0, upto, 10_000).await.unwrap()
+    let rows = feed::page(store, walls, 0, upto, 10_000).await.unwrap();
+    let mut admitted = feed::page(store, &Walls::All, 0, upto, 10_000).await.unwrap();
+    admitted.retain(|r| walls.admits(r.grid.as_deref(), r.firm.as_deref()));
+    assert_eq!(
+        rows, admitted,
+        "Walls::admits lets through what the SQL does ({walls:?})"
+    );
+    rows
 }
 
 fn types(rows: &[FeedRow]) -> Vec<&str> {

@@ -1,12 +1,15 @@
 //! `GET /api/feed`: the live feed as Server-Sent Events (docs/api.md, "Live feed").
 //!
-//! Every subscriber has a task of its own that reads the feed table
-//! (`gridwatch_storage::feed`) in id order, a page at a time and within the caller's
-//! walls, and hands the events to its connection through a small bounded queue. The
-//! task reads again when the domain commits feed rows (`Alerting::feed`, a `watch`
-//! set after the commit), and every [`FeedConfig::poll_every`] for rows other
-//! processes wrote. Nothing is buffered for all subscribers: each reads the table
-//! itself, so a slow one holds at most a page and its queue, and slows nobody else.
+//! Every subscriber has a task of its own that reads the feed in id order within the
+//! caller's walls and hands the events to its connection through a small bounded
+//! queue. The task reads again when the domain commits feed rows (`Alerting::feed`, a
+//! `watch` set after the commit), and every [`FeedConfig::poll_every`] for rows other
+//! processes wrote. Subscribers at the head of the feed read the newest rows from a
+//! [`Tail`] shared by all (read from the table once per commit, however many
+//! subscribers: with a thousand, reading the table each would be a thousand queries
+//! per commit); one behind the tail (resuming, or slow) reads the table itself, a page
+//! at a time (`gridwatch_storage::feed`), until it reaches the tail. So a slow
+//! subscriber holds at most a page and its queue, and slows nobody else.
 //! One whose queue stays full for [`FeedConfig::slow_after`] is cut off: its
 //! connection is closed (counted, `reason="slow"`), and it resumes with
 //! `Last-Event-ID` when it reconnects.
@@ -20,11 +23,12 @@ use axum::response::{IntoResponse, Response};
 use gridwatch_storage::Store;
 use gridwatch_storage::feed::{self, FeedRow, Walls};
 use serde::Deserialize;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::error::SendTimeoutError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// The live feed's limits.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub struct FeedConfig {
     /// Also read the table this often: rows another process wrote (a register import
     /// from the command line) wake nobody.
     pub poll_every: Duration,
+    /// The newest rows kept in memory for every subscriber ([`Tail`]).
+    pub tail_rows: usize,
 }
 
 impl Default for FeedConfig {
@@ -55,6 +61,7 @@ impl Default for FeedConfig {
             slow_after: Duration::from_secs(10),
             keep_alive: Duration::from_secs(15),
             poll_every: Duration::from_secs(5),
+            tail_rows: 4096,
         }
     }
 }
@@ -64,15 +71,81 @@ impl Default for FeedConfig {
 pub struct Feed {
     config: Arc<FeedConfig>,
     slots: Arc<Semaphore>,
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl Feed {
     pub fn new(config: FeedConfig) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_subscribers));
+        let tail = Arc::new(Mutex::new(Tail::new(config.tail_rows)));
         Self {
             config: Arc::new(config),
             slots,
+            tail,
         }
+    }
+}
+
+/// The newest feed rows, every row with `floor < id <= through` (walls not applied),
+/// read from the table once for all subscribers. It starts empty at the head of the
+/// feed when first used, and again whenever the head moved further than it holds in
+/// one step; it keeps at most `capacity` rows, the oldest dropped first.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    floor: Option<i64>,
+    through: i64,
+    rows: VecDeque<Arc<FeedRow>>,
+    capacity: usize,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Self {
+        Self {
+            floor: None,
+            through: 0,
+            rows: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Reads the rows up to `upto` (a committed id) into the tail.
+    async fn extend_to(&mut self, store: &Store, upto: i64, page_rows: i64) -> gridwatch_storage::Result<()> {
+        if self.floor.is_none() || upto - self.through > self.capacity as i64 {
+            // Ids are about as many as rows: too far to read into the tail. Start over
+            // at the head; readers behind it read the table.
+            self.rows.clear();
+            self.floor = Some(upto);
+            self.through = upto;
+            return Ok(());
+        }
+        while self.through < upto {
+            let rows = feed::page(store, &Walls::All, self.through, upto, page_rows).await?;
+            let full = rows.len() as i64 >= page_rows;
+            self.through = if full { rows.last().map_or(upto, |r| r.id) } else { upto };
+            self.rows.extend(rows.into_iter().map(Arc::new));
+        }
+        while self.rows.len() > self.capacity {
+            if let Some(oldest) = self.rows.pop_front() {
+                self.floor = Some(oldest.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows after `after` that `walls` let through, and the id they reach; `None`
+    /// when `after` is behind the tail.
+    fn after(&self, after: i64, walls: &Walls) -> Option<(Vec<Arc<FeedRow>>, i64)> {
+        if after < self.floor? {
+            return None;
+        }
+        let from = self.rows.partition_point(|r| r.id <= after);
+        let rows = self
+            .rows
+            .range(from..)
+            .filter(|r| walls.admits(r.grid.as_deref(), r.firm.as_deref()))
+            .cloned()
+            .collect();
+        Some((rows, self.through.max(after)))
     }
 }
 
@@ -155,6 +228,7 @@ pub(crate) async fn stream(
     let (tx, rx) = mpsc::channel(config.queue_events.max(1));
     let subscription = Subscription {
         store: s.store.clone(),
+        tail: s.feed.tail.clone(),
         walls,
         after,
         wake: s.alerting.feed(),
@@ -228,6 +302,7 @@ impl End {
 /// One subscriber's reader: from `after` on, what `walls` let through.
 struct Subscription {
     store: Store,
+    tail: Arc<Mutex<Tail>>,
     walls: Walls,
     /// The highest id this subscriber is past (sent, or not for it).
     after: i64,
@@ -292,6 +367,22 @@ impl Subscription {
         };
         let page_rows = self.config.page_rows.max(1);
         while self.after < upto {
+            let shared = {
+                let mut tail = self.tail.lock().await;
+                tail.extend_to(&self.store, upto, page_rows)
+                    .await
+                    .map_err(storage_failed)?;
+                tail.after(self.after, &self.walls)
+            };
+            if let Some((rows, through)) = shared {
+                for row in &rows {
+                    self.send(row).await?;
+                    self.after = row.id;
+                }
+                self.after = through;
+                continue;
+            }
+            // Behind the tail: a page from the table.
             let rows = feed::page(&self.store, &self.walls, self.after, upto, page_rows)
                 .await
                 .map_err(storage_failed)?;
@@ -332,6 +423,37 @@ fn storage_failed(e: gridwatch_storage::Error) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(id: i64, grid: &str) -> Arc<FeedRow> {
+        Arc::new(FeedRow {
+            id,
+            event: "alert.raised".into(),
+            body: "{}".into(),
+            grid: Some(grid.into()),
+            firm: None,
+        })
+    }
+
+    #[test]
+    fn the_tail_serves_only_readers_within_it_and_applies_their_walls() {
+        let mut tail = Tail::new(4);
+        assert!(tail.after(0, &Walls::All).is_none(), "not started");
+        tail.floor = Some(10);
+        tail.through = 14;
+        tail.rows
+            .extend([row(11, "010101"), row(13, "020101"), row(14, "010102")]);
+        assert!(tail.after(9, &Walls::All).is_none(), "behind the tail: the table");
+        let ids = |(rows, through): (Vec<Arc<FeedRow>>, i64)| (rows.iter().map(|r| r.id).collect::<Vec<_>>(), through);
+        assert_eq!(ids(tail.after(10, &Walls::All).unwrap()), (vec![11, 13, 14], 14));
+        assert_eq!(ids(tail.after(11, &Walls::All).unwrap()), (vec![13, 14], 14));
+        let area01 = Walls::Only {
+            grids: vec!["01".into()],
+            firms: vec![],
+        };
+        assert_eq!(ids(tail.after(10, &area01).unwrap()), (vec![11, 14], 14));
+        assert_eq!(ids(tail.after(14, &area01).unwrap()), (vec![], 14));
+        assert_eq!(ids(tail.after(20, &area01).unwrap()), (vec![], 20), "never backwards");
+    }
 
     #[test]
     fn the_header_wins_over_the_query_and_bad_ids_are_named() {
