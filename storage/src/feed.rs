@@ -175,11 +175,12 @@ pub(crate) fn case_escalated(case: &Case, n: usize, escalation: &Escalation) -> 
     case_entry(case, "case.escalated", escalation.at, "escalation", Value::Object(what))
 }
 
-/// `case.acknowledged` or `case.arrived` for the firm's response `n`.
+/// `case.acknowledged`, `case.arrived` or `case.resolved` for the firm's response `n`.
 pub(crate) fn case_response(case: &Case, n: usize, response: &ResponseRecord) -> Result<Entry> {
     let event = match response.response {
         gridwatch_cases::Response::Acknowledged => "case.acknowledged",
         gridwatch_cases::Response::ArrivedOnSite => "case.arrived",
+        gridwatch_cases::Response::Resolved => "case.resolved",
     };
     let mut what = serde_json::Map::new();
     what.insert("n".into(), json!(n));
