@@ -25,6 +25,7 @@ pub use gridwatch_broker::{Auth as MqttAuth, Credentials, CredentialsFile, Guard
 pub use gridwatch_domain::DomainConfig;
 /// API users and the users file, for the commands that manage them.
 pub use gridwatch_web::users_file;
+pub use gridwatch_web::webhooks;
 pub use gridwatch_web::{FeedConfig, Users, UsersFile};
 pub use pipeline::{BrokerLog, PipelineConfig};
 
@@ -77,6 +78,8 @@ pub struct IngestConfig {
     pub retention: Option<gridwatch_storage::retention::Retention>,
     /// The live feed's limits (`GET /api/feed`).
     pub feed: FeedConfig,
+    /// Webhook deliveries to maintenance firms: timeouts, concurrency, retry budget.
+    pub webhooks: gridwatch_web::webhooks::WebhookConfig,
 }
 
 impl IngestConfig {
@@ -100,6 +103,7 @@ impl IngestConfig {
             mqtt_guard: gridwatch_broker::GuardConfig::default(),
             retention: None,
             feed: FeedConfig::default(),
+            webhooks: gridwatch_web::webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -205,6 +209,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
     let listener = tokio::net::TcpListener::bind(config.http).await.map_err(bind_http)?;
     let http_addr = listener.local_addr().map_err(bind_http)?;
     let health = gridwatch_web::health::Health::new(pipeline::READY_BACKLOG);
+    let webhooks = gridwatch_web::webhooks::Webhooks::new();
     let users = Arc::new(config.users.clone());
     let app = gridwatch_web::AppState {
         store: store.clone(),
@@ -214,6 +219,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
         users: users.clone(),
         health: health.clone(),
         feed: gridwatch_web::Feed::new(config.feed.clone()),
+        webhooks: webhooks.clone(),
     };
 
     let mut tasks = JoinSet::new();
@@ -285,6 +291,14 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
             clock.now_ms() as i64
         }));
     }
+    // Firms' webhooks: from the feed table, woken by the domain's commits and the API.
+    tasks.spawn(gridwatch_web::webhooks::run(
+        store.clone(),
+        alerting.feed(),
+        config.clock.clone(),
+        config.webhooks.clone(),
+        webhooks,
+    ));
     tasks.spawn(gridwatch_domain::run_ticks(
         alerting.clone(),
         config.clock.clone(),
