@@ -200,6 +200,8 @@ struct Received {
     body: String,
     /// The mode it was answered in.
     mode: Mode,
+    /// When it arrived (wall time).
+    arrived: std::time::Instant,
 }
 
 /// A webhook receiver: a real axum server on port 0 that records every request.
@@ -278,6 +280,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
         signature: header("webhook-signature"),
         body,
         mode,
+        arrived: std::time::Instant::now(),
     });
     match mode {
         Mode::Ok => AxumStatus::NO_CONTENT,
@@ -642,4 +645,41 @@ fn the_cli_adds_lists_and_removes_endpoints() {
     assert!(ok, "{err}");
     let (ok, _, err) = run(&["remove", "1"]);
     assert!(!ok && err.contains("no webhook endpoint 1"), "{err}");
+}
+
+/// Measures delivery latency: 30 cases opened one after the other through the API, each
+/// `case.opened` delivered to 10 endpoints of the firm; from the report's answer (sent
+/// after the commit) to each receiver's receipt. Run with
+/// `cargo nextest run --test webhooks --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; prints its figures"]
+async fn delivery_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (ingest, api) = start_with_register(dir.path(), &clock, WebhookConfig::default()).await;
+    let mut receivers = Vec::new();
+    for _ in 0..10 {
+        let r = Receiver::start(Mode::Ok).await;
+        api.register("t-mf04", &r.url).await;
+        receivers.push(r);
+    }
+    let mut latencies = Vec::new();
+    for n in 1..=30 {
+        api.open_case("t-mf04").await;
+        let answered = std::time::Instant::now();
+        for r in &receivers {
+            let got = r.wait_delivered(n).await;
+            latencies.push(got[n - 1].arrived.saturating_duration_since(answered));
+        }
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "webhook delivery after the commit, {} deliveries: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
+    ingest.stop().await;
 }
