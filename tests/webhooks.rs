@@ -153,7 +153,17 @@ impl Api {
 }
 
 async fn start(dir: &Path, clock: &ManualClock, webhooks: WebhookConfig) -> (Ingest, Api) {
+    start_guarded(dir, clock, webhooks, gridwatch_ingest::GuardConfig::default()).await
+}
+
+async fn start_guarded(
+    dir: &Path,
+    clock: &ManualClock,
+    webhooks: WebhookConfig,
+    guard: gridwatch_ingest::GuardConfig,
+) -> (Ingest, Api) {
     let mut config = IngestConfig::embedded(dir);
+    config.mqtt_guard = guard;
     config.clock = Arc::new(clock.clone());
     config.tick_every = Duration::from_secs(3600);
     config.users = users();
@@ -168,6 +178,11 @@ async fn start(dir: &Path, clock: &ManualClock, webhooks: WebhookConfig) -> (Ing
 
 async fn start_with_register(dir: &Path, clock: &ManualClock, webhooks: WebhookConfig) -> (Ingest, Api) {
     let (ingest, api) = start(dir, clock, webhooks).await;
+    import_register(&api).await;
+    (ingest, api)
+}
+
+async fn import_register(api: &Api) {
     let csv = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("simulators/data/registry-sample.csv")).unwrap();
     let resp = api
         .http
@@ -178,7 +193,6 @@ async fn start_with_register(dir: &Path, clock: &ManualClock, webhooks: WebhookC
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    (ingest, api)
 }
 
 /// How a receiver answers.
@@ -612,6 +626,97 @@ async fn only_a_firms_staff_manage_its_endpoints_and_bad_input_is_named() {
     ingest.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_firm_feed_over_mqtt_reaches_only_the_firms_own_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials.toml");
+    let mut file = gridwatch_ingest::CredentialsFile::load_or_empty(&path).unwrap();
+    let secret04 = file.add_firm("mf04-erp", "MF04", NOW).unwrap();
+    let secret01 = file.add_firm("mf01-erp", "MF01", NOW).unwrap();
+    file.save(&path).unwrap();
+    let clock = ManualClock::new(NOW);
+    let webhooks = webhook_config(20, Duration::from_secs(10));
+    let (ingest, api) = start_guarded(dir.path(), &clock, webhooks, common::guard_with(&path)).await;
+    import_register(&api).await;
+
+    let (mf04, mut feed04) = common::mqtt_client_as(ingest.mqtt_addr, "mf04-erp", "mf04-erp", &secret04).await;
+    mf04.subscribe("feed/firm/MF04", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (mf01, mut feed01) = common::mqtt_client_as(ingest.mqtt_addr, "mf01-erp", "mf01-erp", &secret01).await;
+    mf01.subscribe("feed/firm/MF01", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // Firm MF01's credential asking for MF04's feed is cut off.
+    let (thief, mut stolen) = common::mqtt_client_as(ingest.mqtt_addr, "mf01-thief", "mf01-erp", &secret01).await;
+    thief
+        .subscribe("feed/firm/MF04", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+
+    // Subscriptions take effect asynchronously: open cases until one reaches MF04's system
+    // (the register's own alerts may come first, published as the import committed).
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    let body = 'found: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no case.opened on feed/firm/MF04"
+        );
+        api.open_case("t-mf04").await;
+        while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(500), feed04.recv()).await {
+            assert_eq!(p.topic, "feed/firm/MF04");
+            let body: Value = serde_json::from_slice(&p.payload).unwrap();
+            assert_eq!(body["firm"], "MF04", "{body}");
+            if body["type"] == "case.opened" {
+                break 'found body;
+            }
+        }
+    };
+    assert!(body["id"].as_i64().is_some(), "{body}");
+    api.respond_all("t-mf04", body["case_id"].as_u64().unwrap()).await;
+    // Its acknowledgement follows (after the register's and the other cases' events).
+    loop {
+        let next = tokio::time::timeout(common::DEADLINE, feed04.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let next: Value = serde_json::from_slice(&next.payload).unwrap();
+        if next["type"] == "case.acknowledged" {
+            assert_eq!(next["case_id"], body["case_id"], "{next}");
+            break;
+        }
+        assert_eq!(next["firm"], "MF04", "{next}");
+    }
+    // MF01's system gets its own firm's events only (the register's, if it subscribed in time).
+    while let Ok(p) = feed01.try_recv() {
+        let body: Value = serde_json::from_slice(&p.payload).unwrap();
+        assert_eq!(
+            (p.topic.as_str(), &body["firm"]),
+            ("feed/firm/MF01", &json!("MF01")),
+            "{body}"
+        );
+    }
+    assert!(stolen.try_recv().is_err(), "the thief got nothing");
+    let closed = eventually("the thief's connection closed for its subscription", || async {
+        let metrics = api
+            .http
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("gridwatch_broker_connections_closed_total") && l.contains("subscribe_denied"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(closed.ends_with(" 1"), "{closed}");
+    ingest.stop().await;
+}
+
 #[test]
 fn the_cli_adds_lists_and_removes_endpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -645,6 +750,31 @@ fn the_cli_adds_lists_and_removes_endpoints() {
     assert!(ok, "{err}");
     let (ok, _, err) = run(&["remove", "1"]);
     assert!(!ok && err.contains("no webhook endpoint 1"), "{err}");
+
+    // A firm's MQTT credential for its feed topic.
+    let credentials = dir.path().join("credentials.toml");
+    let devices = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gridwatch"))
+            .args(["devices", "add"])
+            .args(args)
+            .arg("--credentials")
+            .arg(&credentials)
+            .output()
+            .unwrap()
+    };
+    let out = devices(&["mf04-erp", "--role", "firm", "--firm", "MF04"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = gridwatch_ingest::CredentialsFile::load_or_empty(&credentials).unwrap();
+    assert_eq!(file.identity[0].firm.as_deref(), Some("MF04"));
+    assert!(
+        !devices(&["mf01-erp", "--role", "firm"]).status.success(),
+        "a firm identity needs its firm"
+    );
+    assert!(
+        !devices(&["gw-9", "--role", "gateway", "--firm", "MF04"])
+            .status
+            .success()
+    );
 }
 
 /// Measures delivery latency: 30 cases opened one after the other through the API, each

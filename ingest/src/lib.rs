@@ -6,11 +6,12 @@
 //! acknowledges, [`ack_pacing`] and [`node_acks`] decide when a node is acked,
 //! [`external`] consumes an external broker, [`device_clock`] quarantines readings
 //! stamped too far ahead of ingest's clock, [`presence`] tells the alert engine
-//! gateways' presence.
+//! gateways' presence, [`firm_feed`] publishes the firms' feed events over MQTT.
 mod ack_pacing;
 pub mod device_clock;
 mod error;
 mod external;
+mod firm_feed;
 // Public for the storage conformance suite, which drives the pipeline on each backend.
 pub mod intake;
 mod node_acks;
@@ -194,8 +195,9 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
         guard: config.mqtt_guard.clone(),
         ..BrokerConfig::default()
     };
-    let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest"])?;
+    let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest", "feed"])?;
     let (mut link_tx, link_rx) = broker.take_link("ingest")?;
+    let (feed_tx, feed_rx) = broker.take_link("feed")?;
     // Everything but the node acks ingest publishes itself: unknown topics are
     // quarantined rather than left unrouted.
     for filter in gridwatch_protocol::ALL_BUT_NODE_ACKS {
@@ -291,6 +293,8 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
             clock.now_ms() as i64
         }));
     }
+    // The firms' feed on feed/firm/{firm} of the embedded broker.
+    tasks.spawn(firm_feed::run(store.clone(), alerting.feed(), feed_tx, feed_rx));
     // Firms' webhooks: from the feed table, woken by the domain's commits and the API.
     tasks.spawn(gridwatch_web::webhooks::run(
         store.clone(),
