@@ -131,6 +131,10 @@ pub(crate) fn describe() {
             "Time of one webhook delivery attempt, until the receiver's status or the failure"
         );
         metrics::describe_gauge!("gridwatch_webhook_endpoints", "Webhook endpoints delivered to by this process");
+        metrics::describe_counter!(
+            "gridwatch_api_rejected_total",
+            "API requests refused, by reason: bad_token (unknown bearer token), webhook_invalid (a webhook endpoint's url, secret or firm to fix, 422)"
+        );
     });
 }
 
