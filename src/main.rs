@@ -36,6 +36,9 @@ enum Command {
     /// Users of the HTTP API and their bearer tokens: add, revoke, list.
     #[command(subcommand)]
     Users(cmd::users::UsersCommand),
+    /// Webhook endpoints of maintenance firms: add, list, remove.
+    #[command(subcommand)]
+    Webhooks(cmd::webhooks::WebhooksCommand),
     /// Hardware simulators.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -84,6 +87,7 @@ async fn run() -> Result<()> {
         Command::Gateway(args) => cmd::gateway::run(*args).await,
         Command::Devices(command) => cmd::devices::run(command).await,
         Command::Users(command) => cmd::users::run(command),
+        Command::Webhooks(command) => cmd::webhooks::run(command).await,
         Command::Sim(command) => cmd::sim::run(command).await,
         Command::Db(command) => cmd::db::run(command).await,
         Command::Bench(command) => cmd::bench::run(command).await,

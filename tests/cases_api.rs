@@ -505,6 +505,50 @@ async fn the_firm_acknowledging_in_3_minutes_and_arriving_in_25_stops_the_rescue
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_firm_resolving_in_20_minutes_meets_both_deadlines_and_the_loop_stays_with_the_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (ingest, api) = start_with_register(dir.path(), &clock).await;
+    let client = node(&ingest, "smart-node").await;
+    trap(&client, LIFT2, NOW).await;
+    let id = case_of(&api, LIFT2).await["id"].as_u64().unwrap();
+
+    // Resolution: the maintaining firm only (and grid administrators); once.
+    clock.set(NOW + 4 * MIN);
+    let resolution = format!("/api/cases/{id}/resolution");
+    let (status, _) = api.post("t-mf01", &resolution, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another firm does not see the case");
+    let (status, e) = api.post("t-supervisor", &resolution, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let (status, e) = api
+        .post(
+            "t-mf04",
+            &resolution,
+            json!({"note": "passenger freed, door contact replaced"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!((&e["response"], &e["at"]), (&json!("resolved"), &json!(NOW + 4 * MIN)));
+    let (status, e) = api.post("t-mf04", &resolution, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+
+    // It answers the acceptance and the rescue deadline: nothing escalates.
+    clock.set(NOW + 120 * MIN);
+    ingest.tick().await;
+    assert!(escalations(&api, id).await.is_empty());
+    let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
+    let met: Vec<_> = shown["deadlines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["done_at"].clone())
+        .collect();
+    assert_eq!(met, [json!(NOW + 4 * MIN), json!(NOW + 4 * MIN)], "{shown}");
+    // The grid still accepts, handles, checks and closes the case.
+    assert_eq!(shown["status"], "reported", "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firm_acknowledging_in_7_minutes_escalates_and_oversized_steps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);

@@ -8,6 +8,7 @@
 //! | gateway | `gw/{id}/batch`, `gw/{id}/presence` (also its will) | `gw/{id}/ack` |
 //! | service | nothing | any filter under `gw/` |
 //! | load with prefix P (gateway G) | as every node and gateway whose id starts with P, through G or its own gateways | their acks |
+//! | firm F | nothing | `feed/firm/F` (ingest publishes the firm's feed events there) |
 //!
 //! No network client may publish an ack: ingest and the gateway publish them
 //! through local links, which do not pass the guard. Nobody may subscribe to `#`
@@ -52,6 +53,17 @@ impl Acl {
                 publish: Vec::new(),
                 subscribe: Vec::new(),
                 subscribe_under_gw: true,
+            },
+            Role::Firm => Acl::Rules {
+                publish: Vec::new(),
+                // Unreachable without one: the credentials file refuses a firm identity
+                // without its firm.
+                subscribe: identity
+                    .firm
+                    .as_deref()
+                    .map(|firm| vec![format!("feed/firm/{firm}")])
+                    .unwrap_or_default(),
+                subscribe_under_gw: false,
             },
             Role::Load => Acl::Load {
                 // Unreachable without one: the credentials file refuses a load identity
@@ -127,7 +139,26 @@ mod tests {
             created_ms: 0,
             revoked: false,
             prefix: (role == Role::Load).then(|| "ld".into()),
+            firm: (role == Role::Firm).then(|| "MF04".into()),
         }
+    }
+
+    #[test]
+    fn a_firm_reads_its_own_feed_topic_only() {
+        let acl = Acl::for_identity(&identity("mf04-erp", Role::Firm, None));
+        assert!(acl.may_subscribe("feed/firm/MF04"));
+        for filter in [
+            "feed/firm/MF01",
+            "feed/firm/+",
+            "feed/#",
+            "#",
+            "gw/+/batch",
+            "feed/firm/MF04/#",
+        ] {
+            assert!(!acl.may_subscribe(filter), "{filter}");
+        }
+        assert!(!acl.may_publish("feed/firm/MF04"), "only ingest publishes the feed");
+        assert!(!acl.may_publish("gw/gw-1/batch"));
     }
 
     #[test]

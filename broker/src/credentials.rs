@@ -41,6 +41,8 @@ pub enum Role {
     /// fault suite): one connection speaking for every node and gateway whose id starts
     /// with its `prefix`, so that thousands of simulated devices need no identity each.
     Load,
+    /// A maintenance firm's system: reads its own firm's feed topic, publishes nothing.
+    Firm,
 }
 
 impl Role {
@@ -50,6 +52,7 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Service => "service",
             Role::Load => "load",
+            Role::Firm => "firm",
         }
     }
 }
@@ -63,7 +66,8 @@ impl std::str::FromStr for Role {
             "gateway" => Ok(Role::Gateway),
             "service" => Ok(Role::Service),
             "load" => Ok(Role::Load),
-            other => Err(format!("role {other:?}: expected node, gateway, service or load")),
+            "firm" => Ok(Role::Firm),
+            other => Err(format!("role {other:?}: expected node, gateway, service, load or firm")),
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct Identity {
     /// Load only: the start of every device and gateway id it may speak for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Firm only: the firm (the register's 维保单位编码) whose feed topic it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firm: Option<String>,
     /// SHA-256 of the secret, 64 lowercase hex digits.
     pub secret_sha256: String,
     /// When it was provisioned, unix ms.
@@ -159,6 +166,17 @@ fn check_role_fields(role: Role, gateway: Option<&str>, prefix: Option<&str>) ->
     }
 }
 
+/// A firm identity names its firm, a topic segment; no other role has one.
+fn check_firm(role: Role, firm: Option<&str>) -> Result<(), String> {
+    match (role, firm) {
+        (Role::Firm, Some(f)) if valid_id(f) => Ok(()),
+        (Role::Firm, Some(f)) => Err(format!("firm {f:?} must be 1-32 of A-Z a-z 0-9 - _ .")),
+        (Role::Firm, None) => Err("a firm identity needs its firm (--firm CODE)".into()),
+        (_, Some(_)) => Err("only firm identities have a firm".into()),
+        (_, None) => Ok(()),
+    }
+}
+
 /// Lowercase hex SHA-256 of a secret.
 pub fn digest(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
@@ -211,6 +229,7 @@ impl CredentialsFile {
                 return Err(invalid(format!("{at}: secret_sha256 must be 64 lowercase hex digits")));
             }
             check_role_fields(identity.role, identity.gateway.as_deref(), identity.prefix.as_deref())
+                .and_then(|()| check_firm(identity.role, identity.firm.as_deref()))
                 .map_err(|detail| invalid(format!("{at}: {detail}")))?;
         }
         Ok(file)
@@ -256,12 +275,30 @@ impl CredentialsFile {
         prefix: Option<&str>,
         now_ms: u64,
     ) -> Result<String, CredentialsError> {
+        self.add_full(id, role, gateway, prefix, None, now_ms)
+    }
+
+    /// [`CredentialsFile::add`] for a firm identity: it reads `feed/firm/{firm}` only.
+    pub fn add_firm(&mut self, id: &str, firm: &str, now_ms: u64) -> Result<String, CredentialsError> {
+        self.add_full(id, Role::Firm, None, None, Some(firm), now_ms)
+    }
+
+    fn add_full(
+        &mut self,
+        id: &str,
+        role: Role,
+        gateway: Option<&str>,
+        prefix: Option<&str>,
+        firm: Option<&str>,
+        now_ms: u64,
+    ) -> Result<String, CredentialsError> {
         if !valid_id(id) {
             return Err(CredentialsError::Bad(format!(
                 "id {id:?} must be 1-32 of A-Z a-z 0-9 - _ ."
             )));
         }
         check_role_fields(role, gateway, prefix).map_err(CredentialsError::Bad)?;
+        check_firm(role, firm).map_err(CredentialsError::Bad)?;
         if self.identity.iter().any(|i| i.id == id) {
             return Err(CredentialsError::Exists(id.to_string()));
         }
@@ -271,6 +308,7 @@ impl CredentialsFile {
             role,
             gateway: gateway.map(str::to_string),
             prefix: prefix.map(str::to_string),
+            firm: firm.map(str::to_string),
             secret_sha256: digest(&secret),
             created_ms: now_ms,
             revoked: false,

@@ -798,7 +798,7 @@ fn authenticate(
         let admitted = match identity.role {
             Role::Node | Role::Load => identity.gateway.as_deref() == Some(gateway.as_str()),
             Role::Service => true,
-            Role::Gateway => false,
+            Role::Gateway | Role::Firm => false,
         };
         if !admitted {
             return Err(Refusal::NotAuthorized);

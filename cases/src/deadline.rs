@@ -43,7 +43,7 @@ impl DeadlineRule {
     /// When the deadline was met: the earliest of its step done and a firm response
     /// that answers it.
     pub fn met_at(&self, case: &Case) -> Option<u64> {
-        let by_firm = [Response::Acknowledged, Response::ArrivedOnSite]
+        let by_firm = Response::ALL
             .into_iter()
             .filter(|r| r.answers(self.step))
             .filter_map(|r| case.responded_at(r));

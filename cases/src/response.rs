@@ -1,5 +1,5 @@
 //! The maintenance firm's responses to a case: it acknowledged the alarm, it arrived on
-//! site. Recorded outside the five-step loop (which stays with the grid roles), each
+//! site, it resolved the fault. Recorded outside the five-step loop (which stays with the grid roles), each
 //! with who and when, append-only; each stops the deadlines it answers
 //! ([`Response::answers`]), so the rescue clock stops when the firm acts.
 use crate::case::Case;
@@ -15,6 +15,9 @@ pub enum Response {
     Acknowledged,
     /// The firm's staff are at the device (the rescue is on site).
     ArrivedOnSite,
+    /// The firm says the fault is fixed (the passenger freed, the device working); the
+    /// grid still checks and closes the case in its loop.
+    Resolved,
 }
 
 /// Who may record a response, in the order a role is picked: staff of the case's own
@@ -22,12 +25,19 @@ pub enum Response {
 pub const RESPONDERS: [Role; 2] = [Role::MaintenanceFirm, Role::GridAdministrator];
 
 impl Response {
-    /// The deadlines of the loop this response meets: arriving on site also shows the
-    /// alarm was taken.
+    /// Every response, in the order they usually come.
+    pub const ALL: [Response; 3] = [Response::Acknowledged, Response::ArrivedOnSite, Response::Resolved];
+
+    /// The deadlines of the loop this response meets: arriving on site, or resolving
+    /// the fault, also shows the alarm was taken.
     pub const fn answers(self, step: Step) -> bool {
         matches!(
             (self, step),
-            (Response::Acknowledged, Step::Accept) | (Response::ArrivedOnSite, Step::Accept | Step::Handle)
+            (Response::Acknowledged, Step::Accept)
+                | (
+                    Response::ArrivedOnSite | Response::Resolved,
+                    Step::Accept | Step::Handle
+                )
         )
     }
 }

@@ -712,6 +712,41 @@ fn arrival_alone_meets_the_acknowledgement_deadline_too() {
 }
 
 #[test]
+fn resolution_meets_the_acceptance_and_rescue_deadlines_once_and_leaves_the_loop_to_the_grid() {
+    let cfg = CaseConfig::default();
+    let p = people();
+    let mut book = CaseBook::default();
+    let id = trapped_case(&mut book, &cfg);
+    let resolved = book
+        .respond(
+            id,
+            &p.firm,
+            Response::Resolved,
+            T0 + 4 * MIN,
+            "passenger freed".into(),
+            &cfg.limits,
+        )
+        .unwrap();
+    assert_eq!((resolved.role, resolved.at), (Role::MaintenanceFirm, T0 + 4 * MIN));
+    assert!(book.escalate_due(&cfg.deadlines, T0 + 300 * MIN).is_empty());
+    let case = book.case(id).unwrap();
+    let met: Vec<_> = case.deadlines(&cfg.deadlines).map(|d| d.done_at).collect();
+    assert_eq!(met, [Some(T0 + 4 * MIN), Some(T0 + 4 * MIN)]);
+    assert_eq!((case.status(), case.records().len()), (Status::Reported, 0));
+    assert!(matches!(
+        book.respond(
+            id,
+            &p.firm,
+            Response::Resolved,
+            T0 + 5 * MIN,
+            String::new(),
+            &cfg.limits
+        ),
+        Err(CaseError::Response(ResponseError::AlreadyRecorded { .. }))
+    ));
+}
+
+#[test]
 fn only_the_maintaining_firm_or_a_grid_administrator_responds() {
     let cfg = CaseConfig::default();
     let p = people();

@@ -76,6 +76,10 @@ pub fn classify(topic: &str, payload: &[u8]) -> Option<Incoming> {
 
 /// Classifies one MQTT message, gateway presence included.
 pub fn classify_message(topic: &str, payload: &[u8]) -> Message {
+    // Ingest's own: the firms' feed it publishes (`firm_feed`) comes back to it.
+    if topic.starts_with("feed/firm/") {
+        return ignored("feed").map_or(Message::Ignored, Message::Store);
+    }
     let parsed = match Topic::parse(topic) {
         Ok(t) => t,
         Err(e) => {
@@ -354,6 +358,8 @@ mod tests {
             "unknown_kind"
         );
         assert!(classify("gw/gw1/ack/L-1", b"{}").is_none());
+        assert!(classify("feed/firm/MF04", b"{}").is_none(), "ingest's own firm feed");
+        assert_eq!(classify("feed/other", b"x").unwrap().refused[0].reason, "unknown_topic");
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! acknowledges, [`ack_pacing`] and [`node_acks`] decide when a node is acked,
 //! [`external`] consumes an external broker, [`device_clock`] quarantines readings
 //! stamped too far ahead of ingest's clock, [`presence`] tells the alert engine
-//! gateways' presence.
+//! gateways' presence, [`firm_feed`] publishes the firms' feed events over MQTT.
 mod ack_pacing;
 pub mod device_clock;
 mod error;
 mod external;
+mod firm_feed;
 // Public for the storage conformance suite, which drives the pipeline on each backend.
 pub mod intake;
 mod node_acks;
@@ -25,6 +26,7 @@ pub use gridwatch_broker::{Auth as MqttAuth, Credentials, CredentialsFile, Guard
 pub use gridwatch_domain::DomainConfig;
 /// API users and the users file, for the commands that manage them.
 pub use gridwatch_web::users_file;
+pub use gridwatch_web::webhooks;
 pub use gridwatch_web::{FeedConfig, HttpLimits, RateLimit, Users, UsersFile};
 pub use pipeline::{BrokerLog, PipelineConfig};
 
@@ -79,6 +81,8 @@ pub struct IngestConfig {
     pub feed: FeedConfig,
     /// The HTTP server's limits: connections, sizes, timeouts, rates.
     pub http_limits: gridwatch_web::HttpLimits,
+    /// Webhook deliveries to maintenance firms: timeouts, concurrency, retry budget.
+    pub webhooks: gridwatch_web::webhooks::WebhookConfig,
 }
 
 impl IngestConfig {
@@ -103,6 +107,7 @@ impl IngestConfig {
             retention: None,
             feed: FeedConfig::default(),
             http_limits: gridwatch_web::HttpLimits::default(),
+            webhooks: gridwatch_web::webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -199,8 +204,9 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
         guard: config.mqtt_guard.clone(),
         ..BrokerConfig::default()
     };
-    let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest"])?;
+    let mut broker = EmbeddedBroker::start(BROKER_NAME, &broker_config, &["ingest", "feed"])?;
     let (mut link_tx, link_rx) = broker.take_link("ingest")?;
+    let (feed_tx, feed_rx) = broker.take_link("feed")?;
     // Everything but the node acks ingest publishes itself: unknown topics are
     // quarantined rather than left unrouted.
     for filter in gridwatch_protocol::ALL_BUT_NODE_ACKS {
@@ -214,6 +220,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
     let listener = tokio::net::TcpListener::bind(config.http).await.map_err(bind_http)?;
     let http_addr = listener.local_addr().map_err(bind_http)?;
     let health = gridwatch_web::health::Health::new(pipeline::READY_BACKLOG);
+    let webhooks = gridwatch_web::webhooks::Webhooks::new();
     let users = Arc::new(config.users.clone());
     let app = gridwatch_web::AppState {
         store: store.clone(),
@@ -223,6 +230,7 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
         users: users.clone(),
         health: health.clone(),
         feed: gridwatch_web::Feed::new(config.feed.clone()),
+        webhooks: webhooks.clone(),
     };
 
     let mut tasks = JoinSet::new();
@@ -294,6 +302,16 @@ pub async fn start(config: IngestConfig) -> Result<Ingest, IngestError> {
             clock.now_ms() as i64
         }));
     }
+    // The firms' feed on feed/firm/{firm} of the embedded broker.
+    tasks.spawn(firm_feed::run(store.clone(), alerting.feed(), feed_tx, feed_rx));
+    // Firms' webhooks: from the feed table, woken by the domain's commits and the API.
+    tasks.spawn(gridwatch_web::webhooks::run(
+        store.clone(),
+        alerting.feed(),
+        config.clock.clone(),
+        config.webhooks.clone(),
+        webhooks,
+    ));
     tasks.spawn(gridwatch_domain::run_ticks(
         alerting.clone(),
         config.clock.clone(),

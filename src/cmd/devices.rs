@@ -24,9 +24,9 @@ pub(crate) struct FileArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct AddArgs {
-    /// The identity: a device id (nodes), a gateway id, or a service name.
+    /// The identity: a device id (nodes), a gateway id, a service name, or a firm system's name.
     id: String,
-    #[arg(long, value_parser = ["node", "gateway", "service", "load"])]
+    #[arg(long, value_parser = ["node", "gateway", "service", "load", "firm"])]
     role: String,
     /// The gateway a node belongs to (omit for a node that talks to ingest directly);
     /// for a load identity, the real gateway its simulated nodes connect to.
@@ -35,6 +35,10 @@ pub(crate) struct AddArgs {
     /// Load identities only: it speaks for every device and gateway whose id starts with this.
     #[arg(long, required_if_eq("role", "load"))]
     prefix: Option<String>,
+    /// Firm identities only: the firm (the register's 维保单位编码, e.g. MF04) whose feed it
+    /// reads on feed/firm/FIRM.
+    #[arg(long, required_if_eq("role", "firm"))]
+    firm: Option<String>,
     #[command(flatten)]
     file: FileArgs,
 }
@@ -52,13 +56,20 @@ pub(crate) async fn run(command: DevicesCommand) -> Result<()> {
             let path = &args.file.credentials;
             let mut file = CredentialsFile::load_or_empty(path)?;
             let role: Role = args.role.parse().map_err(anyhow::Error::msg)?;
-            let secret = file.add_with_prefix(
-                &args.id,
-                role,
-                args.gateway.as_deref(),
-                args.prefix.as_deref(),
-                now_ms(),
-            )?;
+            let secret = match (role, args.firm.as_deref()) {
+                (Role::Firm, Some(firm)) if args.gateway.is_none() && args.prefix.is_none() => {
+                    file.add_firm(&args.id, firm, now_ms())?
+                }
+                (Role::Firm, _) => anyhow::bail!("a firm identity takes --firm only (no --gateway, no --prefix)"),
+                (_, Some(_)) => anyhow::bail!("--firm is for --role firm only"),
+                (_, None) => file.add_with_prefix(
+                    &args.id,
+                    role,
+                    args.gateway.as_deref(),
+                    args.prefix.as_deref(),
+                    now_ms(),
+                )?,
+            };
             file.save(path)?;
             println!("{secret}");
             eprintln!(
@@ -80,7 +91,7 @@ pub(crate) async fn run(command: DevicesCommand) -> Result<()> {
             let file = CredentialsFile::load_or_empty(&args.credentials)?;
             println!(
                 "{:<32} {:<8} {:<32} {:<32} {:>14} state",
-                "id", "role", "gateway", "prefix", "created_ms"
+                "id", "role", "gateway", "prefix or firm", "created_ms"
             );
             for i in &file.identity {
                 println!(
@@ -88,7 +99,7 @@ pub(crate) async fn run(command: DevicesCommand) -> Result<()> {
                     i.id,
                     i.role.as_str(),
                     i.gateway.as_deref().unwrap_or("-"),
-                    i.prefix.as_deref().unwrap_or("-"),
+                    i.prefix.as_deref().or(i.firm.as_deref()).unwrap_or("-"),
                     i.created_ms,
                     if i.revoked { "revoked" } else { "active" }
                 );

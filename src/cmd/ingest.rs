@@ -53,6 +53,39 @@ pub(crate) struct IngestArgs {
     /// Live feed subscribers (GET /api/feed) served at once; one more is answered 503.
     #[arg(long, default_value_t = gridwatch_ingest::FeedConfig::default().max_subscribers)]
     feed_max_subscribers: usize,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// Webhook deliveries to maintenance firms (docs/api.md, "Webhooks").
+#[derive(clap::Args)]
+pub(crate) struct WebhookArgs {
+    /// One delivery request's limit, ms.
+    #[arg(long, default_value_t = 10_000)]
+    webhook_timeout_ms: u64,
+    /// Attempts of a delivery before it is parked.
+    #[arg(long, default_value_t = gridwatch_ingest::webhooks::Schedule::default().attempts)]
+    webhook_attempts: u32,
+    /// A delivery failing this many hours after it was queued is parked.
+    #[arg(long, default_value_t = 24)]
+    webhook_max_age_hours: u64,
+    /// The ceiling of the first retry's delay, ms; each next one is 5 times longer, at most an hour.
+    #[arg(long, default_value_t = 5_000)]
+    webhook_first_retry_ms: u64,
+    /// How often the database is looked at for endpoints and feed rows of other processes, ms.
+    #[arg(long, default_value_t = 5_000)]
+    webhook_poll_ms: u64,
+}
+
+impl WebhookArgs {
+    fn apply(&self, config: &mut gridwatch_ingest::webhooks::WebhookConfig) {
+        use std::time::Duration;
+        config.timeout = Duration::from_millis(self.webhook_timeout_ms.max(1));
+        config.schedule.attempts = self.webhook_attempts.max(1);
+        config.schedule.max_age = Duration::from_secs(self.webhook_max_age_hours * 3600);
+        config.schedule.first = Duration::from_millis(self.webhook_first_retry_ms);
+        config.poll_every = Duration::from_millis(self.webhook_poll_ms.max(10));
+    }
 }
 
 pub(crate) async fn run(args: IngestArgs) -> Result<()> {
@@ -84,6 +117,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<()> {
         None => gridwatch_storage::retention::Retention::default_for(&config.database),
     };
     config.feed.max_subscribers = args.feed_max_subscribers;
+    args.webhooks.apply(&mut config.webhooks);
     Ok(gridwatch_ingest::run(config).await?)
 }
 

@@ -11,3 +11,4 @@ pub(crate) mod ingest;
 mod listen;
 pub(crate) mod sim;
 pub(crate) mod users;
+pub(crate) mod webhooks;

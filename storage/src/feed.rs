@@ -175,11 +175,12 @@ pub(crate) fn case_escalated(case: &Case, n: usize, escalation: &Escalation) -> 
     case_entry(case, "case.escalated", escalation.at, "escalation", Value::Object(what))
 }
 
-/// `case.acknowledged` or `case.arrived` for the firm's response `n`.
+/// `case.acknowledged`, `case.arrived` or `case.resolved` for the firm's response `n`.
 pub(crate) fn case_response(case: &Case, n: usize, response: &ResponseRecord) -> Result<Entry> {
     let event = match response.response {
         gridwatch_cases::Response::Acknowledged => "case.acknowledged",
         gridwatch_cases::Response::ArrivedOnSite => "case.arrived",
+        gridwatch_cases::Response::Resolved => "case.resolved",
     };
     let mut what = serde_json::Map::new();
     what.insert("n".into(), json!(n));
@@ -206,10 +207,16 @@ pub struct FeedRow {
 impl FeedRow {
     /// The body with `"id"` as its first field: what an SSE event's `data` carries.
     pub fn data(&self) -> String {
-        match self.body.trim_start().strip_prefix('{') {
-            Some(rest) if !rest.trim_start().starts_with('}') => format!("{{\"id\":{},{rest}", self.id),
-            _ => format!("{{\"id\":{}}}", self.id),
-        }
+        data(self.id, &self.body)
+    }
+}
+
+/// A stored body with `"id"` as its first field: what the live feed, webhooks and the
+/// MQTT feed send.
+pub fn data(id: i64, body: &str) -> String {
+    match body.trim_start().strip_prefix('{') {
+        Some(rest) if !rest.trim_start().starts_with('}') => format!("{{\"id\":{id},{rest}"),
+        _ => format!("{{\"id\":{id}}}"),
     }
 }
 

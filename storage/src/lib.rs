@@ -52,6 +52,7 @@ pub mod thread_priority;
 mod timescale;
 pub mod timescale_jobs;
 mod url;
+pub mod webhooks;
 
 pub use error::{Error, ErrorClass, Result, Verdict, classify_sqlx};
 pub use retry::{OTHER_TRIES, Retried, retry, retry_classified};

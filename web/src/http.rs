@@ -25,6 +25,8 @@ pub struct AppState {
     pub health: crate::health::Health,
     /// The live feed's limits and subscriber slots (`GET /api/feed`).
     pub feed: crate::feed::Feed,
+    /// Wakes the webhook deliveries after the API changed an endpoint or redrove one.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 pub fn router(state: AppState) -> Router {

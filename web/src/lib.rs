@@ -1,6 +1,6 @@
 //! The HTTP side of gridwatch: the API ([`api`] by concern), users and tokens
 //! ([`auth`], the file in [`users_file`]), the live feed (`feed`, Server-Sent Events), the
-//! dashboard page, and the Prometheus endpoint. It reads through
+//! dashboard page, the Prometheus endpoint, and the webhook deliveries ([`webhooks`]). It reads through
 //! `gridwatch-storage` and changes the domain through `gridwatch-domain`; it knows
 //! nothing of MQTT or of how readings arrive.
 mod api;
@@ -12,6 +12,7 @@ mod http;
 mod limits;
 pub mod metrics;
 pub mod users_file;
+pub mod webhooks;
 
 pub use auth::Users;
 pub use feed::{Feed, FeedConfig};

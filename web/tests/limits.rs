@@ -39,6 +39,7 @@ async fn start(limits: HttpLimits, users: Users) -> Server {
         users: Arc::new(users),
         health: gridwatch_web::health::Health::new(1000),
         feed: gridwatch_web::Feed::default(),
+        webhooks: gridwatch_web::webhooks::Webhooks::new(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

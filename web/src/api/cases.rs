@@ -1,5 +1,5 @@
 //! Cases: list, show, report from another channel, take a step of the closed loop, and
-//! record the maintenance firm's responses (acknowledged, arrived on site).
+//! record the maintenance firm's responses (acknowledged, arrived on site, resolved).
 use super::{PageQuery, page_response};
 use crate::http::{ApiError, AppState, Caller};
 use axum::Json;
@@ -231,6 +231,16 @@ pub(super) async fn arrival(
     body: Option<Json<ResponseBody>>,
 ) -> Result<HttpResponse, ApiError> {
     respond(state, caller, id, Response::ArrivedOnSite, body).await
+}
+
+/// `POST /api/cases/{id}/resolution`: the firm says the fault is fixed.
+pub(super) async fn resolution(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<CaseId>,
+    body: Option<Json<ResponseBody>>,
+) -> Result<HttpResponse, ApiError> {
+    respond(state, caller, id, Response::Resolved, body).await
 }
 
 /// Records a firm response as the calling user: staff of the case's firm or a grid

@@ -1,4 +1,4 @@
-//! The JSON API by concern: alerts, cases, statistics, equipment; the live feed is
+//! The JSON API by concern: alerts, cases, statistics, equipment, webhooks; the live feed is
 //! [`crate::feed`].
 mod alerts;
 mod cases;
@@ -7,12 +7,13 @@ mod events;
 mod history;
 mod schedules;
 mod stats;
+mod webhooks;
 
 use crate::http::{ApiError, AppState};
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -27,12 +28,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/cases/{id}/steps", post(cases::step))
         .route("/api/cases/{id}/acknowledgement", post(cases::acknowledgement))
         .route("/api/cases/{id}/arrival", post(cases::arrival))
+        .route("/api/cases/{id}/resolution", post(cases::resolution))
         .route("/api/stats/{name}", get(stats::show))
         .route("/api/equipment", get(equipment::list))
         .route("/api/equipment/import", post(equipment::import))
         .route("/api/equipment/{id}/inspections", post(equipment::inspection))
         .route("/api/equipment/{id}/maintenance", post(equipment::maintenance))
         .route("/api/units/schedule", put(schedules::put))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/api/webhooks/{id}", delete(webhooks::remove))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/api/webhooks/{id}/deliveries/{delivery}/redrive",
+            post(webhooks::redrive),
+        )
 }
 
 /// Rows per page of a list when `limit` is not given.

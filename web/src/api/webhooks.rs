@@ -1,0 +1,196 @@
+//! Webhook endpoints of maintenance firms: register, list, remove; the delivery log and
+//! the redrive of a parked delivery (docs/api.md, "Webhooks"). Only a firm's own staff
+//! manage its endpoints: grid roles get 403, since an endpoint carries the firm's
+//! events out to the firm's own systems. Open mode may list, not change.
+use super::{PageQuery, page_response};
+use crate::http::{ApiError, AppState, Caller};
+use crate::webhooks::{MAX_ENDPOINTS_PER_FIRM, Secret, check_url};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gridwatch_cases::User;
+use gridwatch_storage::webhooks::{self as store, Endpoint, NewEndpoint, Status};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddBody {
+    url: String,
+    /// `whsec_<base64>`; generated (and shown once) when absent.
+    #[serde(default)]
+    secret: Option<String>,
+    /// Needed only by staff of more than one firm.
+    #[serde(default)]
+    firm: Option<String>,
+}
+
+fn unprocessable(message: String) -> ApiError {
+    metrics::counter!("gridwatch_api_rejected_total", "reason" => "webhook_invalid").increment(1);
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// The firms whose endpoints the caller manages; 403 for callers who are no firm's staff.
+fn firms_of(user: &User) -> Result<Vec<&str>, ApiError> {
+    let firms = user.firms();
+    if firms.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "webhooks are registered by a maintenance firm's staff for their firm; grid roles follow GET /api/feed",
+        ));
+    }
+    Ok(firms)
+}
+
+/// The endpoint `id` if the caller may see it (a firm's staff: their firm's; open mode: any).
+async fn visible(s: &AppState, caller: &Caller, id: i64) -> Result<Endpoint, ApiError> {
+    let firms = match &caller.user {
+        Some(user) => Some(firms_of(user)?),
+        None => None,
+    };
+    store::endpoint(&s.store, id)
+        .await?
+        .filter(|e| firms.as_ref().is_none_or(|f| f.contains(&e.firm.as_str())))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no webhook endpoint {id}")))
+}
+
+/// `POST /api/webhooks`: 201 with the endpoint, and its secret when it was generated.
+pub(super) async fn add(
+    State(s): State<AppState>,
+    caller: Caller,
+    Json(body): Json<AddBody>,
+) -> Result<Response, ApiError> {
+    let user = caller.writer()?;
+    let firms = firms_of(user)?;
+    let firm = match (&body.firm, firms.as_slice()) {
+        (Some(firm), _) if firms.contains(&firm.as_str()) => firm.clone(),
+        (Some(firm), _) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("firm {firm:?}: you are staff of {} only", firms.join(", ")),
+            ));
+        }
+        (None, [only]) => only.to_string(),
+        (None, _) => {
+            return Err(unprocessable(format!(
+                "field firm: you are staff of {}; say which firm the endpoint is for",
+                firms.join(", ")
+            )));
+        }
+    };
+    let url = check_url(&body.url).map_err(unprocessable)?;
+    let (secret, generated) = match &body.secret {
+        Some(text) => (Secret::parse(text).map_err(|e| unprocessable(e.to_string()))?, false),
+        None => (
+            Secret::generate().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            true,
+        ),
+    };
+    if store::endpoints(&s.store, Some(&firm)).await?.len() >= MAX_ENDPOINTS_PER_FIRM {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("firm {firm} has {MAX_ENDPOINTS_PER_FIRM} webhook endpoints, the most it may; remove one first"),
+        ));
+    }
+    let endpoint = store::add_endpoint(
+        &s.store,
+        &NewEndpoint {
+            firm: &firm,
+            url: url.as_str(),
+            secret: secret.as_str(),
+            created_by: &user.id,
+            at: s.clock.now_ms() as i64,
+        },
+    )
+    .await?;
+    s.webhooks.kick();
+    tracing::info!(endpoint = endpoint.id, firm = %firm, url = %endpoint.url, by = %user.id, "webhook endpoint registered");
+    let mut shown =
+        serde_json::to_value(&endpoint).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if generated {
+        shown["secret"] = serde_json::Value::String(secret.as_str().to_string());
+    }
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+/// `GET /api/webhooks`: the caller's firms' endpoints (every one in open mode), by id.
+pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<Endpoint>>, ApiError> {
+    let all = store::endpoints(&s.store, None).await?;
+    Ok(Json(match &caller.user {
+        None => all,
+        Some(user) => {
+            let firms = firms_of(user)?;
+            all.into_iter().filter(|e| firms.contains(&e.firm.as_str())).collect()
+        }
+    }))
+}
+
+/// `DELETE /api/webhooks/{id}`: 204; the endpoint and its delivery log go.
+pub(super) async fn remove(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let user = caller.writer()?;
+    visible(&s, &caller, id).await?;
+    store::remove_endpoint(&s.store, id).await?;
+    s.webhooks.kick();
+    tracing::info!(endpoint = id, by = %user.id, "webhook endpoint removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeliveriesQuery {
+    status: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+/// `GET /api/webhooks/{id}/deliveries?status=&after=&limit=`: the delivery log in queue order.
+pub(super) async fn deliveries(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Response, ApiError> {
+    let (after, limit) = q.page.parse()?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Status::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("status={text:?}: expected pending, delivered or parked"),
+            )
+        })?),
+    };
+    visible(&s, &caller, id).await?;
+    let rows = store::deliveries(&s.store, id, status, after, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|d| d.id))
+        .flatten();
+    let path = match status {
+        Some(status) => format!("/api/webhooks/{id}/deliveries?status={}", status.as_str()),
+        None => format!("/api/webhooks/{id}/deliveries"),
+    };
+    Ok(page_response(&rows, next, &path, limit))
+}
+
+/// `POST /api/webhooks/{id}/deliveries/{delivery}/redrive`: a parked delivery is queued
+/// again with a fresh budget, ahead of the endpoint's later ones.
+pub(super) async fn redrive(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, delivery)): Path<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let user = caller.writer()?;
+    visible(&s, &caller, id).await?;
+    if !store::redrive(&s.store, id, delivery, s.clock.now_ms() as i64).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("endpoint {id} has no parked delivery {delivery}: only parked deliveries are redriven"),
+        ));
+    }
+    s.webhooks.kick();
+    tracing::info!(endpoint = id, delivery, by = %user.id, "webhook delivery redriven");
+    Ok(StatusCode::ACCEPTED)
+}
