@@ -1,14 +1,15 @@
 //! `GET /api/stats/{name}[?format=csv]`: the statistics the grid offices ask for,
 //! over the cases and devices the caller may see.
+use crate::error::{Json, Path, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridwatch_cases::{Case, stats};
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct Format {
     /// `json` (default) or `csv`.
     format: Option<String>,
@@ -16,6 +17,15 @@ pub(super) struct Format {
 
 const NAMES: &str = "cases, overdue, timings, devices-due, ranking";
 
+#[utoipa::path(get, path = "/api/stats/{name}", tag = "statistics", params(
+        ("name" = String, Path, description = "`cases`, `overdue`, `timings`, `devices-due` or `ranking`"),
+        Format,
+    ),
+    responses(
+        (status = 200, description = "The statistics' rows over what the caller sees, as JSON or CSV", content(([Object] = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A format other than json or csv", body = crate::error::ErrorBody),
+        (status = 404, description = "No statistics of that name", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn show(
     State(s): State<AppState>,
     caller: Caller,
@@ -67,7 +77,7 @@ pub(super) async fn show(
 
 fn render<T: Serialize>(rows: &[T], csv: bool) -> Result<Response, ApiError> {
     if !csv {
-        return Ok(Json(rows).into_response());
+        return Ok(Json(crate::times::json(&rows)).into_response());
     }
     let text = stats::to_csv(rows).map_err(|e| {
         tracing::error!(error = %e, "statistics as CSV");
