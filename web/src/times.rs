@@ -20,10 +20,12 @@ const TIME_KEYS: &[&str] = &[
     "due_at",
     "done_at",
     "deadline_at",
+    "received_at",
 ];
 
 /// Rewrites every bare-ms time (a [`TIME_KEYS`] key with a whole number) into `X_ms` plus
-/// `X` in RFC 3339, and gives any `X_ms` without its `X` one, at every depth.
+/// `X` in RFC 3339, gives such a key holding RFC 3339 its `X_ms`, and any `X_ms` without
+/// its `X` one, at every depth.
 pub(crate) fn api_times(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -44,6 +46,12 @@ fn pair(map: &mut Map<String, Value>) {
                 let ms = n.as_i64().unwrap_or_default();
                 map.insert(format!("{key}_ms"), Value::from(ms));
                 map.insert((*key).to_string(), Value::from(rfc3339(ms)));
+            }
+            // Storage's views give the string: the number goes beside it.
+            Some(Value::String(text)) if !map.contains_key(&format!("{key}_ms")) => {
+                if let Ok(t) = text.parse::<jiff::Timestamp>() {
+                    map.insert(format!("{key}_ms"), Value::from(t.as_millisecond()));
+                }
             }
             // Not yet (a deadline not met): both halves say so.
             Some(Value::Null) => {
@@ -86,6 +94,15 @@ mod tests {
         assert_eq!(v["ts"], "kept");
         assert!(v["done_at"].is_null() && v["done_at_ms"].is_null());
         assert_eq!(v["late"], false);
+    }
+
+    #[test]
+    fn an_rfc3339_time_gets_its_ms() {
+        let mut v =
+            json!({"cleared_at": "2026-11-25T02:00:00.000Z", "updated_at": "2026-11-25T02:00:00Z", "updated_at_ms": 5});
+        api_times(&mut v);
+        assert_eq!(v["cleared_at_ms"], 1_795_572_000_000u64);
+        assert_eq!(v["updated_at_ms"], 5, "a pair is left as it is");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! shape with its status and code, every `*_ms` time has its RFC 3339 sibling, and the
 //! lists page with cursors.
 use gridwatch_cases::{Assignment, GridScope, Role, User};
+use gridwatch_protocol::batch::Reading;
+use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus};
+use gridwatch_storage::model::{Accepted, Refused};
 use gridwatch_web::{AppState, HttpLimits, RateLimit, Users};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -61,6 +64,27 @@ async fn start(limits: HttpLimits) -> Server {
         .unwrap();
     let csv = include_bytes!("../../simulators/data/registry-sample.csv");
     gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
+    // One lift has reported; one message was refused.
+    let status = Envelope::new(
+        DeviceId::try_from(LIFT).unwrap(),
+        1,
+        NOW - 60_000,
+        LiftStatus {
+            door: Door::Closed,
+            ..LiftStatus::at_rest(2)
+        },
+    );
+    let reading = Accepted {
+        gateway: "gw-1".into(),
+        reading: Reading::Lift(status),
+    };
+    let refused = Refused {
+        source: "gridwatch/v1/gw-1/batch".into(),
+        reason: "malformed",
+        detail: "not JSON".into(),
+        payload: b"{".to_vec(),
+    };
+    store.commit(&[reading], &[refused]).await.unwrap();
     let mut users = Users::new();
     users.add(HEAD, user("head", Role::GridHead, "01"));
     users.add(INSPECTOR, user("inspector", Role::Inspector, "010101"));
@@ -418,6 +442,9 @@ fn check_times(value: &Value, path: &str, missing: &mut Vec<String>) {
                 if timeish && inner.is_number() {
                     missing.push(format!("{path}.{key} (a bare number)"));
                 }
+                if key.ends_with("_at") && inner.is_string() && !map.contains_key(&format!("{key}_ms")) {
+                    missing.push(format!("{path}.{key} (no {key}_ms)"));
+                }
                 check_times(inner, &format!("{path}.{key}"), missing);
             }
         }
@@ -563,8 +590,12 @@ async fn devices_lists_the_register_with_health_in_pages() {
         assert!(known.contains(&device["health"].as_str().unwrap()), "{device}");
         assert_eq!(device["registered"], true);
     }
-    // Nothing reported yet: never_reported unless something worse is due.
+    // Nothing reported: never_reported unless something worse is due.
     assert!(seen.iter().any(|d| d["health"] == "never_reported"), "{seen:?}");
+    let lift = seen.iter().find(|d| d["device_id"] == LIFT).unwrap();
+    assert_ne!(lift["health"], "never_reported", "{lift}");
+    assert_eq!(lift["last_seen_ms"], NOW - 60_000, "{lift}");
+    assert_eq!(lift["last_state"]["floor"], 2, "{lift}");
     // Walls: the inspector of grid 010101 sees only that grid's devices.
     let theirs: Vec<Value> = get(format!("{}/api/devices?limit=1000", server.base), INSPECTOR)
         .await
@@ -580,4 +611,50 @@ async fn devices_lists_the_register_with_health_in_pages() {
         .unwrap();
     assert!(first.headers().contains_key("x-next-cursor"));
     assert_eq!(first.json::<Vec<Value>>().await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_page_by_position_in_json_and_csv() {
+    let server = start(roomy()).await;
+    let http = reqwest::Client::new();
+    let whole: Vec<Value> = http
+        .get(format!("{}/api/stats/devices-due?limit=1000", server.base))
+        .bearer_auth(HEAD)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(whole.len() > 1, "{whole:?}");
+    let mut paged: Vec<Value> = Vec::new();
+    let mut url = format!("{}/api/stats/devices-due?limit=1", server.base);
+    loop {
+        let answer = http.get(&url).bearer_auth(HEAD).send().await.unwrap();
+        let next = answer
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_string());
+        let link = answer.headers().get("link").map(|v| v.to_str().unwrap().to_string());
+        paged.extend(answer.json::<Vec<Value>>().await.unwrap());
+        match (next, link) {
+            (Some(_), Some(link)) => {
+                let path = link.trim_start_matches('<').split('>').next().unwrap().to_string();
+                url = format!("{}{path}", server.base);
+            }
+            (None, None) => break,
+            other => panic!("a cursor without its link or the other way: {other:?}"),
+        }
+        assert!(paged.len() <= whole.len(), "the cursors loop");
+    }
+    assert_eq!(paged, whole);
+    let csv = http
+        .get(format!("{}/api/stats/devices-due?format=csv&limit=1", server.base))
+        .bearer_auth(HEAD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["x-next-cursor"], "1");
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert_eq!(csv.text().await.unwrap().lines().count(), 2, "a header and one row");
 }

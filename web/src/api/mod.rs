@@ -157,6 +157,12 @@ pub(super) fn page_response<T: Serialize>(
     limit: i64,
 ) -> Response {
     let mut response = axum::Json(crate::times::json(&items)).into_response();
+    link_next(&mut response, next, path_and_query, limit);
+    response
+}
+
+/// Puts the next page's cursor and link on `response`, when there is a next page.
+pub(super) fn link_next(response: &mut Response, next: Option<i64>, path_and_query: &str, limit: i64) {
     if let Some(next) = next {
         let sep = if path_and_query.contains('?') { '&' } else { '?' };
         let link = format!("<{path_and_query}{sep}after={next}&limit={limit}>; rel=\"next\"");
@@ -166,5 +172,4 @@ pub(super) fn page_response<T: Serialize>(
             headers.insert(header::LINK, link);
         }
     }
-    response
 }
