@@ -124,7 +124,7 @@ fn resume_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, ApiErro
 }
 
 /// `GET /api/feed`: the caller's events after the resume point, as they commit.
-#[utoipa::path(get, path = "/api/feed", tag = "alerts", params(
+#[utoipa::path(get, operation_id = "feed", path = "/api/feed", tag = "alerts", params(
         FeedQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (wins over `after`)"),
     ),

@@ -27,20 +27,20 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Liveness, as `/healthz/live`.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "`ok` while the process answers", content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
-#[utoipa::path(get, path = "/healthz/live", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "healthz_live", path = "/healthz/live", tag = "operations", security(()),
     responses((status = 200, description = "`ok` while the process answers", content_type = "text/plain")))]
 async fn live() -> &'static str {
     "ok"
 }
 
 /// Readiness: its answer is the report, not an error body, also with 503.
-#[utoipa::path(get, path = "/healthz/ready", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "healthz_ready", path = "/healthz/ready", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready: `{ready, stopping, storage, broker, backlog}` (docs/reliability.md)", body = Object),
         (status = 503, description = "Not ready: the same report, saying why", body = Object),

@@ -114,7 +114,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The dashboard page (web/src/dashboard.rs), documented here.
-#[utoipa::path(get, path = "/", tag = "dashboard",
+#[utoipa::path(get, operation_id = "dashboard_page", path = "/", tag = "dashboard",
     responses(
         (status = 200, description = "The dashboard: open alerts, open cases, devices; refreshes every 5 s", content_type = "text/html"),
         (status = 401, description = "No or an unknown bearer token", body = crate::error::ErrorBody),
@@ -123,7 +123,7 @@ async fn dashboard_page(state: State<AppState>, caller: Caller) -> Result<axum::
     crate::dashboard::page(state, caller).await
 }
 
-#[utoipa::path(get, path = crate::dashboard::STYLE_PATH, tag = "dashboard", security(()),
+#[utoipa::path(get, operation_id = "dashboard_style", path = crate::dashboard::STYLE_PATH, tag = "dashboard", security(()),
     responses((status = 200, description = "The dashboard's style sheet", content_type = "text/css")))]
 async fn dashboard_style() -> impl axum::response::IntoResponse {
     crate::dashboard::style().await
@@ -141,11 +141,12 @@ struct QuarantinePage {
     /// The previous page's `x-next-cursor`: rows older than it.
     after: Option<String>,
     /// Rows per page: 1 to 500, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 
 /// Refused input, newest first, in pages like the other lists (docs/api.md, "Lists").
-#[utoipa::path(get, path = "/api/quarantine", tag = "devices", params(QuarantinePage),
+#[utoipa::path(get, operation_id = "quarantine", path = "/api/quarantine", tag = "devices", params(QuarantinePage),
     responses(
         (status = 200, description = "Quarantined input: `id, received_at, received_at_ms, source, reason, detail, payload, payload_bytes, payload_truncated`", body = [Object],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"))),
@@ -190,7 +191,7 @@ async fn quarantine(
 }
 
 /// Prometheus metrics, in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Every metric with its HELP", content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> String {
     s.metrics.render()

@@ -125,7 +125,7 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
 }
 
 /// `GET /api/openapi.json`: this document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "openapi", path = "/api/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
 pub(crate) async fn serve(Extension(doc): Extension<Arc<Document>>) -> Response {
     axum::Json(doc.as_ref()).into_response()

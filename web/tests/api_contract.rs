@@ -159,6 +159,14 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_error_answers() 
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     let ops = operations(&doc);
     assert!(ops.len() >= 26, "{ops:?}");
+    let mut ids: Vec<&str> = ops
+        .iter()
+        .map(|(method, path)| doc["paths"][path][method]["operationId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let all = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operation ids are unique: {ids:?}");
     for (method, path) in &ops {
         let op = &doc["paths"][path][method];
         let answers = op["responses"].as_object().unwrap();

@@ -18,7 +18,7 @@ pub(super) struct ListQuery {
 
 /// Alerts the caller sees, in arrival order, one page at a time (`?after=CURSOR&limit=N`).
 /// The walls are part of the query: foreign alerts never take a place on the page.
-#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(ListQuery, super::PageQuery),
+#[utoipa::path(get, operation_id = "alerts_list", path = "/api/alerts", tag = "alerts", params(ListQuery, super::PageQuery),
     responses(
         (status = 200, description = "Alerts in arrival order: `id, kind, device_id, severity, state, raised_at_ms, raised_at, updated_at_ms, updated_at, cleared_at_ms, cleared_at, acknowledged_by, revision, details`", body = [Object],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
@@ -71,7 +71,7 @@ pub(super) struct AckBody {
 /// A maintenance firm (or grid user) acknowledges an open alert it can see; the open
 /// case the alert opened is acknowledged with it when the caller may respond to it
 /// (its firm, a grid administrator).
-#[utoipa::path(post, path = "/api/alerts/ack", tag = "alerts", request_body = AckBody,
+#[utoipa::path(post, operation_id = "alerts_acknowledge", path = "/api/alerts/ack", tag = "alerts", request_body = AckBody,
     responses(
         (status = 200, description = "The acknowledgement event", body = Object),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),

@@ -28,7 +28,7 @@ struct CaseSummary {
 
 /// Cases the caller sees, in arrival order (case ids are given as cases open), one page
 /// at a time (`?after=CURSOR&limit=N`); the walls apply before the limit.
-#[utoipa::path(get, path = "/api/cases", tag = "cases", params(super::PageQuery),
+#[utoipa::path(get, operation_id = "cases_list", path = "/api/cases", tag = "cases", params(super::PageQuery),
     responses(
         (status = 200, description = "Case summaries in arrival order: `id, case_type, subject, grid, priority, status, opened_at_ms, opened_at, known_at_ms, known_at, late, reports`", body = [Object],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
@@ -70,7 +70,7 @@ pub(super) async fn list(
     Ok(page_response(&rows, next, "/api/cases", limit))
 }
 
-#[utoipa::path(get, path = "/api/cases/{id}", tag = "cases", params(("id" = u64, Path, description = "The case id")),
+#[utoipa::path(get, operation_id = "cases_show", path = "/api/cases/{id}", tag = "cases", params(("id" = u64, Path, description = "The case id")),
     responses(
         (status = 200, description = "`{case, status, reports, records, responses, escalations, deadlines}`", body = Object),
         (status = 400, description = "An id that is not a number (`invalid_path`)", body = crate::error::ErrorBody),
@@ -121,7 +121,7 @@ pub(super) struct ReportBody {
 
 /// A report from a hotline, a patrol or another system; merges into an open case
 /// about the same device and problem.
-#[utoipa::path(post, path = "/api/cases", tag = "cases", request_body = ReportBody,
+#[utoipa::path(post, operation_id = "cases_report", path = "/api/cases", tag = "cases", request_body = ReportBody,
     responses(
         (status = 201, description = "`{\"outcome\": \"opened\"|\"merged\"|\"duplicate\", \"case\": ID}`", body = Object),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
@@ -193,7 +193,7 @@ pub(super) struct StepBody {
 }
 
 /// Takes the next step of the closed loop as the calling user.
-#[utoipa::path(post, path = "/api/cases/{id}/steps", tag = "cases", request_body = StepBody,
+#[utoipa::path(post, operation_id = "cases_step", path = "/api/cases/{id}/steps", tag = "cases", request_body = StepBody,
     params(("id" = u64, Path, description = "The case id")),
     responses(
         (status = 201, description = "The step's record", body = Object),
@@ -260,7 +260,7 @@ pub(super) struct ResponseBody {
 }
 
 /// `POST /api/cases/{id}/acknowledgement`: the firm took the alarm.
-#[utoipa::path(post, path = "/api/cases/{id}/acknowledgement", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
+#[utoipa::path(post, operation_id = "cases_acknowledgement", path = "/api/cases/{id}/acknowledgement", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
     params(("id" = u64, Path, description = "The case id")),
     responses(
         (status = 201, description = "The firm's `acknowledged` response", body = Object),
@@ -279,7 +279,7 @@ pub(super) async fn acknowledgement(
 }
 
 /// `POST /api/cases/{id}/arrival`: the firm's staff are on site.
-#[utoipa::path(post, path = "/api/cases/{id}/arrival", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
+#[utoipa::path(post, operation_id = "cases_arrival", path = "/api/cases/{id}/arrival", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
     params(("id" = u64, Path, description = "The case id")),
     responses(
         (status = 201, description = "The firm's `arrived_on_site` response", body = Object),

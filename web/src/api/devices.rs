@@ -86,7 +86,7 @@ pub(crate) struct DeviceItem {
     last_state: Option<serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/api/devices", tag = "devices", params(super::PageQueryById),
+#[utoipa::path(get, operation_id = "devices_list", path = "/api/devices", tag = "devices", params(super::PageQueryById),
     responses(
         (status = 200, description = "The devices the caller sees, in device id order", body = [DeviceItem],
             headers(

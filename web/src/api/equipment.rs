@@ -10,7 +10,7 @@ use gridwatch_cases::{Assignment, GridScope, RegistryError, Role};
 use gridwatch_domain::{ImportError, ImportOptions};
 use serde::Deserialize;
 
-#[utoipa::path(get, path = "/api/equipment", tag = "equipment", params(super::PageQueryById),
+#[utoipa::path(get, operation_id = "equipment_list", path = "/api/equipment", tag = "equipment", params(super::PageQueryById),
     responses(
         (status = 200, description = "Register entries the caller sees, in device id order", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
@@ -43,7 +43,7 @@ pub(super) struct ImportQuery {
 
 /// Replaces the part of the register within the caller's grid-head scopes with the CSV
 /// body; devices outside them are untouched and rows outside them refused. Grid heads only.
-#[utoipa::path(post, path = "/api/equipment/import", tag = "equipment", params(ImportQuery),
+#[utoipa::path(post, operation_id = "equipment_import", path = "/api/equipment/import", tag = "equipment", params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The office's register export (layout of simulators/data/registry-sample.csv)"),
     responses(
         (status = 200, description = "`devices, lifts, sterilizers, using_units, maintenance_firms, removed, kept_outside_scope, alert_events`", body = Object),
@@ -130,7 +130,7 @@ enum Record {
 }
 
 /// `POST /api/equipment/{id}/inspections`: moves the next inspection due date.
-#[utoipa::path(post, path = "/api/equipment/{id}/inspections", tag = "equipment", request_body = InspectionBody,
+#[utoipa::path(post, operation_id = "equipment_inspection", path = "/api/equipment/{id}/inspections", tag = "equipment", request_body = InspectionBody,
     params(("id" = String, Path, description = "The device id")),
     responses(
         (status = 201, description = "`{device, alert_events}`", body = Object),
@@ -150,7 +150,7 @@ pub(super) async fn inspection(
 }
 
 /// `POST /api/equipment/{id}/maintenance`: restarts the maintenance interval.
-#[utoipa::path(post, path = "/api/equipment/{id}/maintenance", tag = "equipment", request_body = MaintenanceBody,
+#[utoipa::path(post, operation_id = "equipment_maintenance", path = "/api/equipment/{id}/maintenance", tag = "equipment", request_body = MaintenanceBody,
     params(("id" = String, Path, description = "The device id")),
     responses(
         (status = 201, description = "`{device, alert_events}`", body = Object),

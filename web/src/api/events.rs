@@ -22,6 +22,8 @@ pub(super) struct EventsQuery {
     kind: Option<String>,
     /// The previous page's `x-next-cursor`.
     after: Option<String>,
+    /// Events per page: 1 to 1000, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -100,7 +102,7 @@ impl EventsQuery {
 
 /// The device's events the caller may see. A device outside the caller's walls, or one
 /// unknown to both the register and the readings, is a 404 like any other.
-#[utoipa::path(get, path = "/api/devices/{id}/events", tag = "devices",
+#[utoipa::path(get, operation_id = "device_events", path = "/api/devices/{id}/events", tag = "devices",
     params(("id" = String, Path, description = "The device id"), EventsQuery),
     responses(
         (status = 200, description = "Events in device time, then seq: `kind, seq, ts_ms, ts` and where they apply `code, floor, fw, boots`", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),

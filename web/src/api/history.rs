@@ -56,7 +56,7 @@ fn device_time(name: &str, text: &str) -> Result<i64, ApiError> {
 
 /// The hours of a device the caller may see. A device outside the caller's walls, or
 /// one unknown to both the register and the readings, is a 404 like any other.
-#[utoipa::path(get, path = "/api/devices/{id}/history", tag = "devices",
+#[utoipa::path(get, operation_id = "device_history", path = "/api/devices/{id}/history", tag = "devices",
     params(("id" = String, Path, description = "The device id"), HistoryQuery),
     responses(
         (status = 200, description = "`{device_id, bucket, from_ms, from, to_ms, to, source, buckets}`, buckets `{start_ms, start, kind, readings, ...}`", body = Object),

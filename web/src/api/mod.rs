@@ -55,6 +55,7 @@ pub(super) struct PageQuery {
     /// The previous page's `x-next-cursor`; none: from the start.
     after: Option<String>,
     /// Rows per page: 1 to 1000, default 200.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -95,6 +96,7 @@ pub(super) struct PageQueryById {
     /// The previous page's `x-next-cursor` (an id); none: from the start.
     after: Option<String>,
     /// Rows per page: 1 to 1000, default 200.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 

@@ -43,7 +43,7 @@ fn visible_unit(registry: &Registry, caller: &Caller, key: &UnitKey) -> Result<(
 /// `PUT /api/units/schedule`: sets a unit's kitchen schedule. Only `inspector`,
 /// `grid_head` or `grid_administrator` of the unit's grid may (403 otherwise); a
 /// schedule that is no calendar is a 422.
-#[utoipa::path(put, path = "/api/units/schedule", tag = "equipment", request_body = ScheduleBody,
+#[utoipa::path(put, operation_id = "unit_schedule_put", path = "/api/units/schedule", tag = "equipment", request_body = ScheduleBody,
     responses(
         (status = 200, description = "`{unit, sterilizers}`", body = Object),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),

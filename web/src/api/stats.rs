@@ -17,7 +17,7 @@ pub(super) struct Format {
 
 const NAMES: &str = "cases, overdue, timings, devices-due, ranking";
 
-#[utoipa::path(get, path = "/api/stats/{name}", tag = "statistics", params(
+#[utoipa::path(get, operation_id = "stats_show", path = "/api/stats/{name}", tag = "statistics", params(
         ("name" = String, Path, description = "`cases`, `overdue`, `timings`, `devices-due` or `ranking`"),
         Format,
         super::PageQuery,
