@@ -600,6 +600,45 @@ async fn devices_lists_the_register_with_health_in_pages() {
     }
     // Nothing reported: never_reported unless something worse is due.
     assert!(seen.iter().any(|d| d["health"] == "never_reported"), "{seen:?}");
+    // A device with an open alert shows it, and its health is that alert's or worse.
+    let alerts: Vec<Value> = get(format!("{}/api/alerts?limit=1000", server.base), HEAD)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = [
+        "trapped",
+        "fault",
+        "offline",
+        "inspection_overdue",
+        "maintenance_overdue",
+        "never_reported",
+        "due_soon",
+        "ok",
+    ];
+    let rank = |h: &str| order.iter().position(|o| *o == h).unwrap();
+    let mut checked = 0;
+    for alert in &alerts {
+        let kind = alert["kind"].as_str().unwrap();
+        let Some(health) = ["inspection_overdue", "maintenance_overdue"]
+            .into_iter()
+            .find(|h| *h == kind)
+        else {
+            continue;
+        };
+        let device = seen.iter().find(|d| d["device_id"] == alert["device_id"]).unwrap();
+        assert!(
+            device["open_alerts"].as_array().unwrap().contains(&alert["kind"]),
+            "{device}"
+        );
+        assert!(rank(device["health"].as_str().unwrap()) <= rank(health), "{device}");
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "the sample register has overdue devices on its date: {alerts:?}"
+    );
     let lift = seen.iter().find(|d| d["device_id"] == LIFT).unwrap();
     assert_ne!(lift["health"], "never_reported", "{lift}");
     assert_eq!(lift["last_seen_ms"], NOW - 60_000, "{lift}");

@@ -172,3 +172,29 @@ pub(super) async fn list(
         .collect();
     Ok(super::id_page_response(&items, next, "/api/devices", limit))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_health_wins() {
+        let worst = |kinds: &[AlertKind]| kinds.iter().map(|k| Health::of(*k)).min().unwrap_or(Health::Ok);
+        assert_eq!(worst(&[]), Health::Ok);
+        assert_eq!(
+            worst(&[
+                AlertKind::InspectionDueSoon,
+                AlertKind::TrappedPassenger,
+                AlertKind::Fault(31)
+            ]),
+            Health::Trapped
+        );
+        assert_eq!(worst(&[AlertKind::DeviceOffline, AlertKind::PowerLoss]), Health::Fault);
+        assert_eq!(
+            worst(&[AlertKind::MaintenanceOverdue, AlertKind::InspectionOverdue]),
+            Health::InspectionOverdue
+        );
+        assert!(Health::MaintenanceOverdue < Health::NeverReported);
+        assert!(Health::NeverReported < Health::DueSoon);
+    }
+}
