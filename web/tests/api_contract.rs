@@ -375,6 +375,23 @@ async fn every_error_answers_in_the_one_shape() {
         .unwrap();
     let body = assert_error(removal, 409, "conflict").await;
     assert!(body["details"]["removals"].as_u64().unwrap() > 0, "{body}");
+
+    // Each answer is counted by its code, and the metric is described.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("# HELP gridwatch_http_errors_total"), "{metrics}");
+    for code in ["not_found", "method_not_allowed", "invalid_body", "conflict"] {
+        assert!(
+            metrics.contains(&format!("gridwatch_http_errors_total{{code=\"{code}\"}}")),
+            "{code}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
