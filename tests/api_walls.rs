@@ -139,7 +139,7 @@ impl Api {
         }
     }
     async fn devices(&self, token: &str) -> BTreeSet<String> {
-        let (_, _, body) = self.get(token, "/api/equipment").await;
+        let (_, _, body) = self.get(token, "/api/equipment?limit=1000").await;
         body.as_array()
             .unwrap()
             .iter()

@@ -412,15 +412,15 @@ async fn a_trapped_episode_arriving_25_minutes_late_is_late_and_gets_the_full_de
     let case = case_of(&api, LIFT2).await;
     let id = case["id"].as_u64().unwrap();
     assert_eq!(case["late"], true, "{case}");
-    assert_eq!(case["known_at"], NOW + 25 * MIN, "known on ingest's clock");
-    let raised = case["opened_at"].as_u64().unwrap();
+    assert_eq!(case["known_at_ms"], NOW + 25 * MIN, "known on ingest's clock");
+    let raised = case["opened_at_ms"].as_u64().unwrap();
     assert!((NOW..=NOW + 100_000).contains(&raised), "opened at device time: {case}");
 
     // Nothing escalates on arrival: the firm has 5 minutes from when it could know.
     ingest.tick().await;
     assert!(escalations(&api, id).await.is_empty());
     let (_, shown) = api.get("t-head", &format!("/api/cases/{id}")).await;
-    assert_eq!(shown["deadlines"][0]["due_at"], NOW + 30 * MIN, "{shown}");
+    assert_eq!(shown["deadlines"][0]["due_at_ms"], NOW + 30 * MIN, "{shown}");
     clock.set(NOW + 30 * MIN - 1_000);
     ingest.tick().await;
     assert!(escalations(&api, id).await.is_empty());
@@ -452,7 +452,7 @@ async fn the_firm_acknowledging_in_3_minutes_and_arriving_in_25_stops_the_rescue
         (&responses[0]["response"], &responses[0]["actor"], &responses[0]["role"]),
         (&json!("acknowledged"), &json!("firm-MF04"), &json!("maintenance_firm"))
     );
-    assert_eq!(responses[0]["at"], NOW + 3 * MIN);
+    assert_eq!(responses[0]["at_ms"], NOW + 3 * MIN);
     clock.set(NOW + 6 * MIN);
     ingest.tick().await;
     assert!(escalations(&api, id).await.is_empty());
@@ -469,7 +469,7 @@ async fn the_firm_acknowledging_in_3_minutes_and_arriving_in_25_stops_the_rescue
         .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
     assert_eq!(
-        (&e["response"], &e["at"]),
+        (&e["response"], &e["at_ms"]),
         (&json!("arrived_on_site"), &json!(NOW + 25 * MIN))
     );
     let (status, e) = api.post("t-mf04", &arrival, json!({})).await;
@@ -528,7 +528,10 @@ async fn the_firm_resolving_in_20_minutes_meets_both_deadlines_and_the_loop_stay
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
-    assert_eq!((&e["response"], &e["at"]), (&json!("resolved"), &json!(NOW + 4 * MIN)));
+    assert_eq!(
+        (&e["response"], &e["at_ms"]),
+        (&json!("resolved"), &json!(NOW + 4 * MIN))
+    );
     let (status, e) = api.post("t-mf04", &resolution, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{e}");
 
@@ -541,7 +544,7 @@ async fn the_firm_resolving_in_20_minutes_meets_both_deadlines_and_the_loop_stay
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["done_at"].clone())
+        .map(|d| d["done_at_ms"].clone())
         .collect();
     assert_eq!(met, [json!(NOW + 4 * MIN), json!(NOW + 4 * MIN)], "{shown}");
     // The grid still accepts, handles, checks and closes the case.

@@ -125,7 +125,7 @@ impl Api {
     async fn equipment(&self, token: &str) -> Vec<Value> {
         let devices: Value = self
             .http
-            .get(format!("{}/api/equipment", self.base))
+            .get(format!("{}/api/equipment?limit=1000", self.base))
             .bearer_auth(token)
             .send()
             .await

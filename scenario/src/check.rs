@@ -65,7 +65,7 @@ impl ActualCase {
                 .then(|| case["subject"]["id"].as_str().map(str::to_string))
                 .flatten(),
             case_type: case["case_type"].as_str()?.to_string(),
-            opened_at_ms: case["opened_at"].as_u64()?,
+            opened_at_ms: case["opened_at_ms"].as_u64()?,
             json,
         })
     }
@@ -662,7 +662,7 @@ fn case_matches(e: &CaseExpectation, c: &ActualCase) -> Result<(), String> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|x| x["at"].as_u64())
+            .filter_map(|x| x["at_ms"].as_u64())
             .collect();
         check(
             !times.is_empty() && times.iter().all(|t| (from..=to).contains(t)),
@@ -685,7 +685,7 @@ fn case_matches(e: &CaseExpectation, c: &ActualCase) -> Result<(), String> {
                         "{}:{}@{}",
                         r["response"].as_str().unwrap_or_default(),
                         r["actor"].as_str().unwrap_or_default(),
-                        r["at"]
+                        r["at_ms"]
                             .as_u64()
                             .map_or("?".into(), |t| format_offset(t as i64 - c.opened_at_ms as i64))
                     )
@@ -697,7 +697,7 @@ fn case_matches(e: &CaseExpectation, c: &ActualCase) -> Result<(), String> {
             && actual.iter().zip(want).all(|(a, w)| {
                 a["response"] == w.response.as_str()
                     && w.by.as_ref().is_none_or(|by| a["actor"] == by.as_str())
-                    && a["at"].as_u64().is_some_and(|t| (w.from_ms..=w.to_ms).contains(&t))
+                    && a["at_ms"].as_u64().is_some_and(|t| (w.from_ms..=w.to_ms).contains(&t))
             });
         check(fits, &shown)?;
     }

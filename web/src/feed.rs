@@ -13,10 +13,11 @@
 //! One whose queue stays full for [`FeedConfig::slow_after`] is cut off: its
 //! connection is closed (counted, `reason="slow"`), and it resumes with
 //! `Last-Event-ID` when it reconnects.
+use crate::error::Query;
 use crate::http::{ApiError, AppState, Caller};
 use crate::limits::CloseConnection;
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -171,7 +172,8 @@ fn describe() {
     });
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FeedQuery {
     /// Resume after this event id (`Last-Event-ID` takes precedence).
     after: Option<String>,
@@ -195,6 +197,15 @@ fn resume_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, ApiErro
 }
 
 /// `GET /api/feed`: the caller's events after the resume point, as they commit.
+#[utoipa::path(get, operation_id = "feed", path = "/api/feed", tag = "alerts", params(
+        FeedQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (wins over `after`)"),
+    ),
+    responses(
+        (status = 200, description = "Alert and case events as Server-Sent Events, in commit order (docs/api.md, \"Live feed\")", content_type = "text/event-stream"),
+        (status = 400, description = "A resume id that is not a whole number", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many subscribers; Retry-After says when to try again (`unavailable`)", body = crate::error::ErrorBody),
+    ))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     caller: Caller,

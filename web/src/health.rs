@@ -7,28 +7,44 @@
 //! The state comes from the write path through [`Health`], which the pipeline
 //! updates after every commit and message; this module only reads it.
 use crate::http::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The routes of this module.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(live))
-        .route("/healthz/live", get(live))
-        .route("/healthz/ready", get(ready))
+/// The routes of this module, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(live))
+        .routes(routes!(ready))
 }
 
+/// Liveness, as `/healthz/live`.
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`ok` while the process answers", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, operation_id = "healthz_live", path = "/healthz/live", tag = "operations", security(()),
+    responses((status = 200, description = "`ok` while the process answers", content_type = "text/plain")))]
 async fn live() -> &'static str {
     "ok"
 }
 
+/// Readiness: its answer is the report, not an error body, also with 503.
+#[utoipa::path(get, operation_id = "healthz_ready", path = "/healthz/ready", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready: `{ready, stopping, storage, broker, backlog}` (docs/reliability.md)", body = Object),
+        (status = 503, description = "Not ready: the same report, saying why", body = Object),
+    ))]
 async fn ready(State(s): State<AppState>) -> Response {
     let mut report = s.health.report();
     report.storage.timescale_jobs = s.store.policy_health();

@@ -1,18 +1,21 @@
 //! The HTTP side: router, shared state, caller identity and error mapping. The
 //! endpoints live in [`crate::api`] by concern; the page in [`crate::dashboard`].
 use crate::auth::Users;
-use axum::extract::{FromRequestParts, Query, State};
+use crate::error::Query;
+use crate::openapi;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::response::Response;
 use gridwatch_cases::{Placement, User};
 use gridwatch_domain::Alerting;
 use gridwatch_protocol::clock::Clock;
 use gridwatch_storage::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,58 +32,39 @@ pub struct AppState {
     pub webhooks: crate::webhooks::Webhooks,
 }
 
+/// Every route, each registered with its OpenAPI operation in one call (`routes!`), the
+/// document served at `/api/openapi.json`, and JSON fallbacks for unknown paths and methods.
+/// Adding a route: docs/api.md, "Adding a route".
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(crate::dashboard::page).layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-                axum::http::header::CONTENT_SECURITY_POLICY,
-                axum::http::HeaderValue::from_static(crate::dashboard::CSP),
-            )),
-        )
-        .route(crate::dashboard::STYLE_PATH, get(crate::dashboard::style))
-        .route("/api/devices", get(devices))
-        .route("/api/quarantine", get(quarantine))
-        .route("/metrics", get(metrics))
-        .merge(crate::health::routes())
-        .merge(crate::api::routes())
+    crate::error::describe();
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(crate::openapi::complete(doc));
+    router
+        .fallback(crate::error::not_found)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(axum::Extension(doc))
         .with_state(state)
 }
 
-/// An error with its HTTP status and a message for the caller; 500s are logged.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    pub details: Option<serde_json::Value>,
+/// The routes of the whole HTTP side with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, page) = routes!(dashboard_page);
+    // The dashboard sets its own Content-Security-Policy: it loads its style sheet.
+    let page = page.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(crate::dashboard::CSP),
+    ));
+    OpenApiRouter::new()
+        .routes((schemas, paths, page))
+        .routes(routes!(dashboard_style))
+        .routes(routes!(quarantine))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::serve))
+        .merge(crate::health::routes())
+        .merge(crate::api::routes())
 }
 
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            details: None,
-        }
-    }
-}
-
-impl From<gridwatch_storage::Error> for ApiError {
-    fn from(e: gridwatch_storage::Error) -> Self {
-        tracing::error!(error = %e, "request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage error, see the server log")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.message });
-        if let Some(details) = self.details {
-            body["details"] = details;
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
+pub(crate) use crate::error::ApiError;
 
 /// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`;
 /// without one ingest is open for reading and `user` is `None`.
@@ -131,15 +115,20 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-async fn devices(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let devices = s.store.devices().await?;
-    let domain = s.alerting.domain.lock().await;
-    let registry = domain.registry();
-    let visible: Vec<_> = devices
-        .into_iter()
-        .filter(|d| caller.can_see(registry.device(&d.device_id).map(|dev| registry.placement(dev))))
-        .collect();
-    Ok(Json(visible).into_response())
+/// The dashboard page (web/src/dashboard.rs), documented here.
+#[utoipa::path(get, operation_id = "dashboard_page", path = "/", tag = "dashboard",
+    responses(
+        (status = 200, description = "The dashboard: open alerts, open cases, devices; refreshes every 5 s", content_type = "text/html"),
+        (status = 401, description = "No or an unknown bearer token", body = crate::error::ErrorBody),
+    ))]
+async fn dashboard_page(state: State<AppState>, caller: Caller) -> Result<axum::response::Html<String>, ApiError> {
+    crate::dashboard::page(state, caller).await
+}
+
+#[utoipa::path(get, operation_id = "dashboard_style", path = crate::dashboard::STYLE_PATH, tag = "dashboard", security(()),
+    responses((status = 200, description = "The dashboard's style sheet", content_type = "text/css")))]
+async fn dashboard_style() -> impl axum::response::IntoResponse {
+    crate::dashboard::style().await
 }
 
 /// Quarantine rows per page unless `limit` says otherwise, and the most it may say.
@@ -148,14 +137,24 @@ const QUARANTINE_PAGE_MAX: i64 = 500;
 /// Bytes of each payload a page shows; `payload_bytes` gives the whole length.
 const QUARANTINE_PAYLOAD_BYTES: i32 = 4096;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct QuarantinePage {
     /// The previous page's `x-next-cursor`: rows older than it.
     after: Option<String>,
+    /// Rows per page: 1 to 500, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 
-/// Newest first, in pages like the other lists (docs/api.md, "Lists").
+/// Refused input, newest first, in pages like the other lists (docs/api.md, "Lists").
+#[utoipa::path(get, operation_id = "quarantine", path = "/api/quarantine", tag = "devices", params(QuarantinePage),
+    responses(
+        (status = 200, description = "Quarantined input: `id, received_at, received_at_ms, source, reason, detail, payload, payload_bytes, payload_truncated`", body = [Object],
+            headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"))),
+        (status = 400, description = "A cursor or limit that does not parse", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a grid head", body = crate::error::ErrorBody),
+    ))]
 async fn quarantine(
     State(s): State<AppState>,
     caller: Caller,
@@ -193,6 +192,9 @@ async fn quarantine(
     Ok(crate::api::page_response(&items, next, "/api/quarantine", limit))
 }
 
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Every metric with its HELP", content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> String {
     s.metrics.render()
 }

@@ -6,11 +6,14 @@
 mod api;
 pub mod auth;
 mod dashboard;
+mod error;
 mod feed;
 pub mod health;
 mod http;
 mod limits;
 pub mod metrics;
+mod openapi;
+mod times;
 pub mod users_file;
 pub mod webhooks;
 

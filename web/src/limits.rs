@@ -122,6 +122,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Router {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
+    let (body_bytes, request_timeout) = (limits.body_bytes, limits.request_timeout);
     router(state)
         // axum's own 2 MB extractor limit would otherwise apply below this one.
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
@@ -131,6 +132,10 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Router {
             limits.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
+        // The body limit's and the timeout's answers in the one error shape.
+        .layer(axum::middleware::map_response(move |response| {
+            crate::error::json_errors(body_bytes, request_timeout, response)
+        }))
         // Outermost, so 408, 413 and 429 carry them too. The dashboard sets its own policy.
         .layer(header(header::CONTENT_SECURITY_POLICY, API_CSP))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
@@ -343,14 +348,15 @@ async fn rate_limit(State(limiter): State<Arc<Limiter>>, request: Request, next:
     // Whole seconds, rounded up: Retry-After has no fractions.
     let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let retry_after = retry_after.max(1);
-    let body = serde_json::json!({
-        "error": format!(
+    let mut response = crate::error::ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
             "too many requests: at most {} at once and one more every {} ms per {who}; retry after {retry_after} s",
             limit.burst,
             limit.every.as_millis()
-        )
-    });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        ),
+    )
+    .into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

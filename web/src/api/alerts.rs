@@ -1,15 +1,16 @@
 //! `GET /api/alerts`, `POST /api/alerts/ack`.
 use super::{PageQuery, page_response};
+use crate::error::{Json, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::{AlertKey, AlertKind};
 use gridwatch_storage::query;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// `open` (default) or `all`.
     state: Option<String>,
@@ -17,6 +18,13 @@ pub(super) struct ListQuery {
 
 /// Alerts the caller sees, in arrival order, one page at a time (`?after=CURSOR&limit=N`).
 /// The walls are part of the query: foreign alerts never take a place on the page.
+#[utoipa::path(get, operation_id = "alerts_list", path = "/api/alerts", tag = "alerts", params(ListQuery, super::PageQuery),
+    responses(
+        (status = 200, description = "Alerts in arrival order: `id, kind, device_id, severity, state, raised_at_ms, raised_at, updated_at_ms, updated_at, cleared_at_ms, cleared_at, acknowledged_by, revision, details`", body = [Object],
+            headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+                    ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
+        (status = 400, description = "A state, cursor or limit that does not parse", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -52,16 +60,25 @@ pub(super) async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AckBody {
     device_id: String,
+    /// The alert's kind, e.g. `trapped_passenger`, `fault_e31`.
     kind: String,
 }
 
 /// A maintenance firm (or grid user) acknowledges an open alert it can see; the open
 /// case the alert opened is acknowledged with it when the caller may respond to it
 /// (its firm, a grid administrator).
+#[utoipa::path(post, operation_id = "alerts_acknowledge", path = "/api/alerts/ack", tag = "alerts", request_body = AckBody,
+    responses(
+        (status = 200, description = "The acknowledgement event", body = Object),
+        (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
+        (status = 404, description = "No such open alert the caller sees", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "An unknown alert kind (`unprocessable`), or a body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn acknowledge(
     State(s): State<AppState>,
     caller: Caller,
@@ -71,7 +88,7 @@ pub(super) async fn acknowledge(
     let kind: AlertKind = body
         .kind
         .parse()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("field kind: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("field kind: {e}")))?;
     let key = AlertKey {
         device: body.device_id,
         kind,
@@ -89,5 +106,5 @@ pub(super) async fn acknowledge(
     };
     let event = fx.events.first().cloned();
     s.alerting.save(&mut domain, fx).await;
-    Ok(Json(event).into_response())
+    Ok(Json(crate::times::json(&event)).into_response())
 }

@@ -1,9 +1,9 @@
 //! Cases: list, show, report from another channel, take a step of the closed loop, and
 //! record the maintenance firm's responses (acknowledged, arrived on site, resolved).
 use super::{PageQuery, page_response};
+use crate::error::{Json, Path, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use gridwatch_cases::{
@@ -28,6 +28,13 @@ struct CaseSummary {
 
 /// Cases the caller sees, in arrival order (case ids are given as cases open), one page
 /// at a time (`?after=CURSOR&limit=N`); the walls apply before the limit.
+#[utoipa::path(get, operation_id = "cases_list", path = "/api/cases", tag = "cases", params(super::PageQuery),
+    responses(
+        (status = 200, description = "Case summaries in arrival order: `id, case_type, subject, grid, priority, status, opened_at_ms, opened_at, known_at_ms, known_at, late, reports`", body = [Object],
+            headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+                    ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
+        (status = 400, description = "A cursor or limit that does not parse", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -63,6 +70,12 @@ pub(super) async fn list(
     Ok(page_response(&rows, next, "/api/cases", limit))
 }
 
+#[utoipa::path(get, operation_id = "cases_show", path = "/api/cases/{id}", tag = "cases", params(("id" = u64, Path, description = "The case id")),
+    responses(
+        (status = 200, description = "`{case, status, reports, records, responses, escalations, deadlines}`", body = Object),
+        (status = 400, description = "An id that is not a number (`invalid_path`)", body = crate::error::ErrorBody),
+        (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn show(
     State(s): State<AppState>,
     caller: Caller,
@@ -74,7 +87,7 @@ pub(super) async fn show(
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no case {id}")));
     };
     let deadlines: Vec<_> = case.deadlines(&domain.config().cases.deadlines).collect();
-    Ok(Json(serde_json::json!({
+    Ok(Json(crate::times::json(&serde_json::json!({
         "case": case,
         "status": case.status(),
         "reports": case.reports(),
@@ -82,17 +95,23 @@ pub(super) async fn show(
         "responses": case.responses(),
         "escalations": case.escalations(),
         "deadlines": deadlines,
-    }))
+    })))
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReportBody {
+    /// `hotline12315`, `hotline96333`, `patrol` or `api`.
+    #[schema(value_type = String, example = "hotline12315")]
     channel: Channel,
     device_id: String,
+    /// The problem, e.g. `trapped_passenger`, `fault` (docs/cases.md).
+    #[schema(value_type = String, example = "trapped_passenger")]
     case_type: CaseType,
+    /// `urgent`, `high` or `normal`; default `urgent` for a trapped passenger, else `normal`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     priority: Option<Priority>,
     description: String,
     /// Caller's number or the reporter's name.
@@ -102,6 +121,15 @@ pub(super) struct ReportBody {
 
 /// A report from a hotline, a patrol or another system; merges into an open case
 /// about the same device and problem.
+#[utoipa::path(post, operation_id = "cases_report", path = "/api/cases", tag = "cases", request_body = ReportBody,
+    responses(
+        (status = 201, description = "`{\"outcome\": \"opened\"|\"merged\"|\"duplicate\", \"case\": ID}`", body = Object),
+        (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
+        (status = 403, description = "The device is outside the caller's grids", body = crate::error::ErrorBody),
+        (status = 413, description = "A field over its limit, named", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A device not in the register (`unprocessable`), or a body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn report(
     State(s): State<AppState>,
     caller: Caller,
@@ -146,19 +174,37 @@ pub(super) async fn report(
     Ok((StatusCode::CREATED, Json(intake)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StepBody {
+    /// `accept`, `verify`, `handle`, `feedback` or `review`.
+    #[schema(value_type = String, example = "accept")]
     step: Step,
     #[serde(default)]
     note: String,
+    /// `[{"kind", "reference"}]`: at most 20 pieces.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     evidence: Vec<Evidence>,
+    /// `return_for_rework` on a review sends the case back.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     decision: Decision,
 }
 
 /// Takes the next step of the closed loop as the calling user.
+#[utoipa::path(post, operation_id = "cases_step", path = "/api/cases/{id}/steps", tag = "cases", request_body = StepBody,
+    params(("id" = u64, Path, description = "The case id")),
+    responses(
+        (status = 201, description = "The step's record", body = Object),
+        (status = 400, description = "A body that is not JSON, or an id that is not a number", body = crate::error::ErrorBody),
+        (status = 403, description = "The caller's role may not take this step", body = crate::error::ErrorBody),
+        (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
+        (status = 409, description = "A step out of order, or a closed case", body = crate::error::ErrorBody),
+        (status = 413, description = "A note or evidence over its limit", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn step(
     State(s): State<AppState>,
     caller: Caller,
@@ -184,7 +230,7 @@ pub(super) async fn step(
     match domain.perform(id, user, input) {
         Ok((record, fx)) => {
             s.alerting.save(&mut domain, fx).await;
-            Ok((StatusCode::CREATED, Json(record)).into_response())
+            Ok((StatusCode::CREATED, Json(crate::times::json(&record))).into_response())
         }
         Err(e) => Err(refusal(id, e)),
     }
@@ -206,7 +252,7 @@ fn refusal(id: CaseId, e: CaseError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResponseBody {
     #[serde(default)]
@@ -214,6 +260,15 @@ pub(super) struct ResponseBody {
 }
 
 /// `POST /api/cases/{id}/acknowledgement`: the firm took the alarm.
+#[utoipa::path(post, operation_id = "cases_acknowledgement", path = "/api/cases/{id}/acknowledgement", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
+    params(("id" = u64, Path, description = "The case id")),
+    responses(
+        (status = 201, description = "The firm's `acknowledged` response", body = Object),
+        (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
+        (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
+        (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn acknowledgement(
     state: State<AppState>,
     caller: Caller,
@@ -224,6 +279,15 @@ pub(super) async fn acknowledgement(
 }
 
 /// `POST /api/cases/{id}/arrival`: the firm's staff are on site.
+#[utoipa::path(post, operation_id = "cases_arrival", path = "/api/cases/{id}/arrival", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
+    params(("id" = u64, Path, description = "The case id")),
+    responses(
+        (status = 201, description = "The firm's `arrived_on_site` response", body = Object),
+        (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
+        (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
+        (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn arrival(
     state: State<AppState>,
     caller: Caller,
@@ -234,6 +298,15 @@ pub(super) async fn arrival(
 }
 
 /// `POST /api/cases/{id}/resolution`: the firm says the fault is fixed.
+#[utoipa::path(post, operation_id = "cases_resolution", path = "/api/cases/{id}/resolution", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
+    params(("id" = u64, Path, description = "The case id")),
+    responses(
+        (status = 201, description = "The firm's `resolved` response", body = Object),
+        (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
+        (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
+        (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn resolution(
     state: State<AppState>,
     caller: Caller,
@@ -265,7 +338,7 @@ async fn respond(
     match domain.respond(id, user, response, note, s.clock.now_ms()) {
         Ok((record, fx)) => {
             s.alerting.save(&mut domain, fx).await;
-            Ok((StatusCode::CREATED, Json(record)).into_response())
+            Ok((StatusCode::CREATED, Json(crate::times::json(&record))).into_response())
         }
         Err(e) => Err(refusal(id, e)),
     }

@@ -1,8 +1,8 @@
 //! The equipment register: list what the caller may see; import the offices' CSV.
+use crate::error::{Json, Path, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::Date;
@@ -10,17 +10,31 @@ use gridwatch_cases::{Assignment, GridScope, RegistryError, Role};
 use gridwatch_domain::{ImportError, ImportOptions};
 use serde::Deserialize;
 
-pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, operation_id = "equipment_list", path = "/api/equipment", tag = "equipment", params(super::PageQueryById),
+    responses(
+        (status = 200, description = "Register entries the caller sees, in device id order", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+                    ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
+        (status = 400, description = "A limit that does not parse or is out of range", body = crate::error::ErrorBody),
+    ))]
+pub(super) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<super::PageQueryById>,
+) -> Result<Response, ApiError> {
+    let (after, limit) = q.parse()?;
     let domain = s.alerting.domain.lock().await;
     let registry = domain.registry();
-    let devices: Vec<_> = registry
+    let visible = registry
         .devices()
         .filter(|d| caller.can_see(Some(registry.placement(d))))
-        .collect();
-    Ok(Json(devices).into_response())
+        .map(|d| d.id.as_str());
+    let (page, next) = super::page_of_ids(visible, after, limit);
+    let devices: Vec<_> = page.into_iter().filter_map(|id| registry.device(id)).collect();
+    Ok(super::id_page_response(&devices, next, "/api/equipment", limit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ImportQuery {
     /// How many removals the importer confirms, after a 409 named them.
@@ -29,6 +43,15 @@ pub(super) struct ImportQuery {
 
 /// Replaces the part of the register within the caller's grid-head scopes with the CSV
 /// body; devices outside them are untouched and rows outside them refused. Grid heads only.
+#[utoipa::path(post, operation_id = "equipment_import", path = "/api/equipment/import", tag = "equipment", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The office's register export (layout of simulators/data/registry-sample.csv)"),
+    responses(
+        (status = 200, description = "`devices, lifts, sterilizers, using_units, maintenance_firms, removed, kept_outside_scope, alert_events`", body = Object),
+        (status = 400, description = "A query that does not parse (`invalid_query`)", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a grid head", body = crate::error::ErrorBody),
+        (status = 409, description = "Unconfirmed mass removal: `details: {removals, in_scope, max_unconfirmed_share, first}`", body = crate::error::ErrorBody),
+        (status = 422, description = "Bad rows, each as `{line, column, found, expected}` in `details`; nothing changed", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn import(
     State(s): State<AppState>,
     caller: Caller,
@@ -58,12 +81,11 @@ pub(super) async fn import(
         confirm_removals: q.confirm_removals,
     };
     match gridwatch_domain::import_register_with(&s.alerting, &body, s.clock.now_ms(), &options).await {
-        Ok(summary) => Ok(Json(summary).into_response()),
-        Err(ImportError::Rejected(rejected)) => Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            message: rejected.to_string(),
-            details: Some(serde_json::to_value(&rejected.errors).unwrap_or_default()),
-        }),
+        Ok(summary) => Ok(Json(crate::times::json(&summary)).into_response()),
+        Err(ImportError::Rejected(rejected)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, rejected.to_string())
+                .details(serde_json::to_value(&rejected.errors).unwrap_or_default()))
+        }
         Err(e @ ImportError::Conflict(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
         Err(
             ref e @ ImportError::RemovalsUnconfirmed {
@@ -72,31 +94,33 @@ pub(super) async fn import(
                 max_share,
                 ref first,
             },
-        ) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: e.to_string(),
-            details: Some(serde_json::json!({
+        ) => Err(
+            ApiError::new(StatusCode::CONFLICT, e.to_string()).details(serde_json::json!({
                 "removals": removals,
                 "in_scope": in_scope,
                 "max_unconfirmed_share": max_share,
                 "first": first,
             })),
-        }),
+        ),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InspectionBody {
     /// The inspection date, `YYYY-MM-DD` (China time).
+    #[schema(value_type = String, example = "2026-11-25")]
     date: Date,
     /// The next periodic inspection due, as printed on the new label.
+    #[schema(value_type = String, example = "2027-11-24")]
     next_due: Date,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MaintenanceBody {
+    /// The maintenance date, `YYYY-MM-DD` (China time).
+    #[schema(value_type = String, example = "2026-11-25")]
     date: Date,
 }
 
@@ -106,6 +130,16 @@ enum Record {
 }
 
 /// `POST /api/equipment/{id}/inspections`: moves the next inspection due date.
+#[utoipa::path(post, operation_id = "equipment_inspection", path = "/api/equipment/{id}/inspections", tag = "equipment", request_body = InspectionBody,
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 201, description = "`{device, alert_events}`", body = Object),
+        (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
+        (status = 403, description = "A role that may not record inspections", body = crate::error::ErrorBody),
+        (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A date after today or a next_due outside the allowed range (`unprocessable`), or a body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn inspection(
     s: State<AppState>,
     caller: Caller,
@@ -116,6 +150,16 @@ pub(super) async fn inspection(
 }
 
 /// `POST /api/equipment/{id}/maintenance`: restarts the maintenance interval.
+#[utoipa::path(post, operation_id = "equipment_maintenance", path = "/api/equipment/{id}/maintenance", tag = "equipment", request_body = MaintenanceBody,
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 201, description = "`{device, alert_events}`", body = Object),
+        (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
+        (status = 403, description = "Not the device's firm, nor an inspector, grid head or grid administrator over its grid", body = crate::error::ErrorBody),
+        (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A date after today (`unprocessable`), or a body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn maintenance(
     s: State<AppState>,
     caller: Caller,
@@ -161,7 +205,9 @@ async fn record(
     let device = domain.registry().device(&id);
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "device": device, "alert_events": events })),
+        Json(crate::times::json(
+            &serde_json::json!({ "device": device, "alert_events": events }),
+        )),
     )
         .into_response())
 }

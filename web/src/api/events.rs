@@ -1,8 +1,9 @@
 //! `GET /api/devices/{id}/events`: what a device reported around a time (node events,
 //! births, door openings and closings), in device time, one page at a time.
 use super::{MAX_PAGE, NEXT_CURSOR, page_response};
+use crate::error::{Path, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use gridwatch_storage::events::{self, EventKind, EventQuery, Position};
@@ -11,7 +12,8 @@ use serde::Deserialize;
 /// Events per page when `limit` is not given.
 const DEFAULT_EVENTS: i64 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EventsQuery {
     /// Device time window, `from <= ts < to`: ms since the epoch or RFC 3339.
     from: Option<String>,
@@ -20,6 +22,8 @@ pub(super) struct EventsQuery {
     kind: Option<String>,
     /// The previous page's `x-next-cursor`.
     after: Option<String>,
+    /// Events per page: 1 to 1000, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -98,6 +102,14 @@ impl EventsQuery {
 
 /// The device's events the caller may see. A device outside the caller's walls, or one
 /// unknown to both the register and the readings, is a 404 like any other.
+#[utoipa::path(get, operation_id = "device_events", path = "/api/devices/{id}/events", tag = "devices",
+    params(("id" = String, Path, description = "The device id"), EventsQuery),
+    responses(
+        (status = 200, description = "Events in device time, then seq: `kind, seq, ts_ms, ts` and where they apply `code, floor, fw, boots`", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+                    ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
+        (status = 400, description = "A time, kind, cursor or limit that does not parse, or an empty window", body = crate::error::ErrorBody),
+        (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn list(
     State(s): State<AppState>,
     caller: Caller,

@@ -1,9 +1,9 @@
 //! `GET /api/devices/{id}/history`: one device's hourly history for charts (a lift's
 //! floors, trips and door cycles; a sterilizer's temperatures and cycles), in device
 //! time, at most 31 days a request.
+use crate::error::{Json, Path, Query};
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_storage::history::{self, HourBucket, Source};
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// The window when `from` is not given: the day before `to`.
 const DEFAULT_WINDOW_MS: i64 = 24 * history::HOUR_MS;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct HistoryQuery {
     /// Device time window, `from <= ts < to`, widened to whole hours: ms since the
     /// epoch or RFC 3339. Default: the day up to now.
@@ -55,6 +56,13 @@ fn device_time(name: &str, text: &str) -> Result<i64, ApiError> {
 
 /// The hours of a device the caller may see. A device outside the caller's walls, or
 /// one unknown to both the register and the readings, is a 404 like any other.
+#[utoipa::path(get, operation_id = "device_history", path = "/api/devices/{id}/history", tag = "devices",
+    params(("id" = String, Path, description = "The device id"), HistoryQuery),
+    responses(
+        (status = 200, description = "`{device_id, bucket, from_ms, from, to_ms, to, source, buckets}`, buckets `{start_ms, start, kind, readings, ...}`", body = Object),
+        (status = 400, description = "A time or bucket that does not parse, an empty window, or more than 31 days", body = crate::error::ErrorBody),
+        (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn show(
     State(s): State<AppState>,
     caller: Caller,

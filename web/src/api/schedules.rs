@@ -1,7 +1,7 @@
 //! A using unit's kitchen schedule: the calendar (meal periods, operating days, opening
 //! hours) its sterilizers are judged by instead of the global one.
+use crate::error::Json;
 use crate::http::{ApiError, AppState, Caller};
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,12 +10,15 @@ use gridwatch_cases::Registry;
 use gridwatch_cases::{RegistryError, UnitKey};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScheduleBody {
-    /// The using unit, by name and address (names repeat).
+    /// The using unit, by name and address (names repeat): `{"name", "address"}`.
+    #[schema(value_type = Object)]
     unit: UnitKey,
-    /// `null` or `{}`: back to the global schedule.
+    /// `{"meal_periods"?, "operating_days"?, "opens"?, "closes"?}`; `null` or `{}`: back to
+    /// the global schedule.
+    #[schema(value_type = Option<Object>)]
     schedule: Option<KitchenSchedule>,
 }
 
@@ -40,6 +43,15 @@ fn visible_unit(registry: &Registry, caller: &Caller, key: &UnitKey) -> Result<(
 /// `PUT /api/units/schedule`: sets a unit's kitchen schedule. Only `inspector`,
 /// `grid_head` or `grid_administrator` of the unit's grid may (403 otherwise); a
 /// schedule that is no calendar is a 422.
+#[utoipa::path(put, operation_id = "unit_schedule_put", path = "/api/units/schedule", tag = "equipment", request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "`{unit, sterilizers}`", body = Object),
+        (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
+        (status = 403, description = "A role that may not set schedules", body = crate::error::ErrorBody),
+        (status = 404, description = "No such using unit in the caller's grids", body = crate::error::ErrorBody),
+        (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A schedule that is no calendar, the field named (`unprocessable`), or a body of the wrong shape (`invalid_body`)", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn put(
     State(s): State<AppState>,
     caller: Caller,

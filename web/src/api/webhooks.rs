@@ -3,17 +3,17 @@
 //! manage its endpoints: grid roles get 403, since an endpoint carries the firm's
 //! events out to the firm's own systems. Open mode may list, not change.
 use super::{PageQuery, page_response};
+use crate::error::{Json, Path, Query};
 use crate::http::{ApiError, AppState, Caller};
 use crate::webhooks::{MAX_ENDPOINTS_PER_FIRM, Secret, check_url};
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_cases::User;
 use gridwatch_storage::webhooks::{self as store, Endpoint, NewEndpoint, Status};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddBody {
     url: String,
@@ -55,6 +55,13 @@ async fn visible(s: &AppState, caller: &Caller, id: i64) -> Result<Endpoint, Api
 }
 
 /// `POST /api/webhooks`: 201 with the endpoint, and its secret when it was generated.
+#[utoipa::path(post, operation_id = "webhooks_add", path = "/api/webhooks", tag = "webhooks", request_body = AddBody,
+    responses(
+        (status = 201, description = "The endpoint `{id, firm, url, created_at_ms, created_at, created_by, feed_cursor}`, with `secret` when it was generated (shown once)", body = Object),
+        (status = 403, description = "Not a maintenance firm's staff, or not of the firm named", body = crate::error::ErrorBody),
+        (status = 409, description = "The firm has the most endpoints it may", body = crate::error::ErrorBody),
+        (status = 422, description = "A URL or secret that is refused, naming why", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn add(
     State(s): State<AppState>,
     caller: Caller,
@@ -105,8 +112,7 @@ pub(super) async fn add(
     .await?;
     s.webhooks.kick();
     tracing::info!(endpoint = endpoint.id, firm = %firm, url = %endpoint.url, by = %user.id, "webhook endpoint registered");
-    let mut shown =
-        serde_json::to_value(&endpoint).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut shown = crate::times::json(&endpoint);
     if generated {
         shown["secret"] = serde_json::Value::String(secret.as_str().to_string());
     }
@@ -114,18 +120,32 @@ pub(super) async fn add(
 }
 
 /// `GET /api/webhooks`: the caller's firms' endpoints (every one in open mode), by id.
-pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Vec<Endpoint>>, ApiError> {
+/// A firm has at most [`MAX_ENDPOINTS_PER_FIRM`]: one answer, no pages.
+#[utoipa::path(get, operation_id = "webhooks_list", path = "/api/webhooks", tag = "webhooks",
+    responses(
+        (status = 200, description = "Endpoints `{id, firm, url, created_at_ms, created_at, created_by, feed_cursor}` by id", body = [Object]),
+        (status = 403, description = "Not a maintenance firm's staff", body = crate::error::ErrorBody),
+    ))]
+pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     let all = store::endpoints(&s.store, None).await?;
-    Ok(Json(match &caller.user {
+    let shown: Vec<Endpoint> = match &caller.user {
         None => all,
         Some(user) => {
             let firms = firms_of(user)?;
             all.into_iter().filter(|e| firms.contains(&e.firm.as_str())).collect()
         }
-    }))
+    };
+    Ok(Json(crate::times::json(&shown)))
 }
 
 /// `DELETE /api/webhooks/{id}`: 204; the endpoint and its delivery log go.
+#[utoipa::path(delete, operation_id = "webhooks_remove", path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint id")),
+    responses(
+        (status = 204, description = "Removed, with its delivery log"),
+        (status = 403, description = "Not a maintenance firm's staff", body = crate::error::ErrorBody),
+        (status = 404, description = "No such endpoint of the caller's firms", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn remove(
     State(s): State<AppState>,
     caller: Caller,
@@ -139,21 +159,40 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DeliveriesQuery {
+    /// `pending`, `delivered` or `parked`; none: all.
     status: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
+    /// The previous page's `x-next-cursor`; none: from the start.
+    after: Option<String>,
+    /// Rows per page: 1 to 1000, default 200.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
 }
 
 /// `GET /api/webhooks/{id}/deliveries?status=&after=&limit=`: the delivery log in queue order.
+#[utoipa::path(get, operation_id = "webhooks_deliveries", path = "/api/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "Deliveries in queue order: `id, endpoint_id, feed_id, event, body, status, attempts, queued_at(_ms), next_at(_ms), last_at(_ms), last_status, last_error`", body = [Object],
+            headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+                    ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
+        (status = 400, description = "A status, cursor or limit that does not parse", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a maintenance firm's staff", body = crate::error::ErrorBody),
+        (status = 404, description = "No such endpoint of the caller's firms", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn deliveries(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Response, ApiError> {
-    let (after, limit) = q.page.parse()?;
+    let (after, limit) = PageQuery {
+        after: q.after,
+        limit: q.limit,
+    }
+    .parse()?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
@@ -177,6 +216,14 @@ pub(super) async fn deliveries(
 
 /// `POST /api/webhooks/{id}/deliveries/{delivery}/redrive`: a parked delivery is queued
 /// again with a fresh budget, ahead of the endpoint's later ones.
+#[utoipa::path(post, operation_id = "webhooks_redrive", path = "/api/webhooks/{id}/deliveries/{delivery}/redrive", tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint id"), ("delivery" = i64, Path, description = "The parked delivery's id")),
+    responses(
+        (status = 202, description = "Queued again with a fresh budget"),
+        (status = 403, description = "Not a maintenance firm's staff", body = crate::error::ErrorBody),
+        (status = 404, description = "No such endpoint of the caller's firms", body = crate::error::ErrorBody),
+        (status = 409, description = "No parked delivery of that id", body = crate::error::ErrorBody),
+    ))]
 pub(super) async fn redrive(
     State(s): State<AppState>,
     caller: Caller,
