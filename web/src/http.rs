@@ -1,5 +1,5 @@
 //! The HTTP side: router, shared state, caller identity and error mapping. The
-//! endpoints live in [`crate::api`] by concern; the page in [`crate::dashboard`].
+//! endpoints live in [`crate::api`] by concern; the pages in [`crate::dashboard`].
 use crate::auth::Users;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
@@ -29,20 +29,16 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/",
-            get(crate::dashboard::page).layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-                axum::http::header::CONTENT_SECURITY_POLICY,
-                axum::http::HeaderValue::from_static(crate::dashboard::CSP),
-            )),
-        )
-        .route(crate::dashboard::STYLE_PATH, get(crate::dashboard::style))
         .route("/api/devices", get(devices))
         .route("/api/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
         .merge(crate::health::routes())
         .merge(crate::api::routes())
+        .merge(crate::dashboard::routes())
         .with_state(state)
+        // The dashboard's sign-in sessions, for its pages and for `Caller` (a session
+        // cookie identifies its user on GETs of the API, e.g. the live feed).
+        .layer(axum::Extension(crate::dashboard::DashboardSessions::default()))
 }
 
 /// An error with its HTTP status and a message for the caller; 500s are logged.
@@ -80,8 +76,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`;
-/// without one ingest is open for reading and `user` is `None`.
+/// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`,
+/// or, for a GET, the dashboard's session cookie (the browser's EventSource sends no
+/// header); without one ingest is open for reading and `user` is `None`.
 pub(crate) struct Caller {
     pub user: Option<User>,
 }
@@ -115,9 +112,18 @@ impl FromRequestParts<AppState> for Caller {
         if state.users.is_open() {
             return Ok(Caller { user: None });
         }
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION);
+        // Only reads: a cookie rides along with any cross-site form, a bearer header never does.
+        let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+        if header.is_none()
+            && reading
+            && let Some(signed) = crate::dashboard::signed_in(parts, state)
+        {
+            return Ok(Caller {
+                user: Some(signed.user),
+            });
+        }
+        let token = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer TOKEN"))?;
