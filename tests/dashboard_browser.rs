@@ -341,10 +341,13 @@ async fn sign_in_watch_a_trapped_passenger_live_and_close_its_case_in_chromium()
     b.wait("#closed").await;
     assert!(!b.has("#take-step").await, "no forms on a closed case");
     b.screenshots("case").await;
-    // In English, by the link on every page.
-    b.wait("#lang-switch").await.click().await.unwrap();
+    // In English, by the link on every page (named in the language it switches to).
+    let switch = b.wait("#lang-switch").await;
+    assert_eq!(switch.text().await.unwrap(), "English");
+    switch.click().await.unwrap();
     b.wait("html[lang=en]").await;
     assert_eq!(b.wait("#case-status").await.text().await.unwrap(), "Closed");
+    assert_eq!(b.wait("#lang-switch").await.text().await.unwrap(), "中文");
     // The device page: state, alerts, the hourly chart.
     b.goto(&format!("/devices/{LIFT}")).await;
     b.wait("svg.chart.trips").await;

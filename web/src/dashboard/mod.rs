@@ -226,7 +226,7 @@ pub(crate) fn layout(v: &Viewer, title: &str, content: Markup) -> Markup {
                         a href="/" { (v.t("nav.overview")) }
                         a href="/cases" { (v.t("nav.cases")) }
                         a href="/stats" { (v.t("nav.stats")) }
-                        a #lang-switch href={ (v.path) "?lang=" (other.code()) } lang=(other.html()) { (other.t("lang.switch")) }
+                        a #lang-switch href={ (v.path) "?lang=" (other.code()) } lang=(other.html()) { (v.t("lang.switch")) }
                     }
                     div.who {
                         @if let Some(signed) = &v.signed {
