@@ -53,6 +53,7 @@ struct DeviceLine {
     kind: String,
     unit: String,
     grid: Option<GridCode>,
+    /// As stored: only the rows of the page shown are turned into Beijing time.
     last_seen: Option<String>,
     health: Health,
 }
@@ -118,7 +119,7 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                 kind: serde_name(&d.kind),
                 unit: d.unit.name.clone(),
                 grid: Some(registry.grid_of(d)),
-                last_seen: last_seen.get(d.id.as_str()).map(|t| china_time_text(t)),
+                last_seen: last_seen.get(d.id.as_str()).map(|t| t.to_string()),
                 health: health_of(&d.id),
             })
             .collect();
@@ -133,7 +134,7 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                         kind: d.kind.clone(),
                         unit: String::new(),
                         grid: None,
-                        last_seen: Some(china_time_text(&d.last_seen)),
+                        last_seen: Some(d.last_seen.clone()),
                         health: health_of(&d.device_id),
                     }),
             );
@@ -232,7 +233,7 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                                 td { (v.t(&format!("kind.{}", d.kind))) }
                                 td { (d.unit) }
                                 td { @if let Some(g) = d.grid { (g.to_string()) } }
-                                td { (d.last_seen.as_deref().unwrap_or("—")) }
+                                td { (d.last_seen.as_deref().map_or("—".to_string(), china_time_text)) }
                             }
                         }
                     }
