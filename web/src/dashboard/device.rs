@@ -124,7 +124,7 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
             h2 { (v.t("device.state")) }
             @if let Some(d) = &stored {
                 p { (v.t("col.last_seen")) ": " (china_time_text(&d.last_seen)) }
-                (state(&d.last_state))
+                (state(lang, &d.last_state))
             } @else { p.none { (v.t("overview.none")) } }
             h2 { (v.t("overview.alerts")) " " span.count { (alerts.len()) } }
             @if alerts.is_empty() { p.none { (v.t("overview.none")) } } @else {
@@ -167,12 +167,12 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
 }
 
 /// The device's last reported state, field by field.
-fn state(value: &serde_json::Value) -> Markup {
+fn state(lang: super::Lang, value: &serde_json::Value) -> Markup {
     html! {
         @if let Some(fields) = value.as_object() {
             dl.facts #state {
                 @for (key, value) in fields {
-                    dt { (key) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_string)) }
+                    dt { (lang.t_or(&format!("state.{key}"), key)) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_string)) }
                 }
             }
         }

@@ -65,6 +65,18 @@ impl Lang {
         }
     }
 
+    /// The label of `key` if the table has one, else `fallback` (device state fields the
+    /// tables do not name, from newer firmware).
+    pub(crate) fn t_or(self, key: &str, fallback: &str) -> String {
+        let table: &HashMap<&str, &str> = match self {
+            Lang::Zh => &ZH_MAP,
+            Lang::En => &EN_MAP,
+        };
+        table
+            .get(key)
+            .map_or_else(|| fallback.to_string(), |l| (*l).to_string())
+    }
+
     /// The label of an enum value under `prefix`, by its serde name (`case_type.trapped_passenger`).
     pub(crate) fn of<T: Serialize>(self, prefix: &str, value: &T) -> String {
         self.t(&format!("{prefix}.{}", serde_name(value)))
@@ -245,6 +257,21 @@ const ZH: &[(&str, &str)] = &[
     ("chart.floors", "楼层范围"),
     ("chart.doors", "每小时开关门次数"),
     ("chart.temp", "温度（°C），阴影为保温区"),
+    ("state.mode", "运行模式"),
+    ("state.motion", "运行状态"),
+    ("state.door", "门"),
+    ("state.door_zone", "平层区"),
+    ("state.floor", "楼层"),
+    ("state.occupied", "轿厢有人"),
+    ("state.alarm", "报警"),
+    ("state.fault", "故障代码"),
+    ("state.power", "电源"),
+    ("state.runs", "累计运行次数"),
+    ("state.door_cycles", "累计开关门次数"),
+    ("state.method", "消毒方式"),
+    ("state.temp_c", "温度（°C）"),
+    ("state.heating", "加热"),
+    ("state.in_cycle", "消毒中"),
     ("stats.title", "统计"),
     ("stats.by_grid", "各网格案件数"),
     ("stats.by_type", "各类型案件数"),
@@ -417,6 +444,21 @@ const EN: &[(&str, &str)] = &[
     ("chart.floors", "Floor range"),
     ("chart.doors", "Door cycles per hour"),
     ("chart.temp", "Temperature (°C), shaded: hold band"),
+    ("state.mode", "Mode"),
+    ("state.motion", "Motion"),
+    ("state.door", "Door"),
+    ("state.door_zone", "In a door zone"),
+    ("state.floor", "Floor"),
+    ("state.occupied", "Occupied"),
+    ("state.alarm", "Alarm"),
+    ("state.fault", "Fault code"),
+    ("state.power", "Power"),
+    ("state.runs", "Runs (counter)"),
+    ("state.door_cycles", "Door cycles (counter)"),
+    ("state.method", "Method"),
+    ("state.temp_c", "Temperature (°C)"),
+    ("state.heating", "Heating"),
+    ("state.in_cycle", "In a cycle"),
     ("stats.title", "Statistics"),
     ("stats.by_grid", "Cases by grid"),
     ("stats.by_type", "Cases by type"),

@@ -48,6 +48,7 @@ const SCRIPT: &str = include_str!("dashboard.js");
 
 /// The dashboard's routes, merged into the server's router by `http::router`.
 pub(crate) fn routes() -> Router<AppState> {
+    session::describe();
     Router::new()
         .route("/", get(overview::page))
         .route("/signin", get(signin::form).post(signin::submit))

@@ -65,13 +65,17 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn describe() {
+pub(crate) fn describe() {
     static DESCRIBED: std::sync::Once = std::sync::Once::new();
     DESCRIBED.call_once(|| {
         metrics::describe_gauge!("gridwatch_dashboard_sessions", "Dashboard sessions signed in now");
         metrics::describe_counter!(
             "gridwatch_dashboard_signins_total",
             "Dashboard sign-ins by result: ok, bad_token (unknown or revoked), bad_form (CSRF), full (session limit reached)"
+        );
+        metrics::describe_counter!(
+            "gridwatch_dashboard_forms_refused_total",
+            "Dashboard forms refused before acting, by reason: csrf (missing or wrong CSRF token)"
         );
     });
 }
