@@ -305,7 +305,10 @@ async fn sign_in_watch_a_trapped_passenger_live_and_close_its_case_in_chromium()
         .await
         .unwrap();
     assert_eq!(same_page, json!(true), "the alert came in without a reload");
-    assert!(b.has("tbody tr.kind-trapped_passenger .health-trapped").await);
+    // The device's badge and the grid tree follow too.
+    b.wait(&format!("#devices tr.health-trapped[data-device=\"{LIFT}\"]"))
+        .await;
+    assert!(b.has("#grids .health-trapped").await);
     b.screenshots("overview").await;
     // People act a little after the alert (device second 100).
     clock.set(NOW + 120_000);

@@ -178,16 +178,16 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                     table #alerts {
                         thead { tr {
                             th { (v.t("col.raised")) } th { (v.t("col.kind")) } th { (v.t("col.device")) }
-                            th { (v.t("col.severity")) } th { (v.t("col.state")) }
+                            th.wide { (v.t("col.severity")) } th.wide { (v.t("col.state")) }
                         } }
                         tbody {
                             @for a in &alerts[..shown] {
                                 tr class={ "sev-" (a.severity) " kind-" (a.kind) } {
                                     td { (china_time_text(&a.raised_at)) }
-                                    td { (Health::of_alert(&a.kind).badge(lang)) " " (lang.alert_kind(&a.kind)) }
+                                    td { (lang.alert_kind(&a.kind)) }
                                     td { a href={ "/devices/" (a.device_id) } { (a.device_id) } }
-                                    td { (v.t(&format!("severity.{}", a.severity))) }
-                                    td { (v.t(&format!("alert_state.{}", a.state))) }
+                                    td.wide { (v.t(&format!("severity.{}", a.severity))) }
+                                    td.wide { (v.t(&format!("alert_state.{}", a.state))) }
                                 }
                             }
                         }
@@ -198,7 +198,7 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                 }
             }
         }
-        section #grids {
+        section #grids data-live="feed" {
             h2 { (v.t("overview.grids")) }
             @if tree.is_empty() { p.none { (v.t("overview.none")) } }
             ul.tree {
@@ -217,23 +217,23 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                 }
             }
         }
-        section #devices-section {
+        section #devices-section data-live="feed" {
             h2 { (v.t("overview.devices")) " " span.count { (lines.len()) } }
             div.scroll {
                 table #devices {
                     thead { tr {
-                        th { (v.t("col.device")) } th { (v.t("col.health")) } th { (v.t("col.kind")) }
-                        th { (v.t("col.unit")) } th { (v.t("col.grid")) } th { (v.t("col.last_seen")) }
+                        th { (v.t("col.device")) } th { (v.t("col.health")) } th.wide { (v.t("col.kind")) }
+                        th.wide { (v.t("col.unit")) } th { (v.t("col.grid")) } th.wide { (v.t("col.last_seen")) }
                     } }
                     tbody {
                         @for d in lines.iter().skip((page - 1) * DEVICES_PER_PAGE).take(DEVICES_PER_PAGE) {
                             tr class={ "health-" (d.health.key()) } data-device=(d.id) {
                                 td { a href={ "/devices/" (d.id) } { (d.id) } }
                                 td { (d.health.badge(lang)) }
-                                td { (v.t(&format!("kind.{}", d.kind))) }
-                                td { (d.unit) }
+                                td.wide { (v.t(&format!("kind.{}", d.kind))) }
+                                td.wide { (d.unit) }
                                 td { @if let Some(g) = d.grid { (g.to_string()) } }
-                                td { (d.last_seen.as_deref().map_or("—".to_string(), china_time_text)) }
+                                td.wide { (d.last_seen.as_deref().map_or("—".to_string(), china_time_text)) }
                             }
                         }
                     }
