@@ -122,7 +122,7 @@ pub(crate) struct Viewer {
     pub(crate) user: Option<User>,
     pub(crate) signed: Option<Signed>,
     pub(crate) lang: Lang,
-    /// The path of the page, for the language switch.
+    /// The page's path and query without `lang`, for the language switch.
     pub(crate) path: String,
 }
 
@@ -139,6 +139,27 @@ impl Viewer {
     pub(crate) fn t(&self, key: &str) -> String {
         self.lang.t(key)
     }
+}
+
+/// The page's path and query without `lang` (the language link adds its own).
+fn path_without_lang(parts: &Parts) -> String {
+    let path = parts.uri.path();
+    let pairs: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let kept: Vec<_> = pairs.into_iter().filter(|(k, _)| k != "lang").collect();
+    match serde_urlencoded::to_string(&kept) {
+        Ok(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_string(),
+    }
+}
+
+/// The same page in `lang`.
+fn switch_href(path: &str, lang: Lang) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}lang={}", lang.code())
 }
 
 fn lang_of(parts: &Parts) -> Lang {
@@ -164,7 +185,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let lang = lang_of(parts);
-        let path = parts.uri.path().to_string();
+        let path = path_without_lang(parts);
         if state.users.is_open() {
             return Ok(Viewer {
                 user: None,
@@ -227,7 +248,7 @@ pub(crate) fn layout(v: &Viewer, title: &str, content: Markup) -> Markup {
                         a href="/" { (v.t("nav.overview")) }
                         a href="/cases" { (v.t("nav.cases")) }
                         a href="/stats" { (v.t("nav.stats")) }
-                        a #lang-switch href={ (v.path) "?lang=" (other.code()) } lang=(other.html()) { (v.t("lang.switch")) }
+                        a #lang-switch href=(switch_href(&v.path, other)) lang=(other.html()) { (v.t("lang.switch")) }
                     }
                     div.who {
                         @if let Some(signed) = &v.signed {
@@ -309,6 +330,15 @@ mod tests {
         assert_eq!(china_time(1_764_061_200_000), "2025-11-25 17:00:00");
         assert_eq!(china_time_text("2025-11-25T09:00:00Z"), "2025-11-25 17:00:00");
         assert_eq!(china_time_text("garbage"), "garbage");
+    }
+
+    #[test]
+    fn the_language_link_keeps_the_other_parameters() {
+        let parts = |uri: &str| axum::http::Request::get(uri).body(()).unwrap().into_parts().0;
+        assert_eq!(path_without_lang(&parts("/cases?show=all&lang=en")), "/cases?show=all");
+        assert_eq!(path_without_lang(&parts("/?lang=en")), "/");
+        assert_eq!(switch_href("/cases?show=all", Lang::En), "/cases?show=all&lang=en");
+        assert_eq!(switch_href("/stats", Lang::Zh), "/stats?lang=zh");
     }
 
     #[test]

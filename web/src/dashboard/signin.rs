@@ -43,7 +43,7 @@ fn viewer(parts: &Parts) -> Viewer {
         user: None,
         signed: None,
         lang: lang_of(parts),
-        path: "/signin".to_string(),
+        path: super::path_without_lang(parts),
     }
 }
 
