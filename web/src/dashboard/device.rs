@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_cases::{Case, Subject};
 use gridwatch_storage::history::{self, HourBucket};
+use gridwatch_storage::model::AlertView;
 use gridwatch_storage::query::Devices;
 use maud::{Markup, html};
 
@@ -94,6 +95,7 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
     }
     let ids = [id.to_string()];
     let (alerts, _) = open_alerts(&s.store, Devices::Only(&ids)).await?;
+    let (past, past_total) = past_alerts(&s.store, &ids).await?;
     let health = Health::of_alerts(&alerts);
     let now = s.clock.now_ms() as i64;
     let (from_ms, to_ms) = history::hour_window(now - WINDOW_MS + history::HOUR_MS, now + 1)
@@ -141,6 +143,22 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
                 } }
             }
         }
+        section #past-alerts {
+            h2 { (v.t("device.past_alerts")) " " span.count { (past_total) } }
+            @if past.is_empty() { p.none { (v.t("overview.none")) } } @else {
+                div.scroll { table {
+                    thead { tr { th { (v.t("col.raised")) } th { (v.t("col.kind")) } th { (v.t("col.cleared")) } } }
+                    tbody { @for a in &past {
+                        tr class={ "kind-" (a.kind) } {
+                            td { (china_time_text(&a.raised_at)) }
+                            td { (lang.alert_kind(&a.kind)) }
+                            td { (a.cleared_at.as_deref().map_or("—".to_string(), china_time_text)) }
+                        }
+                    } }
+                } }
+                @if past_total > past.len() { p.small { (v.t("device.past_shown")) " " (past.len()) } }
+            }
+        }
         section #history {
             h2 { (v.t("device.history")) }
             @if hourly.buckets.is_empty() { p.none { (v.t("device.no_readings")) } }
@@ -164,6 +182,29 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
         }
         p.small { (v.t("col.at")) ": " (china_time(now)) }
     }))
+}
+
+/// Cleared alerts shown on a device page, newest first, and how many are read at most.
+const PAST_SHOWN: usize = 20;
+const PAST_READ: usize = 10_000;
+
+/// The device's cleared alerts, newest first (at most [`PAST_SHOWN`]), and how many
+/// there are (counted up to [`PAST_READ`]).
+async fn past_alerts(store: &gridwatch_storage::Store, ids: &[String]) -> Result<(Vec<AlertView>, usize), ApiError> {
+    let mut past = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = gridwatch_storage::query::alerts_page(store, false, Devices::Only(ids), after, 1000).await?;
+        past.extend(page.items.into_iter().filter(|a| a.state == "cleared"));
+        match page.next {
+            Some(next) if past.len() < PAST_READ => after = next,
+            _ => break,
+        }
+    }
+    let total = past.len();
+    past.reverse();
+    past.truncate(PAST_SHOWN);
+    Ok((past, total))
 }
 
 /// The device's last reported state, field by field.
