@@ -95,7 +95,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         .unwrap_or_else(|| "lift-001".into());
     let fleet = gridwatch_simulators::fleet::start(&fleet_config).context("starting the simulated fleet")?;
     println!(
-        "dashboard: http://{}/ (the API has users: send a token below as Authorization: Bearer TOKEN)",
+        "dashboard: http://{}/ (sign in with a token below; the API takes it as Authorization: Bearer TOKEN)",
         ingest.http_addr
     );
     println!(

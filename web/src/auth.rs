@@ -181,11 +181,13 @@ impl Users {
     }
 
     pub fn by_token(&self, token: &str) -> Option<User> {
-        self.by_digest
-            .read()
-            .expect("users lock")
-            .get(&token_digest(token))
-            .cloned()
+        self.by_digest(&token_digest(token))
+    }
+
+    /// The user whose token has this SHA-256 digest (a dashboard session keeps the
+    /// digest, never the token).
+    pub(crate) fn by_digest(&self, digest: &str) -> Option<User> {
+        self.by_digest.read().expect("users lock").get(digest).cloned()
     }
 }
 

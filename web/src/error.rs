@@ -246,12 +246,17 @@ pub(crate) async fn json_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .unwrap_or_default();
+    // JSON is in the shape already; the dashboard's pages answer a browser in HTML, and
+    // its CSV export names what went wrong in plain text. What the layers say is rewritten:
+    // a body limit or a timeout, or no body at all.
+    let from_a_layer = matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT)
+        || content_type.is_empty();
+    if content_type.starts_with("application/json") || !from_a_layer {
         return response;
     }
     let message = match status {

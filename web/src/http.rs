@@ -1,5 +1,5 @@
 //! The HTTP side: router, shared state, caller identity and error mapping. The
-//! endpoints live in [`crate::api`] by concern; the page in [`crate::dashboard`].
+//! endpoints live in [`crate::api`] by concern; the pages in [`crate::dashboard`].
 use crate::auth::Users;
 use crate::error::Query;
 use crate::openapi;
@@ -40,23 +40,20 @@ pub fn router(state: AppState) -> Router {
     let (router, doc) = routes().split_for_parts();
     let doc = Arc::new(crate::openapi::complete(doc));
     router
+        // HTML pages for browsers: outside the API's document.
+        .merge(crate::dashboard::routes())
         .fallback(crate::error::not_found)
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(axum::Extension(doc))
         .with_state(state)
+        // The dashboard's sign-in sessions, for its pages and for `Caller` (a session
+        // cookie identifies its user on GETs of the API, e.g. the live feed).
+        .layer(axum::Extension(crate::dashboard::DashboardSessions::default()))
 }
 
 /// The routes of the whole HTTP side with their documentation.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    let (schemas, paths, page) = routes!(dashboard_page);
-    // The dashboard sets its own Content-Security-Policy: it loads its style sheet.
-    let page = page.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        axum::http::HeaderValue::from_static(crate::dashboard::CSP),
-    ));
     OpenApiRouter::new()
-        .routes((schemas, paths, page))
-        .routes(routes!(dashboard_style))
         .routes(routes!(quarantine))
         .routes(routes!(metrics))
         .routes(routes!(openapi::serve))
@@ -66,8 +63,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 pub(crate) use crate::error::ApiError;
 
-/// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`;
-/// without one ingest is open for reading and `user` is `None`.
+/// Who is calling. With a users file every request needs `Authorization: Bearer TOKEN`,
+/// or, for a GET, the dashboard's session cookie (the browser's EventSource sends no
+/// header); without one ingest is open for reading and `user` is `None`.
 pub(crate) struct Caller {
     pub user: Option<User>,
 }
@@ -101,9 +99,18 @@ impl FromRequestParts<AppState> for Caller {
         if state.users.is_open() {
             return Ok(Caller { user: None });
         }
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION);
+        // Only reads: a cookie rides along with any cross-site form, a bearer header never does.
+        let reading = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+        if header.is_none()
+            && reading
+            && let Some(signed) = crate::dashboard::signed_in(parts, state)
+        {
+            return Ok(Caller {
+                user: Some(signed.user),
+            });
+        }
+        let token = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer TOKEN"))?;
@@ -113,22 +120,6 @@ impl FromRequestParts<AppState> for Caller {
         })?;
         Ok(Caller { user: Some(user) })
     }
-}
-
-/// The dashboard page (web/src/dashboard.rs), documented here.
-#[utoipa::path(get, operation_id = "dashboard_page", path = "/", tag = "dashboard",
-    responses(
-        (status = 200, description = "The dashboard: open alerts, open cases, devices; refreshes every 5 s", content_type = "text/html"),
-        (status = 401, description = "No or an unknown bearer token", body = crate::error::ErrorBody),
-    ))]
-async fn dashboard_page(state: State<AppState>, caller: Caller) -> Result<axum::response::Html<String>, ApiError> {
-    crate::dashboard::page(state, caller).await
-}
-
-#[utoipa::path(get, operation_id = "dashboard_style", path = crate::dashboard::STYLE_PATH, tag = "dashboard", security(()),
-    responses((status = 200, description = "The dashboard's style sheet", content_type = "text/css")))]
-async fn dashboard_style() -> impl axum::response::IntoResponse {
-    crate::dashboard::style().await
 }
 
 /// Quarantine rows per page unless `limit` says otherwise, and the most it may say.

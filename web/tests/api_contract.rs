@@ -189,7 +189,6 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_error_answers() 
         }
     }
     for public in [
-        "/dashboard.css",
         "/metrics",
         "/healthz",
         "/healthz/live",

@@ -259,14 +259,18 @@ async fn security_headers_on_the_dashboard_and_the_api() {
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(csp.contains("style-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
-    assert!(
-        !html.contains("<style") && !html.contains("<script"),
-        "nothing inline: {html}"
+    // Nothing inline: the one script is a file.
+    assert!(!html.contains("<style"), "{html}");
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"/dashboard.js\" defer></script>").count(),
+        "{html}"
     );
     assert!(html.contains("href=\"/dashboard.css\""), "{html}");
     let css = reqwest::get(format!("{base}/dashboard.css")).await.unwrap();
