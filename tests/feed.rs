@@ -476,7 +476,7 @@ fn counter(metrics: &str, name: &str) -> u64 {
 async fn a_silent_subscriber_is_cut_off_and_counted_while_another_keeps_receiving() {
     let dir = tempfile::tempdir().unwrap();
     let config = gridwatch_ingest::FeedConfig {
-        queue_events: 4,
+        queue_chunks: 4,
         // Room for the reader that keeps up on a busy machine; the silent one is cut off
         // however long it takes.
         slow_after: Duration::from_secs(1),
@@ -666,7 +666,7 @@ async fn thousand_subscribers_at_a_thousand_events_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let feed_config = gridwatch_ingest::FeedConfig {
         max_subscribers: SUBSCRIBERS + 10,
-        queue_events: 256,
+        queue_chunks: 256,
         ..feed_config()
     };
     let mut config = IngestConfig::embedded(dir.path());

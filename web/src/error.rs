@@ -254,8 +254,8 @@ pub(crate) async fn json_errors(
     // JSON is in the shape already; the dashboard's pages answer a browser in HTML, and
     // its CSV export names what went wrong in plain text. What the layers say is rewritten:
     // a body limit or a timeout, or no body at all.
-    let from_a_layer = matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT)
-        || content_type.is_empty();
+    let from_a_layer =
+        matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) || content_type.is_empty();
     if content_type.starts_with("application/json") || !from_a_layer {
         return response;
     }

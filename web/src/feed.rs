@@ -19,8 +19,8 @@ use crate::limits::CloseConnection;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use gridwatch_storage::Store;
 use gridwatch_storage::feed::{self, FeedRow, Walls};
 use serde::Deserialize;
@@ -38,8 +38,9 @@ pub struct FeedConfig {
     pub max_subscribers: usize,
     /// Rows one read of the table returns at most.
     pub page_rows: i64,
-    /// Events read and waiting to be written, per subscriber.
-    pub queue_events: usize,
+    /// Pieces waiting to be written, per subscriber: each the events of one read, at most
+    /// [`CHUNK_EVENTS`].
+    pub queue_chunks: usize,
     /// A subscriber whose queue stays full this long is cut off (it stopped reading, or
     /// reads slower than events come).
     pub slow_after: Duration,
@@ -58,7 +59,7 @@ impl Default for FeedConfig {
         Self {
             max_subscribers: 128,
             page_rows: 500,
-            queue_events: 64,
+            queue_chunks: 16,
             slow_after: Duration::from_secs(10),
             keep_alive: Duration::from_secs(15),
             poll_every: Duration::from_secs(5),
@@ -95,8 +96,15 @@ impl Feed {
 pub(crate) struct Tail {
     floor: Option<i64>,
     through: i64,
-    rows: VecDeque<Arc<FeedRow>>,
+    rows: VecDeque<Arc<TailRow>>,
     capacity: usize,
+}
+
+/// A row of the tail with its event as written to every subscriber, formatted once.
+#[derive(Debug)]
+pub(crate) struct TailRow {
+    row: FeedRow,
+    sse: Bytes,
 }
 
 impl Tail {
@@ -123,11 +131,14 @@ impl Tail {
             let rows = feed::page(store, &Walls::All, self.through, upto, page_rows).await?;
             let full = rows.len() as i64 >= page_rows;
             self.through = if full { rows.last().map_or(upto, |r| r.id) } else { upto };
-            self.rows.extend(rows.into_iter().map(Arc::new));
+            self.rows.extend(rows.into_iter().map(|row| {
+                let sse = sse_event(&row);
+                Arc::new(TailRow { row, sse })
+            }));
         }
         while self.rows.len() > self.capacity {
             if let Some(oldest) = self.rows.pop_front() {
-                self.floor = Some(oldest.id);
+                self.floor = Some(oldest.row.id);
             }
         }
         Ok(())
@@ -135,15 +146,15 @@ impl Tail {
 
     /// The rows after `after` that `walls` let through, and the id they reach; `None`
     /// when `after` is behind the tail.
-    fn after(&self, after: i64, walls: &Walls) -> Option<(Vec<Arc<FeedRow>>, i64)> {
+    fn after(&self, after: i64, walls: &Walls) -> Option<(Vec<Arc<TailRow>>, i64)> {
         if after < self.floor? {
             return None;
         }
-        let from = self.rows.partition_point(|r| r.id <= after);
+        let from = self.rows.partition_point(|r| r.row.id <= after);
         let rows = self
             .rows
             .range(from..)
-            .filter(|r| walls.admits(r.grid.as_deref(), r.firm.as_deref()))
+            .filter(|r| walls.admits(r.row.grid.as_deref(), r.row.firm.as_deref()))
             .cloned()
             .collect();
         Some((rows, self.through.max(after)))
@@ -236,7 +247,7 @@ pub(crate) async fn stream(
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
         return Ok(refused);
     };
-    let (tx, rx) = mpsc::channel(config.queue_events.max(1));
+    let (tx, rx) = mpsc::channel(config.queue_chunks.max(1));
     let subscription = Subscription {
         store: s.store.clone(),
         tail: s.feed.tail.clone(),
@@ -249,18 +260,29 @@ pub(crate) async fn stream(
         config: config.clone(),
     };
     tokio::spawn(subscription.run());
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
-        Some((Ok::<_, Infallible>(event), rx))
+    // Each item is every event one read found, written in one piece; a comment line after
+    // `keep_alive` without one keeps proxies and clients from closing the connection.
+    let keep_alive = config.keep_alive;
+    let events = futures_util::stream::unfold(rx, move |mut rx| async move {
+        let chunk = match tokio::time::timeout(keep_alive, rx.recv()).await {
+            Ok(chunk) => chunk?,
+            Err(_) => Bytes::from_static(b":\n\n"),
+        };
+        Some((Ok::<_, Infallible>(chunk), rx))
     });
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(config.keep_alive))
-        .into_response();
-    // Proxies that buffer responses (nginx) would hold events back.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Proxies that buffer responses (nginx) would hold events back.
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        axum::body::Body::from_stream(events),
+    )
+        .into_response())
 }
 
 /// A subscriber's slot, counted in `gridwatch_feed_subscribers` while held.
@@ -318,7 +340,7 @@ struct Subscription {
     /// The highest id this subscriber is past (sent, or not for it).
     after: i64,
     wake: watch::Receiver<i64>,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Bytes>,
     close: Option<CloseConnection>,
     config: Arc<FeedConfig>,
     _slot: Slot,
@@ -386,10 +408,8 @@ impl Subscription {
                 tail.after(self.after, &self.walls)
             };
             if let Some((rows, through)) = shared {
-                for row in &rows {
-                    self.send(row).await?;
-                    self.after = row.id;
-                }
+                let events: Vec<Bytes> = rows.iter().map(|r| r.sse.clone()).collect();
+                self.send(&events).await?;
                 self.after = through;
                 continue;
             }
@@ -398,9 +418,10 @@ impl Subscription {
                 .await
                 .map_err(storage_failed)?;
             let full = rows.len() as i64 >= page_rows;
-            for row in &rows {
-                self.send(row).await?;
-                self.after = row.id;
+            let events: Vec<Bytes> = rows.iter().map(sse_event).collect();
+            self.send(&events).await?;
+            if let Some(last) = rows.last() {
+                self.after = last.id;
             }
             if !full {
                 // Nothing else up to `upto` is for this subscriber.
@@ -410,20 +431,41 @@ impl Subscription {
         Ok(())
     }
 
-    async fn send(&self, row: &FeedRow) -> Result<(), End> {
-        let event = Event::default()
-            .id(row.id.to_string())
-            .event(&row.event)
-            .data(row.data());
-        match self.tx.send_timeout(event, self.config.slow_after).await {
-            Ok(()) => {
-                metrics::counter!("gridwatch_feed_events_total").increment(1);
-                Ok(())
+    /// Queues `events` (each formatted by [`sse_event`]) for the connection, in pieces of
+    /// at most [`CHUNK_EVENTS`].
+    async fn send(&self, events: &[Bytes]) -> Result<(), End> {
+        for piece in events.chunks(CHUNK_EVENTS) {
+            let mut chunk = BytesMut::with_capacity(piece.iter().map(Bytes::len).sum());
+            for event in piece {
+                chunk.extend_from_slice(event);
             }
-            Err(SendTimeoutError::Timeout(_)) => Err(End::Slow),
-            Err(SendTimeoutError::Closed(_)) => Err(End::Closed),
+            let count = piece.len() as u64;
+            match self.tx.send_timeout(chunk.freeze(), self.config.slow_after).await {
+                Ok(()) => metrics::counter!("gridwatch_feed_events_total").increment(count),
+                Err(SendTimeoutError::Timeout(_)) => return Err(End::Slow),
+                Err(SendTimeoutError::Closed(_)) => return Err(End::Closed),
+            }
         }
+        Ok(())
     }
+}
+
+/// Events written to a connection in one piece at most: what a subscriber holds waiting
+/// is bounded by [`FeedConfig::queue_chunks`] times this.
+pub(crate) const CHUNK_EVENTS: usize = 16;
+
+/// A row as a Server-Sent Event: its id, its type, its data (one `data:` line per line).
+fn sse_event(row: &FeedRow) -> Bytes {
+    let data = row.data();
+    let mut out = BytesMut::with_capacity(data.len() + row.event.len() + 40);
+    out.extend_from_slice(format!("id: {}\nevent: {}\n", row.id, row.event).as_bytes());
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+    out.freeze()
 }
 
 fn storage_failed(e: gridwatch_storage::Error) -> End {
@@ -435,14 +477,31 @@ fn storage_failed(e: gridwatch_storage::Error) -> End {
 mod tests {
     use super::*;
 
-    fn row(id: i64, grid: &str) -> Arc<FeedRow> {
-        Arc::new(FeedRow {
+    fn row(id: i64, grid: &str) -> Arc<TailRow> {
+        let row = FeedRow {
             id,
             event: "alert.raised".into(),
             body: "{}".into(),
             grid: Some(grid.into()),
             firm: None,
-        })
+        };
+        let sse = sse_event(&row);
+        Arc::new(TailRow { row, sse })
+    }
+
+    #[test]
+    fn an_event_is_its_id_type_and_data_lines() {
+        let row = FeedRow {
+            id: 7,
+            event: "case.opened".into(),
+            body: "{\"a\":1}".into(),
+            grid: None,
+            firm: None,
+        };
+        assert_eq!(
+            &sse_event(&row)[..],
+            b"id: 7\nevent: case.opened\ndata: {\"id\":7,\"a\":1}\n\n"
+        );
     }
 
     #[test]
@@ -454,7 +513,8 @@ mod tests {
         tail.rows
             .extend([row(11, "010101"), row(13, "020101"), row(14, "010102")]);
         assert!(tail.after(9, &Walls::All).is_none(), "behind the tail: the table");
-        let ids = |(rows, through): (Vec<Arc<FeedRow>>, i64)| (rows.iter().map(|r| r.id).collect::<Vec<_>>(), through);
+        let ids =
+            |(rows, through): (Vec<Arc<TailRow>>, i64)| (rows.iter().map(|r| r.row.id).collect::<Vec<_>>(), through);
         assert_eq!(ids(tail.after(10, &Walls::All).unwrap()), (vec![11, 13, 14], 14));
         assert_eq!(ids(tail.after(11, &Walls::All).unwrap()), (vec![13, 14], 14));
         let area01 = Walls::Only {
