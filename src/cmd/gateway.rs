@@ -56,6 +56,15 @@ pub(crate) struct GatewayArgs {
     /// them) and polled ones dropped, counted (docs/gateway.md).
     #[arg(long, default_value_t = gridwatch_gateway::OutboxBudget::default().max_bytes >> 20)]
     outbox_max_mib: u64,
+    /// The node broker's in-memory log for each filter the intake reads: KiB a segment...
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_size >> 10)]
+    broker_log_kib: usize,
+    /// ...and segments (docs/gateway.md, "Memory").
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_count)]
+    broker_log_segments: usize,
+    /// The log of each node's ack subscription, KiB a segment (three segments).
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().ack_log_bytes >> 10)]
+    ack_log_kib: usize,
 }
 
 /// One `--modbus DEVICE=MAP@URL`.
@@ -91,6 +100,11 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<()> {
         max_bytes: args.outbox_max_mib << 20,
     };
     config.listen = args.listen;
+    config.broker_log = gridwatch_gateway::BrokerLog {
+        segment_size: args.broker_log_kib.max(1) << 10,
+        segment_count: args.broker_log_segments.max(1),
+        ack_log_bytes: args.ack_log_kib.max(1) << 10,
+    };
     config.uplink_tls = args.uplink_ca.map(|ca| gridwatch_mqtt::TlsClientFiles {
         ca,
         cert_and_key: args.uplink_cert.zip(args.uplink_key),
