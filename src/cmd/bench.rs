@@ -26,7 +26,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod gateway;
 mod limit;
+mod polls;
 mod procfs;
 use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
 
@@ -34,6 +36,9 @@ use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_
 pub(crate) enum BenchCommand {
     /// End-to-end ingest throughput against the database's own COPY limit (docs/benchmarks.md).
     Ingest(IngestBenchArgs),
+    /// A gateway process with nodes and Modbus slaves: its peak RSS, poll timing, and
+    /// the replay of its outbox after an outage (docs/benchmarks.md, "Gateway").
+    Gateway(gateway::GatewayBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +78,7 @@ pub(crate) struct IngestBenchArgs {
 pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args).await,
+        BenchCommand::Gateway(args) => gateway::run(args).await,
     }
 }
 
@@ -120,7 +126,7 @@ enum Cleanup {
 }
 
 impl Databases {
-    async fn create(args: &IngestBenchArgs, db: &str, tag: &str) -> Result<Databases> {
+    async fn create(keep: bool, db: &str, tag: &str) -> Result<Databases> {
         let unique = format!(
             "{tag}_{}_{}",
             std::process::id(),
@@ -135,11 +141,7 @@ impl Databases {
                 ingest: format!("sqlite://{}", dir.join("ingest.db").display()),
                 limit: format!("sqlite://{}", dir.join("limit.db").display()),
                 postgres_names: None,
-                cleanup: if args.keep {
-                    Cleanup::Keep
-                } else {
-                    Cleanup::Sqlite { dir }
-                },
+                cleanup: if keep { Cleanup::Keep } else { Cleanup::Sqlite { dir } },
             });
         }
         let (ingest_name, limit_name) = (
@@ -154,7 +156,7 @@ impl Databases {
             ingest,
             limit: limit_url,
             postgres_names: Some((ingest_name.clone(), limit_name.clone())),
-            cleanup: if args.keep {
+            cleanup: if keep {
                 Cleanup::Keep
             } else {
                 Cleanup::Postgres {
@@ -286,7 +288,7 @@ async fn run_mode(args: &IngestBenchArgs, db: &str, mode: Mode) -> Result<ModeRe
         Mode::Direct => "direct",
         Mode::Gateway => "gateway",
     };
-    let databases = Databases::create(args, db, tag).await?;
+    let databases = Databases::create(args.keep, db, tag).await?;
     let outcome = measure_mode(args, mode, &databases).await;
     databases.remove().await;
     outcome
@@ -346,7 +348,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         now_ms(),
     )?;
     file.save(&credentials)?;
-    let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
+    let mut ingest = start_ingest(&exe, &databases.ingest, &data, "127.0.0.1:0", &args.ingest_args).await?;
     let ingest_pid = ingest.child.id();
     let cpu_before = cpu_seconds(ingest_pid)?;
     let threads_before = thread_cpu_seconds(ingest_pid)?;
@@ -467,11 +469,12 @@ impl Drop for IngestProcess {
     }
 }
 
-/// Starts `gridwatch ingest` on port 0 and waits for the line naming its ports.
+/// Starts `gridwatch ingest` (its broker on `mqtt`, port 0 picks one) and waits for the line naming its ports.
 async fn start_ingest(
     exe: &std::path::Path,
     db: &str,
     data: &std::path::Path,
+    mqtt: &str,
     extra: &[String],
 ) -> Result<IngestProcess> {
     let mut child = Command::new(exe)
@@ -481,7 +484,7 @@ async fn start_ingest(
             "--http",
             "127.0.0.1:0",
             "--mqtt",
-            "127.0.0.1:0",
+            mqtt,
             "--data",
         ])
         .arg(data)
