@@ -112,9 +112,9 @@ impl GatewayConfig {
             uplink_tls: None,
             data_dir,
             outbox_budget: OutboxBudget::default(),
-            batch_max: 500,
-            max_in_flight: 32,
-            replay_in_flight: 4,
+            batch_max: DEFAULT_BATCH_MAX,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            replay_in_flight: DEFAULT_REPLAY_IN_FLIGHT,
             linger: Duration::from_millis(20),
             resend_after: Duration::from_secs(10),
             heartbeat_every: DEFAULT_HEARTBEAT,
@@ -124,6 +124,13 @@ impl GatewayConfig {
         }
     }
 }
+
+/// Readings in one batch to ingest, by default.
+pub const DEFAULT_BATCH_MAX: usize = 500;
+/// Batches unacknowledged by ingest at once, by default...
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// ...of which backlog batches (docs/gateway.md, "Pacing").
+pub const DEFAULT_REPLAY_IN_FLIGHT: usize = 4;
 
 /// The gateway's default presence heartbeat.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -231,6 +238,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         live_max: config.batch_max.max(1) * config.max_in_flight.max(1),
     };
     let writer = Arc::new(Notify::new());
+    let room = Arc::new(Notify::new());
     let outbox = Arc::new(Mutex::new(Outbox::new(
         config.outbox_budget,
         pacing,
@@ -275,6 +283,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         writer,
         wakers.live.clone(),
         ack_tx.clone(),
+        room.clone(),
     ));
     tasks.spawn(store::report(store.clone(), outbox.clone(), Duration::from_secs(1)));
     tasks.spawn(uplink::heartbeat(
@@ -295,6 +304,11 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         let (outbox, quarantine, id) = (outbox.clone(), quarantine.clone(), config.id.clone());
         tasks.spawn(async move {
             while let Some(delivered) = link_rx.next().await {
+                // Bounded memory: while the disk catches up, node messages wait in the
+                // broker's bounded log (notify_one keeps a wake-up that comes early).
+                while outbox.lock().expect("outbox lock").waiting_for_disk() >= outbox::WAITING_MAX {
+                    room.notified().await;
+                }
                 let topic = String::from_utf8_lossy(&delivered.topic);
                 let outcome = {
                     let mut outbox = outbox.lock().expect("outbox lock");
