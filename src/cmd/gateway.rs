@@ -56,8 +56,10 @@ pub(crate) struct GatewayArgs {
     /// them) and polled ones dropped, counted (docs/gateway.md).
     #[arg(long, default_value_t = gridwatch_gateway::OutboxBudget::default().max_bytes >> 20)]
     outbox_max_mib: u64,
-    /// Readings in one batch to ingest.
-    #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_BATCH_MAX)]
+    /// Readings in one batch to ingest, at most 500: a batch must fit the protocol's 256 KiB
+    /// with readings of up to 512 bytes.
+    #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_BATCH_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gridwatch_gateway::DEFAULT_BATCH_MAX as u64))]
     batch_max: usize,
     /// Batches sent to ingest and not yet acknowledged, at most...
     #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_MAX_IN_FLIGHT)]
