@@ -60,6 +60,49 @@ pub struct GatewayConfig {
     pub node_guard: gridwatch_broker::GuardConfig,
     /// Controllers without a node that the gateway polls itself (docs/gateway.md).
     pub modbus: modbus::ModbusConfig,
+    /// The node broker's in-memory logs: what bounds its memory whatever the traffic.
+    pub broker_log: BrokerLog,
+}
+
+/// The embedded broker's in-memory logs (rumqttd keeps one per subscription filter,
+/// `segment_count` segments of `segment_size` bytes, dropping the oldest segment when
+/// a new one starts). A node's messages wait there only until the intake reads them,
+/// which it does at once; a node that is not acknowledged sends again. So small logs
+/// bound the gateway's memory by configuration, not by traffic (docs/gateway.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerLog {
+    /// Log of each filter the intake reads (node readings), bytes per segment.
+    pub segment_size: usize,
+    pub segment_count: usize,
+    /// Log of each node's ack subscription (`gw/{id}/ack/{device}`), bytes per segment
+    /// (rumqttd's minimum is 1024), three segments: one per node, so it must be small.
+    pub ack_log_bytes: usize,
+}
+
+impl Default for BrokerLog {
+    fn default() -> Self {
+        Self {
+            // 4 MiB: about 16,000 node messages the intake may fall behind by.
+            segment_size: 1024 * 1024,
+            segment_count: 4,
+            // Acks are cumulative: a node needs only the latest few. 4 KiB (about 40
+            // acks a segment) leaves room for a client that reads every node's acks on one
+            // wildcard subscription (`gw/{id}/ack/+`), which gets the same small log.
+            ack_log_bytes: 4 * 1024,
+        }
+    }
+}
+
+impl BrokerLog {
+    fn filter_logs(&self) -> Vec<gridwatch_broker::FilterLog> {
+        vec![gridwatch_broker::FilterLog {
+            pattern: "gw/+/ack/+".to_string(),
+            segment_size: self.ack_log_bytes.max(1024),
+            // Two full segments besides the one being written: a node just behind a
+            // segment change loses nothing.
+            segment_count: 3,
+        }]
+    }
 }
 
 impl GatewayConfig {
@@ -71,17 +114,27 @@ impl GatewayConfig {
             uplink_tls: None,
             data_dir,
             outbox_budget: OutboxBudget::default(),
-            batch_max: 500,
-            max_in_flight: 32,
-            replay_in_flight: 4,
+            batch_max: DEFAULT_BATCH_MAX,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            replay_in_flight: DEFAULT_REPLAY_IN_FLIGHT,
             linger: Duration::from_millis(20),
             resend_after: Duration::from_secs(10),
             heartbeat_every: DEFAULT_HEARTBEAT,
             node_guard: gridwatch_broker::GuardConfig::default(),
             modbus: modbus::ModbusConfig::default(),
+            broker_log: BrokerLog::default(),
         }
     }
 }
+
+/// Readings in one batch to ingest, by default.
+pub const DEFAULT_BATCH_MAX: usize = 500;
+/// Batches unacknowledged by ingest at once, by default...
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// ...of which backlog batches (docs/gateway.md, "Pacing"): 16 replayed 88.6k readings/s
+/// where 4 replayed 36.5k (`gridwatch bench gateway`), while a live reading waits behind
+/// at most 8,000 backlog readings.
+pub const DEFAULT_REPLAY_IN_FLIGHT: usize = 16;
 
 /// The gateway's default presence heartbeat.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
@@ -160,6 +213,9 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
     let broker_config = BrokerConfig {
         listen: config.listen,
         guard,
+        segment_size: config.broker_log.segment_size.max(1024),
+        segment_count: config.broker_log.segment_count.max(1),
+        filter_logs: config.broker_log.filter_logs(),
         ..BrokerConfig::default()
     };
     let mut broker = EmbeddedBroker::start(&format!("gateway-{}", config.id), &broker_config, &["intake"])?;
@@ -186,6 +242,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         live_max: config.batch_max.max(1) * config.max_in_flight.max(1),
     };
     let writer = Arc::new(Notify::new());
+    let room = Arc::new(Notify::new());
     let outbox = Arc::new(Mutex::new(Outbox::new(
         config.outbox_budget,
         pacing,
@@ -230,6 +287,7 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         writer,
         wakers.live.clone(),
         ack_tx.clone(),
+        room.clone(),
     ));
     tasks.spawn(store::report(store.clone(), outbox.clone(), Duration::from_secs(1)));
     tasks.spawn(uplink::heartbeat(
@@ -250,6 +308,11 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         let (outbox, quarantine, id) = (outbox.clone(), quarantine.clone(), config.id.clone());
         tasks.spawn(async move {
             while let Some(delivered) = link_rx.next().await {
+                // Bounded memory: while the disk catches up, node messages wait in the
+                // broker's bounded log (notify_one keeps a wake-up that comes early).
+                while outbox.lock().expect("outbox lock").waiting_for_disk() >= outbox::WAITING_MAX {
+                    room.notified().await;
+                }
                 let topic = String::from_utf8_lossy(&delivered.topic);
                 let outcome = {
                     let mut outbox = outbox.lock().expect("outbox lock");

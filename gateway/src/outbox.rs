@@ -128,6 +128,12 @@ struct DeviceState {
     resent_past_gap: bool,
 }
 
+/// Most node readings waiting for the outbox's next transaction (two transactions'
+/// worth): beyond, the intake stops reading the node broker, whose log is bounded, so
+/// the gateway's memory does not grow with a burst or a slow disk. What the broker drops
+/// meanwhile was never acknowledged, and its node sends it again.
+pub(crate) const WAITING_MAX: usize = 10_000;
+
 /// How long a gap in a node's seqs holds its acks back at least. A cumulative ack past
 /// a gap makes the node forget the missing seqs, so it is sent only once the node's own
 /// resend went past the gap without them, and never before this.
@@ -218,6 +224,12 @@ impl Outbox {
 
     /// A reading the gateway originates (a polled one). Over the budget it is dropped,
     /// counted in `gridwatch_gateway_outbox_overflow_total{origin="polled"}`.
+    /// Readings handed over and not yet in a transaction: the intake takes in no more
+    /// node messages while there are [`WAITING_MAX`].
+    pub(crate) fn waiting_for_disk(&self) -> usize {
+        self.incoming.len()
+    }
+
     pub(crate) fn push(&mut self, reading: Reading) -> Accepted {
         self.accept(reading, Origin::Polled)
     }

@@ -239,6 +239,7 @@ pub(crate) async fn persist(
     writer: std::sync::Arc<tokio::sync::Notify>,
     live: std::sync::Arc<tokio::sync::Notify>,
     node_acks: tokio::sync::mpsc::UnboundedSender<(String, u64)>,
+    room: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut backoff = std::time::Duration::from_millis(50);
     loop {
@@ -255,6 +256,8 @@ pub(crate) async fn persist(
             let Some(write) = outbox.lock().expect("outbox lock").take_write(WRITE_MAX) else {
                 break;
             };
+            // What it took no longer waits: the intake may take in more.
+            room.notify_one();
             let rows: Vec<NewRow<'_>> = (write.first_id..)
                 .zip(&write.rows)
                 .map(|(id, r)| NewRow {

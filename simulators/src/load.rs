@@ -72,6 +72,10 @@ pub struct LoadConfig {
     pub resend_after: Duration,
     /// Prefix of device and gateway ids: distinct runs against one database use distinct prefixes.
     pub prefix: String,
+    /// Every connection speaks for this one gateway's nodes (a load on a gateway's node
+    /// broker, which admits only its own), each subscribing to its devices' own ack
+    /// topics as nodes do; `None`: a gateway id per connection (`{prefix}-gw0000`, ...).
+    pub gateway: Option<String>,
     /// Print a progress line on stderr every second.
     pub progress: bool,
 }
@@ -93,6 +97,7 @@ impl LoadConfig {
             drain: Duration::from_secs(60),
             resend_after: RESEND_AFTER,
             prefix: "ld".to_string(),
+            gateway: None,
             progress: false,
         }
     }
@@ -117,7 +122,10 @@ impl LoadConfig {
     }
 
     pub fn gateway_id(&self, connection: usize) -> String {
-        format!("{}-gw{connection:04}", self.prefix)
+        match &self.gateway {
+            Some(gateway) => gateway.clone(),
+            None => format!("{}-gw{connection:04}", self.prefix),
+        }
     }
 
     fn connection_error(&self, connection: usize, source: LoadConnectionError) -> Error {
@@ -399,22 +407,33 @@ impl Connection {
         stream.set_nodelay(true).map_err(LoadConnectionError::Connect)?;
         let (mut reader, mut writer) = stream.into_split();
         let mut out = Vec::with_capacity(256);
+        let client_id = match config.gateway {
+            Some(_) => format!("{gateway}-load{index:04}"),
+            None => format!("{gateway}-load"),
+        };
         mqtt::connect(
             &mut out,
-            &format!("{gateway}-load"),
+            &client_id,
             KEEP_ALIVE_SECS,
             config.broker.credentials.as_ref(),
         );
-        let filter = match config.mode {
-            Mode::Direct => format!("gw/{gateway}/ack/+"),
-            Mode::Gateway => format!("gw/{gateway}/ack"),
+        let filters: Vec<String> = match (config.mode, &config.gateway) {
+            // Connections share the gateway: each hears only its own devices' acks.
+            (Mode::Direct, Some(_)) => devices
+                .iter()
+                .map(|&d| format!("gw/{gateway}/ack/{}", config.device_id(d)))
+                .collect(),
+            (Mode::Direct, None) => vec![format!("gw/{gateway}/ack/+")],
+            (Mode::Gateway, _) => vec![format!("gw/{gateway}/ack")],
         };
-        mqtt::subscribe(&mut out, 1, &filter);
+        for (pkid, filter) in filters.iter().enumerate() {
+            mqtt::subscribe(&mut out, pkid as u16 + 1, filter);
+        }
         writer.write_all(&out).await.map_err(LoadConnectionError::Login)?;
         let mut buf = Vec::with_capacity(64);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let (mut connacked, mut subacked) = (false, false);
-        while !(connacked && subacked) {
+        let (mut connacked, mut subacked) = (false, 0);
+        while !(connacked && subacked == filters.len()) {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut chunk = [0u8; 64];
             let n = tokio::time::timeout(left, reader.read(&mut chunk))
@@ -431,7 +450,7 @@ impl Connection {
                 match packet {
                     mqtt::Packet::ConnAck { code: 0 } => connacked = true,
                     mqtt::Packet::ConnAck { code } => return Err(LoadConnectionError::Refused { code }),
-                    mqtt::Packet::SubAck => subacked = true,
+                    mqtt::Packet::SubAck => subacked += 1,
                     _ => {}
                 }
                 buf.drain(..used);

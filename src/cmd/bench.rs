@@ -26,8 +26,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod gateway;
 mod layout;
 mod limit;
+mod polls;
 mod procfs;
 use procfs::{DatabaseCpu, cpu_seconds, peak_rss_kib, thread_cpu_seconds, waited_children_cpu_seconds};
 
@@ -37,6 +39,9 @@ pub(crate) enum BenchCommand {
     Ingest(IngestBenchArgs),
     /// The write cost of each index of `readings` and of compression, per PostgreSQL server.
     Layout(layout::LayoutBenchArgs),
+    /// A gateway process with nodes and Modbus slaves: its peak RSS, poll timing, and
+    /// the replay of its outbox after an outage (docs/benchmarks.md, "Gateway").
+    Gateway(gateway::GatewayBenchArgs),
 }
 
 /// The machine's PostgreSQL over its Unix socket.
@@ -80,6 +85,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args).await,
         BenchCommand::Layout(args) => layout::run(args).await,
+        BenchCommand::Gateway(args) => gateway::run(args).await,
     }
 }
 
@@ -127,7 +133,7 @@ enum Cleanup {
 }
 
 impl Databases {
-    async fn create(args: &IngestBenchArgs, db: &str, tag: &str) -> Result<Databases> {
+    async fn create(keep: bool, db: &str, tag: &str) -> Result<Databases> {
         let unique = format!(
             "{tag}_{}_{}",
             std::process::id(),
@@ -142,11 +148,7 @@ impl Databases {
                 ingest: format!("sqlite://{}", dir.join("ingest.db").display()),
                 limit: format!("sqlite://{}", dir.join("limit.db").display()),
                 postgres_names: None,
-                cleanup: if args.keep {
-                    Cleanup::Keep
-                } else {
-                    Cleanup::Sqlite { dir }
-                },
+                cleanup: if keep { Cleanup::Keep } else { Cleanup::Sqlite { dir } },
             });
         }
         let (ingest_name, limit_name) = (
@@ -161,7 +163,7 @@ impl Databases {
             ingest,
             limit: limit_url,
             postgres_names: Some((ingest_name.clone(), limit_name.clone())),
-            cleanup: if args.keep {
+            cleanup: if keep {
                 Cleanup::Keep
             } else {
                 Cleanup::Postgres {
@@ -293,7 +295,7 @@ async fn run_mode(args: &IngestBenchArgs, db: &str, mode: Mode) -> Result<ModeRe
         Mode::Direct => "direct",
         Mode::Gateway => "gateway",
     };
-    let databases = Databases::create(args, db, tag).await?;
+    let databases = Databases::create(args.keep, db, tag).await?;
     let outcome = measure_mode(args, mode, &databases).await;
     databases.remove().await;
     outcome
@@ -353,7 +355,7 @@ async fn measure_mode(args: &IngestBenchArgs, mode: Mode, databases: &Databases)
         now_ms(),
     )?;
     file.save(&credentials)?;
-    let mut ingest = start_ingest(&exe, &databases.ingest, &data, &args.ingest_args).await?;
+    let mut ingest = start_ingest(&exe, &databases.ingest, &data, "127.0.0.1:0", &args.ingest_args).await?;
     let ingest_pid = ingest.child.id();
     let cpu_before = cpu_seconds(ingest_pid)?;
     let threads_before = thread_cpu_seconds(ingest_pid)?;
@@ -474,11 +476,12 @@ impl Drop for IngestProcess {
     }
 }
 
-/// Starts `gridwatch ingest` on port 0 and waits for the line naming its ports.
+/// Starts `gridwatch ingest` (its broker on `mqtt`, port 0 picks one) and waits for the line naming its ports.
 async fn start_ingest(
     exe: &std::path::Path,
     db: &str,
     data: &std::path::Path,
+    mqtt: &str,
     extra: &[String],
 ) -> Result<IngestProcess> {
     let mut child = Command::new(exe)
@@ -488,7 +491,7 @@ async fn start_ingest(
             "--http",
             "127.0.0.1:0",
             "--mqtt",
-            "127.0.0.1:0",
+            mqtt,
             "--data",
         ])
         .arg(data)

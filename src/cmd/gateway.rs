@@ -56,6 +56,26 @@ pub(crate) struct GatewayArgs {
     /// them) and polled ones dropped, counted (docs/gateway.md).
     #[arg(long, default_value_t = gridwatch_gateway::OutboxBudget::default().max_bytes >> 20)]
     outbox_max_mib: u64,
+    /// Readings in one batch to ingest, at most 500: a batch must fit the protocol's 256 KiB
+    /// with readings of up to 512 bytes.
+    #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_BATCH_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=gridwatch_gateway::DEFAULT_BATCH_MAX as u64))]
+    batch_max: usize,
+    /// Batches sent to ingest and not yet acknowledged, at most...
+    #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// ...of which batches of the backlog (docs/gateway.md, "Pacing").
+    #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_REPLAY_IN_FLIGHT)]
+    replay_in_flight: usize,
+    /// The node broker's in-memory log for each filter the intake reads: KiB a segment...
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_size >> 10)]
+    broker_log_kib: usize,
+    /// ...and segments (docs/gateway.md, "Memory").
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_count)]
+    broker_log_segments: usize,
+    /// The log of each node's ack subscription, KiB a segment (three segments).
+    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().ack_log_bytes >> 10)]
+    ack_log_kib: usize,
 }
 
 /// One `--modbus DEVICE=MAP@URL`.
@@ -91,6 +111,14 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<()> {
         max_bytes: args.outbox_max_mib << 20,
     };
     config.listen = args.listen;
+    config.batch_max = args.batch_max.max(1);
+    config.max_in_flight = args.max_in_flight.max(1);
+    config.replay_in_flight = args.replay_in_flight.max(1);
+    config.broker_log = gridwatch_gateway::BrokerLog {
+        segment_size: args.broker_log_kib.max(1) << 10,
+        segment_count: args.broker_log_segments.max(1),
+        ack_log_bytes: args.ack_log_kib.max(1) << 10,
+    };
     config.uplink_tls = args.uplink_ca.map(|ca| gridwatch_mqtt::TlsClientFiles {
         ca,
         cert_and_key: args.uplink_cert.zip(args.uplink_key),

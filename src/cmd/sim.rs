@@ -204,6 +204,11 @@ pub(crate) struct LoadArgs {
     /// Prefix of device and gateway ids.
     #[arg(long, default_value = "ld")]
     prefix: String,
+    /// Load one gateway's node broker: every connection speaks for this gateway id
+    /// (devices {prefix}000000...), each hearing only its devices' acks; e.g.
+    /// --connections 1000 --devices 1000 for a thousand nodes.
+    #[arg(long)]
+    gateway: Option<String>,
     /// Print the summary as one JSON line (for `gridwatch bench`).
     #[arg(long)]
     json: bool,
@@ -231,6 +236,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         config.window = window;
     }
     config.prefix = args.prefix;
+    config.gateway = args.gateway;
     config.progress = true;
     let report = load::run(config).await?;
     if args.json {

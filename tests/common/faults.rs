@@ -152,6 +152,18 @@ impl System {
     /// Ingest with its data under `data` (and the database at `db`, SQLite under
     /// `data` when `None`), and a gateway `gateway_id` with its data under `gateway_data`.
     pub(crate) fn start(data: &Path, db: Option<&str>, gateway_id: &str, gateway_data: &Path) -> System {
+        Self::start_with(data, db, gateway_id, gateway_data, &[])
+    }
+
+    /// [`System::start`] with more options for the gateway (e.g. its Modbus devices),
+    /// kept for its restarts.
+    pub(crate) fn start_with(
+        data: &Path,
+        db: Option<&str>,
+        gateway_id: &str,
+        gateway_data: &Path,
+        gateway_extra: &[String],
+    ) -> System {
         let credentials = data.join("credentials.toml");
         let gateway_secret = super::provision(&credentials, gateway_id, gridwatch_ingest::Role::Gateway, None);
         let fleet_secret = {
@@ -186,6 +198,7 @@ impl System {
             "--credentials",
             credentials_arg,
         ]);
+        gateway_args.extend(gateway_extra.iter().cloned());
         let mut first = gateway_args.clone();
         first.extend(args(&["--listen", "127.0.0.1:0"]));
         let (gateway, line) = run(&first, "gateway:");
