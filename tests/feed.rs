@@ -650,7 +650,7 @@ async fn commit_to_delivery_latency_for_100_subscribers() {
 
 /// Alert-commit to delivery with 1,000 subscribers while 1,000 events a second are
 /// committed, printed (docs/benchmarks.md, "Live feed"):
-/// `cargo test --profile dist --test feed -- --ignored --nocapture thousand`.
+/// `cargo test --release -p gridwatch --test feed -- --ignored --nocapture thousand`.
 /// The events are alert changes (a fault raised and cleared on the register's devices in
 /// turn) saved through the domain as the write path saves them, 10 per commit every
 /// 10 ms; a delivery's latency runs from the return of its commit to its arrival at a
