@@ -815,3 +815,60 @@ async fn delivery_latency() {
     );
     ingest.stop().await;
 }
+
+/// Delivery latency to 90 healthy endpoints while 10 more never answer (each request
+/// holds its place until the 10 s timeout): 100 endpoints of one firm (added in the
+/// store, past the API's limit of 10 a firm), 30 cases opened one after the other;
+/// latency from the report's answer to each healthy receiver's receipt. Run with
+/// `cargo test --release -p gridwatch --test webhooks -- --ignored --nocapture hang`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; prints its figures"]
+async fn delivery_latency_with_100_endpoints_of_which_10_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let config = WebhookConfig {
+        poll_every: Duration::from_millis(200),
+        ..WebhookConfig::default()
+    };
+    let (ingest, api) = start_with_register(dir.path(), &clock, config).await;
+    let mut healthy = Vec::new();
+    for n in 0..100 {
+        let mode = if n % 10 == 0 { Mode::Hang } else { Mode::Ok };
+        let r = Receiver::start(mode).await;
+        let secret = gridwatch_ingest::webhooks::Secret::generate().unwrap();
+        gridwatch_storage::webhooks::add_endpoint(
+            &ingest.store,
+            &gridwatch_storage::webhooks::NewEndpoint {
+                firm: "MF04",
+                url: &r.url,
+                secret: secret.as_str(),
+                created_by: "bench",
+                at: NOW as i64,
+            },
+        )
+        .await
+        .unwrap();
+        if mode == Mode::Ok {
+            healthy.push(r);
+        }
+    }
+    let mut latencies = Vec::new();
+    for n in 1..=30 {
+        api.open_case("t-mf04").await;
+        let answered = std::time::Instant::now();
+        for r in &healthy {
+            let got = r.wait_delivered(n).await;
+            latencies.push(got[n - 1].arrived.saturating_duration_since(answered));
+        }
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "webhooks, 90 healthy endpoints and 10 that never answer, {} deliveries: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
+    ingest.stop().await;
+}
