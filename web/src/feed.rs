@@ -260,8 +260,8 @@ pub(crate) async fn stream(
         config: config.clone(),
     };
     tokio::spawn(subscription.run());
-    // Each item is every event one read found, written in one piece; a comment line after
-    // `keep_alive` without one keeps proxies and clients from closing the connection.
+    // Each item is up to CHUNK_EVENTS events of one read, written in one piece; a comment
+    // line after `keep_alive` without one keeps proxies and clients from closing the connection.
     let keep_alive = config.keep_alive;
     let events = futures_util::stream::unfold(rx, move |mut rx| async move {
         let chunk = match tokio::time::timeout(keep_alive, rx.recv()).await {
