@@ -476,6 +476,47 @@ impl Drop for IngestProcess {
     }
 }
 
+/// Starts a `gridwatch` process (`what`: ingest or gateway) with its stdout read on a
+/// thread until it ends, so it never blocks on a full pipe, and returns it with the
+/// `mqtt://` address its first line names; a process that does not name one is killed.
+async fn spawn_reporting_mqtt(mut command: Command, what: &'static str) -> Result<(Child, String)> {
+    let mut child = command
+        // rumqttd logs every client disconnect as an error: noise here.
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting gridwatch {what}"))?;
+    let stdout = child.stdout.take().with_context(|| format!("{what} stdout"))?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = first_tx.send(lines.next());
+        for _ in lines {}
+    });
+    let reported = async {
+        let line = tokio::time::timeout(Duration::from_secs(60), first_rx)
+            .await
+            .with_context(|| format!("{what} did not report its address within 60 s"))??
+            .with_context(|| format!("{what} exited before reporting its address"))??;
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix("mqtt://"))
+            .map(str::to_string)
+            .with_context(|| format!("no mqtt:// address in {what}'s line {line:?}"))
+    };
+    match reported.await {
+        Ok(mqtt) => Ok((child, mqtt)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
 /// Starts `gridwatch ingest` (its broker on `mqtt`, port 0 picks one) and waits for the line naming its ports.
 async fn start_ingest(
     exe: &std::path::Path,
@@ -484,7 +525,8 @@ async fn start_ingest(
     mqtt: &str,
     extra: &[String],
 ) -> Result<IngestProcess> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([
             "ingest",
             "--open-api",
@@ -498,39 +540,9 @@ async fn start_ingest(
         .arg("--credentials")
         .arg(data.join("credentials.toml"))
         .args(["--db", db])
-        .args(extra)
-        // rumqttd logs every client disconnect as an error: noise here.
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting gridwatch ingest")?;
-    let stdout = child.stdout.take().context("ingest stdout")?;
-    // Read its stdout on a thread until it ends, so the process never blocks on a
-    // full pipe; the first line names the ports.
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let _ = first_tx.send(lines.next());
-        for _ in lines {}
-    });
-    let mut process = IngestProcess {
-        child,
-        mqtt: String::new(),
-    };
-    let line = tokio::time::timeout(Duration::from_secs(60), first_rx)
-        .await
-        .context("ingest did not report its ports within 60 s")??
-        .context("ingest exited before reporting its ports")??;
-    process.mqtt = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("mqtt://"))
-        .with_context(|| format!("no mqtt:// address in ingest's line {line:?}"))?
-        .to_string();
-    Ok(process)
+        .args(extra);
+    let (child, mqtt) = spawn_reporting_mqtt(command, "ingest").await?;
+    Ok(IngestProcess { child, mqtt })
 }
 
 fn now_ms() -> u64 {

@@ -15,14 +15,13 @@
 //! rows − distinct.
 use super::polls;
 use super::procfs::{cpu_seconds, peak_rss_kib};
-use super::{Databases, describe, now_ms, start_ingest};
+use super::{Databases, describe, now_ms, spawn_reporting_mqtt, start_ingest};
 use anyhow::{Context, Result, bail};
 use gridwatch_protocol::clock::{Clock, SystemClock};
 use gridwatch_simulators::lift::{LiftModel, LiftParams};
 use gridwatch_simulators::load::LoadReport;
 use gridwatch_simulators::modbus::{Framing, ModbusSlave, SlaveModel};
 use gridwatch_storage::Store;
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -232,37 +231,10 @@ async fn measure(args: &GatewayBenchArgs, databases: &Databases) -> Result<Repor
 }
 
 async fn start_gateway(exe: &Path, args: &[String]) -> Result<GatewayProcess> {
-    let mut child = Command::new(exe)
-        .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting gridwatch gateway")?;
-    let stdout = child.stdout.take().context("gateway stdout")?;
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let _ = first_tx.send(lines.next());
-        for _ in lines {}
-    });
-    let mut process = GatewayProcess {
-        child,
-        node_addr: String::new(),
-    };
-    let line = tokio::time::timeout(Duration::from_secs(60), first_rx)
-        .await
-        .context("the gateway did not report its address within 60 s")??
-        .context("the gateway exited before reporting its address")??;
-    process.node_addr = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("mqtt://"))
-        .with_context(|| format!("no mqtt:// address in the gateway's line {line:?}"))?
-        .to_string();
-    Ok(process)
+    let mut command = Command::new(exe);
+    command.args(args);
+    let (child, node_addr) = spawn_reporting_mqtt(command, "gateway").await?;
+    Ok(GatewayProcess { child, node_addr })
 }
 
 /// `gridwatch sim load` against the gateway: one connection a node, device ids
