@@ -141,9 +141,29 @@ impl From<AlertKind> for String {
     }
 }
 
+/// A kind is written as its name, or `fault:<code>` for a controller fault.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AlertKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<&str> = AlertKind::SIMPLE.iter().filter_map(|k| k.simple_name()).collect();
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "An alert kind: one of the names, or `fault:<code>` for a controller fault code",
+            ))
+            .pattern(Some(format!("^({}|fault:[0-9]{{1,5}})$", names.join("|"))))
+            .examples(["trapped_passenger", "fault:31"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AlertKind {}
+
 /// Ordered from least to most urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     Warning,
     Minor,
@@ -153,6 +173,7 @@ pub enum Severity {
 
 /// Identifies one alert: the device (or, for `GatewayOffline`, the gateway) and the kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertKey {
     pub device: String,
     pub kind: AlertKind,
@@ -161,6 +182,7 @@ pub struct AlertKey {
 /// Why a trapped-passenger alert holds, in the order the engine checks them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TrappedReason {
     /// Alarm button pressed while stopped with the doors closed.
     AlarmButton,
@@ -174,6 +196,7 @@ pub enum TrappedReason {
 /// only when a threshold is crossed, not every day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DueStage {
     /// Due within `within_days` (one of the configured warning thresholds).
     Upcoming { within_days: u32 },
@@ -185,6 +208,7 @@ pub enum DueStage {
 /// open alert changed, so it holds only values that change when the situation does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AlertDetails))]
 pub enum Details {
     Fault {
         code: u16,
@@ -209,11 +233,13 @@ pub enum Details {
         reason: String,
     },
     MealPeriod {
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
         date: Date,
         period: String,
         missed_in_a_row: u32,
     },
     Due {
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
         due: Date,
         stage: DueStage,
     },
@@ -228,6 +254,7 @@ pub enum Details {
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AlertChange))]
 pub enum Change {
     Raised,
     /// Severity or details changed, or the condition came back before the alert cleared.
@@ -239,6 +266,7 @@ pub enum Change {
 /// One change to one alert. `(key, raised_at, revision)` identifies it, so a consumer can
 /// store events idempotently.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertEvent {
     pub key: AlertKey,
     pub change: Change,

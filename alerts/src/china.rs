@@ -65,6 +65,21 @@ pub struct ClockTime {
     minutes: u16,
 }
 
+/// A clock time is written `HH:MM` (24:00 for the end of the day).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ClockTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9]{2}:[0-9]{2}$"))
+            .examples(["11:00"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ClockTime {}
+
 impl ClockTime {
     pub const MIDNIGHT: ClockTime = ClockTime { minutes: 0 };
     pub const END_OF_DAY: ClockTime = ClockTime { minutes: 24 * 60 };

@@ -234,6 +234,7 @@ impl SterilizerConfig {
 /// `[alerts.sterilizer]` value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KitchenSchedule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meal_periods: Option<Vec<MealPeriod>>,
@@ -321,6 +322,7 @@ fn finite_min_temp_c<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::E
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MealPeriod {
     pub name: String,
     pub start: ClockTime,

@@ -55,6 +55,30 @@ pub enum Intake {
     Duplicate(CaseId),
 }
 
+/// `{"outcome": "opened" | "merged" | "duplicate", "case": ID}`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Intake {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .property(
+                "outcome",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["opened", "merged", "duplicate"]))
+                    .description(Some("A new case, attached to an open case about the same subject and problem, or the same alert attached already (nothing changed)")),
+            )
+            .property("case", ObjectBuilder::new().schema_type(Type::Integer).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64))).minimum(Some(0)))
+            .required("outcome")
+            .required("case")
+            .description(Some("What became of a report"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Intake {}
+
 impl Intake {
     pub fn case(self) -> CaseId {
         match self {

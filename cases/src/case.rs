@@ -14,6 +14,7 @@ pub type CaseId = u64;
 /// The problem a case is about; with the subject, what decides whether reports merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CaseType {
     TrappedPassenger,
     /// A fault or unsafe state of the equipment (lift fault, door open while running …).
@@ -31,6 +32,7 @@ pub enum CaseType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Priority {
     Normal,
     High,
@@ -41,6 +43,7 @@ pub enum Priority {
 /// How a report reached the case office.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Channel {
     /// An alert of the monitoring system.
     Telemetry,
@@ -57,6 +60,7 @@ pub enum Channel {
 /// What a case is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Subject {
     /// A device by its registration code.
     Device { id: String },
@@ -66,12 +70,14 @@ pub enum Subject {
 
 /// The alert behind a telemetry report; the same alert reported twice is one report.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRef {
     pub key: AlertKey,
     pub raised_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub channel: Channel,
     pub subject: Subject,
@@ -220,6 +226,7 @@ pub fn check_evidence(evidence: &[Evidence], limits: &ReportLimits) -> Result<()
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EvidenceKind {
     Photo,
     Attachment,
@@ -230,6 +237,7 @@ pub enum EvidenceKind {
 
 /// A reference to evidence stored elsewhere (a file id, a URL, a telemetry query).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evidence {
     pub kind: EvidenceKind,
     pub reference: String,
@@ -237,6 +245,7 @@ pub struct Evidence {
 
 /// One step taken: who, in which role, when, what, with which evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRecord {
     pub step: Step,
     pub decision: Decision,
@@ -250,6 +259,7 @@ pub struct StepRecord {
 /// Where a case stands: after which step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = CaseStatus))]
 pub enum Status {
     Reported,
     Accepted,
@@ -267,7 +277,9 @@ impl Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "StoredCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Case {
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub id: CaseId,
     pub case_type: CaseType,
     pub subject: Subject,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 /// Who a case goes up to when a deadline passes; the firm holds it before any escalation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EscalationLevel {
     GridHead,
     /// 96333 lift emergency service / fire brigade.
@@ -103,6 +104,7 @@ impl DeadlineConfig {
 
 /// A deadline that passed and where the case went because of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Escalation {
     pub level: EscalationLevel,
     /// The step that was not done in time.
@@ -160,6 +162,7 @@ impl Case {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadlineStatus {
     pub step: Step,
     pub due_at: u64,

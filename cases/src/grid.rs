@@ -94,6 +94,22 @@ impl GridCode {
     }
 }
 
+/// A grid code is written as its six digits.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for GridCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A grid: area, unit and grid number, two digits each"))
+            .pattern(Some("^[0-9]{6}$"))
+            .examples(["010203"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for GridCode {}
+
 impl fmt::Display for GridCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02}{:02}{:02}", self.area, self.unit, self.grid)

@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 
 /// A using unit (使用单位) is known by its name and address together: names repeat.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitKey {
     pub name: String,
     pub address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsingUnit {
     pub key: UnitKey,
     pub phone: String,
@@ -34,6 +36,7 @@ pub struct MaintenanceFirm {
 /// 设备品种: the equipment type as registers name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EquipmentType {
     TractionPassengerLift,
     TractionFreightLift,
@@ -97,6 +100,7 @@ impl EquipmentType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeviceStatus {
     /// 在用
     InUse,
@@ -105,19 +109,25 @@ pub enum DeviceStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InspectionRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: Date,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub next_due: Date,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub date: Date,
 }
 
 /// One piece of equipment. Its id is the registration code (设备注册代码), which is also
 /// the device id its monitoring node uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: String,
     pub kind: DeviceKind,
@@ -127,12 +137,15 @@ pub struct Device {
     pub manufacturer: String,
     /// Not in the county register layout; filled from other sources when known.
     pub model: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub installed: Option<Date>,
     pub unit: UnitKey,
     /// Maintenance firm id; sterilizers usually have none.
     pub firm: Option<String>,
     pub maintenance_interval_days: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub last_maintenance: Option<Date>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub next_inspection_due: Option<Date>,
     pub status: DeviceStatus,
     /// Append-only records entered after the import.

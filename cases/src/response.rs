@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FirmResponse))]
 pub enum Response {
     /// The firm took the alarm (its alert acknowledgement, or the API).
     Acknowledged,
@@ -44,6 +45,7 @@ impl Response {
 
 /// One response recorded: what, who, in which role, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResponseRecord {
     pub response: Response,
     pub actor: String,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A role in the grid organisation, or a maintenance firm's staff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// 网格长: owns an area.
     GridHead,

@@ -18,6 +18,7 @@ pub fn opened_between(case: &Case, from: u64, to: u64) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaseCountRow {
     pub grid: GridCode,
     pub case_type: CaseType,
@@ -42,7 +43,9 @@ pub fn count_cases<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Vec<CaseCou
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OverdueRow {
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub case_id: CaseId,
     pub grid: GridCode,
     pub case_type: CaseType,
@@ -80,6 +83,7 @@ pub fn overdue_cases<'a>(cases: impl IntoIterator<Item = &'a Case>, cfg: &Deadli
 
 /// Response (known → accepted) and closing (known → closed) times, in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimingRow {
     /// A grid code, or `all` for the total row.
     pub grid: String,
@@ -141,6 +145,7 @@ fn p90(values: &[u64]) -> Option<u64> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GridDueRow {
     pub grid: GridCode,
     /// Devices in service.
@@ -182,6 +187,7 @@ pub fn devices_due_by_grid(registry: &Registry, today: Date, cfg: &DueConfig) ->
 /// A grid's standing for the quarterly assessment: share of cases closed, and share of
 /// deadlines met.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GridRankRow {
     pub rank: u32,
     pub grid: GridCode,

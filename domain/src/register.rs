@@ -6,6 +6,7 @@ use gridwatch_protocol::DeviceKind;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportSummary {
     pub devices: usize,
     pub lifts: usize,

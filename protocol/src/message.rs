@@ -90,6 +90,7 @@ pub trait Body {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeviceKind {
     Lift,
     Sterilizer,
@@ -176,6 +177,7 @@ impl Body for LiftStatus {
 /// Disinfection method; the cycle rules (temperature, hold time) are per method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Method {
     Steam,
     Infrared,

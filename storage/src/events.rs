@@ -14,6 +14,7 @@ use std::str::FromStr;
 /// What happened, as the events list names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     FaultRaised,
     FaultCleared,
@@ -91,6 +92,7 @@ impl EventKind {
 
 /// One event of a device.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceEvent {
     pub kind: EventKind,
     /// The seq of the reading it was read from.

@@ -28,6 +28,7 @@ pub const HOURLY_VIEW: &str = "readings_hourly";
 /// Where the buckets came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = HistorySource))]
 pub enum Source {
     /// Aggregated from the readings in the query.
     Readings,
@@ -60,6 +61,7 @@ pub fn hour_window(from_ms: i64, to_ms: i64) -> std::result::Result<(i64, i64), 
 
 /// One hour of one device. Hours without a reading are left out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HourBucket {
     /// The hour's start, ms since the epoch and RFC 3339 (UTC).
     pub start_ms: i64,

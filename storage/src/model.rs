@@ -30,6 +30,7 @@ pub struct DeviceRow {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantineRow {
     pub id: i64,
     pub received_at: String,
@@ -57,14 +58,29 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The values of [`AlertView::state`], for the API's schema.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AlertState {
+    Raised,
+    Acknowledged,
+    Cleared,
+}
+
 /// An alert as the API and dashboard show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertView {
     pub id: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = gridwatch_alerts::AlertKind))]
     pub kind: String,
     pub device_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = gridwatch_alerts::Severity))]
     pub severity: String,
     /// `raised`, `acknowledged` or `cleared`.
+    #[cfg_attr(feature = "openapi", schema(value_type = AlertState))]
     pub state: String,
     /// Device time the alert was raised.
     pub raised_at: String,
@@ -74,5 +90,7 @@ pub struct AlertView {
     pub cleared_at: Option<String>,
     pub acknowledged_by: Option<String>,
     pub revision: i64,
+    /// The alert's facts as its latest event gave them.
+    #[cfg_attr(feature = "openapi", schema(value_type = gridwatch_alerts::Details))]
     pub details: serde_json::Value,
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 /// Whether gridwatch runs the TimescaleDB jobs itself (`gridwatch ingest --timescale-jobs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobRuns {
     /// A job whose last scheduled run failed, once per its schedule interval,
     /// until the scheduler's runs succeed again.
@@ -61,6 +62,7 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// The jobs' state, as `/healthz/ready` shows it under `storage.timescale_jobs`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyHealth {
     /// Every job's maintenance last succeeded (by the scheduler or by gridwatch).
     pub ok: bool,
@@ -72,6 +74,7 @@ pub struct PolicyHealth {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobHealth {
     pub job_id: i32,
     /// `policy_compression`, `policy_retention`, `policy_refresh_continuous_aggregate`.

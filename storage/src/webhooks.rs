@@ -12,6 +12,7 @@ use sqlx::Row;
 
 /// One registered endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Endpoint {
     pub id: i64,
     pub firm: String,
@@ -39,6 +40,7 @@ pub struct NewEndpoint<'a> {
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = DeliveryStatus))]
 pub enum Status {
     Pending,
     Delivered,
@@ -66,6 +68,7 @@ impl Status {
 
 /// One feed row on its way to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
     pub id: i64,
     pub endpoint_id: i64,
