@@ -34,6 +34,7 @@ pub(crate) struct ErrorBody {
     /// Machine-readable particulars where there are some (an import's bad rows, a
     /// removal to confirm).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::error_details)]
     pub details: Option<serde_json::Value>,
 }
 

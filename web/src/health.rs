@@ -42,8 +42,8 @@ async fn live() -> &'static str {
 /// Readiness: its answer is the report, not an error body, also with 503.
 #[utoipa::path(get, operation_id = "healthz_ready", path = "/healthz/ready", tag = "operations", security(()),
     responses(
-        (status = 200, description = "Ready: `{ready, stopping, storage, broker, backlog}` (docs/reliability.md)", body = Object),
-        (status = 503, description = "Not ready: the same report, saying why", body = Object),
+        (status = 200, description = "Ready (docs/reliability.md)", body = Report),
+        (status = 503, description = "Not ready: the same report, saying why", body = Report),
     ))]
 async fn ready(State(s): State<AppState>) -> Response {
     let mut report = s.health.report();
@@ -245,7 +245,8 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// The body of `/healthz/ready`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReadyReport)]
 pub struct Report {
     pub ready: bool,
     /// A stop has begun (SIGTERM): not taking more.
@@ -255,7 +256,7 @@ pub struct Report {
     pub backlog: BacklogReport,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StorageReport {
     /// No commit has failed since the last one succeeded.
     pub ok: bool,
@@ -266,6 +267,7 @@ pub struct StorageReport {
     pub failing_since: Option<String>,
     pub seconds_failing: Option<f64>,
     /// `full`, `connection`, `busy`, `constraint` or `other`.
+    #[schema(value_type = Option<String>)]
     pub error_class: Option<&'static str>,
     pub error: Option<String>,
     pub failed_tries: u64,
@@ -275,7 +277,7 @@ pub struct StorageReport {
     pub timescale_jobs: Option<gridwatch_storage::PolicyHealth>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BrokerReport {
     /// The embedded broker delivers to ingest.
     pub accepting: bool,
@@ -283,7 +285,7 @@ pub struct BrokerReport {
     pub dropped: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BacklogReport {
     /// Messages read from the broker and not yet stored.
     pub messages: u64,

@@ -141,7 +141,7 @@ struct QuarantinePage {
 /// Refused input, newest first, in pages like the other lists (docs/api.md, "Lists").
 #[utoipa::path(get, operation_id = "quarantine", path = "/api/quarantine", tag = "devices", params(QuarantinePage),
     responses(
-        (status = 200, description = "Quarantined input: `id, received_at, received_at_ms, source, reason, detail, payload, payload_bytes, payload_truncated`", body = [Object],
+        (status = 200, description = "Quarantined input, newest first", body = [gridwatch_storage::model::QuarantineRow],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"))),
         (status = 400, description = "A cursor or limit that does not parse", body = crate::error::ErrorBody),
         (status = 403, description = "Not a grid head", body = crate::error::ErrorBody),

@@ -74,6 +74,100 @@ fn pair(map: &mut Map<String, Value>) {
     }
 }
 
+/// The schema side of [`api_times`], over a JSON Schema (or an OpenAPI document's
+/// schemas, at every depth): in each object schema, a [`TIME_KEYS`] property of integer
+/// type becomes an RFC 3339 string with its `X_ms` integer beside it; one of string type
+/// gets its `X_ms`; an `X_ms` integer gets its `X`. Each half is nullable and required as
+/// the property it comes from.
+pub(crate) fn api_times_schemas(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for inner in map.values_mut() {
+                api_times_schemas(inner);
+            }
+            pair_schema(map);
+        }
+        Value::Array(items) => items.iter_mut().for_each(api_times_schemas),
+        _ => {}
+    }
+}
+
+/// The JSON types a property schema allows (`type` as a name or a list).
+fn types_of(schema: &Value) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn typed(name: &str, nullable: bool) -> Value {
+    if nullable {
+        Value::from(vec![name, "null"])
+    } else {
+        Value::from(name)
+    }
+}
+
+fn pair_schema(map: &mut Map<String, Value>) {
+    let Some(Value::Object(props)) = map.get("properties") else {
+        return;
+    };
+    let required: Vec<String> = map
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    // (property, its schema, required) to set, decided before any is set.
+    let mut set: Vec<(String, Value, bool)> = Vec::new();
+    for key in TIME_KEYS {
+        let Some(prop) = props.get(*key) else { continue };
+        let types = types_of(prop);
+        let nullable = types.contains(&"null");
+        let needed = required.iter().any(|r| r == key);
+        let ms = format!("{key}_ms");
+        // The type's own description (of the bare ms) goes with the ms half.
+        let mut described = format!("`{key}` as ms since the Unix epoch");
+        if types.contains(&"integer") {
+            if let Some(description) = prop.get("description").and_then(Value::as_str) {
+                described = description.to_string();
+            }
+            let text = serde_json::json!({"type": typed("string", nullable), "format": "date-time",
+                "description": format!("`{ms}` in RFC 3339 UTC")});
+            set.push(((*key).to_string(), text, needed));
+        } else if !types.contains(&"string") || props.contains_key(&ms) {
+            continue;
+        }
+        if !props.contains_key(&ms) {
+            let number = serde_json::json!({"type": typed("integer", nullable), "format": "int64",
+                "description": described});
+            set.push((ms, number, needed));
+        }
+    }
+    for (name, prop) in props {
+        let Some(stem) = name.strip_suffix("_ms") else { continue };
+        let types = types_of(prop);
+        if types.contains(&"integer") && !props.contains_key(stem) && !set.iter().any(|(n, _, _)| n == stem) {
+            let text = serde_json::json!({"type": typed("string", types.contains(&"null")), "format": "date-time",
+                "description": format!("`{name}` in RFC 3339 UTC")});
+            set.push((stem.to_string(), text, required.iter().any(|r| r == name)));
+        }
+    }
+    if set.is_empty() {
+        return;
+    }
+    let mut required = required;
+    for (name, schema, needed) in set {
+        if let Some(Value::Object(props)) = map.get_mut("properties") {
+            props.insert(name.clone(), schema);
+        }
+        if needed && !required.contains(&name) {
+            required.push(name);
+        }
+    }
+    map.insert("required".into(), Value::from(required));
+}
+
 /// `value` as JSON with its times paired.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Value {
     let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
@@ -114,5 +208,45 @@ mod tests {
         let mut v = json!({"seen_ms": 1000});
         api_times(&mut v);
         assert_eq!(v["seen"], "1970-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn schemas_pair_their_times_as_answers_do() {
+        let mut schema = json!({"components": {"schemas": {"Case": {"type": "object",
+            "properties": {"opened_at": {"type": "integer", "description": "ms"}, "done_at": {"type": ["integer", "null"]},
+                "raised_at": {"type": "string"}, "seen_ms": {"type": "integer"}, "note": {"type": "string"}},
+            "required": ["opened_at", "raised_at", "seen_ms"]}}}});
+        api_times_schemas(&mut schema);
+        let case = &schema["components"]["schemas"]["Case"];
+        let props = &case["properties"];
+        assert_eq!(props["opened_at"]["type"], "string");
+        assert_eq!(props["opened_at"]["format"], "date-time");
+        assert_eq!(props["opened_at_ms"]["type"], "integer");
+        assert_eq!(
+            props["opened_at_ms"]["description"], "ms",
+            "the bare ms's description stays with the ms"
+        );
+        assert_eq!(props["done_at"]["type"], json!(["string", "null"]));
+        assert_eq!(props["done_at_ms"]["type"], json!(["integer", "null"]));
+        assert_eq!(props["raised_at_ms"]["type"], "integer");
+        assert_eq!(props["seen"]["type"], "string");
+        assert_eq!(props["note"], json!({"type": "string"}));
+        let required: Vec<&str> = case["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for name in [
+            "opened_at",
+            "opened_at_ms",
+            "raised_at",
+            "raised_at_ms",
+            "seen_ms",
+            "seen",
+        ] {
+            assert!(required.contains(&name), "{name}: {required:?}");
+        }
+        assert!(!required.contains(&"done_at_ms"));
     }
 }

@@ -20,7 +20,7 @@ pub(super) struct ListQuery {
 /// The walls are part of the query: foreign alerts never take a place on the page.
 #[utoipa::path(get, operation_id = "alerts_list", path = "/api/alerts", tag = "alerts", params(ListQuery, super::PageQuery),
     responses(
-        (status = 200, description = "Alerts in arrival order: `id, kind, device_id, severity, state, raised_at_ms, raised_at, updated_at_ms, updated_at, cleared_at_ms, cleared_at, acknowledged_by, revision, details`", body = [Object],
+        (status = 200, description = "Alerts in arrival order", body = [gridwatch_storage::model::AlertView],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
         (status = 400, description = "A state, cursor or limit that does not parse", body = crate::error::ErrorBody),
@@ -64,7 +64,8 @@ pub(super) async fn list(
 #[serde(deny_unknown_fields)]
 pub(super) struct AckBody {
     device_id: String,
-    /// The alert's kind, e.g. `trapped_passenger`, `fault_e31`.
+    /// The alert's kind, e.g. `trapped_passenger`, `fault:31`.
+    #[schema(value_type = AlertKind)]
     kind: String,
 }
 
@@ -73,7 +74,7 @@ pub(super) struct AckBody {
 /// (its firm, a grid administrator).
 #[utoipa::path(post, operation_id = "alerts_acknowledge", path = "/api/alerts/ack", tag = "alerts", request_body = AckBody,
     responses(
-        (status = 200, description = "The acknowledgement event", body = Object),
+        (status = 200, description = "The acknowledgement event", body = gridwatch_alerts::AlertEvent),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
         (status = 404, description = "No such open alert the caller sees", body = crate::error::ErrorBody),
         (status = 415, description = "No Content-Type: application/json", body = crate::error::ErrorBody),

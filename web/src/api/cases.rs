@@ -6,14 +6,17 @@ use crate::http::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
+use gridwatch_cases::deadline::DeadlineStatus;
 use gridwatch_cases::{
-    CaseError, CaseId, CaseType, Channel, Decision, Evidence, Priority, Report, Response, ResponseError, Step,
-    StepError, StepInput, Subject,
+    Case, CaseError, CaseId, CaseType, Channel, Decision, Escalation, Evidence, Intake, Priority, Report, Response,
+    ResponseError, ResponseRecord, Step, StepError, StepInput, StepRecord, Subject,
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
-struct CaseSummary {
+/// One case of the list; its times come as pairs (`opened_at_ms`, `opened_at`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct CaseSummary {
+    #[schema(value_type = u64)]
     id: CaseId,
     case_type: CaseType,
     subject: Subject,
@@ -23,14 +26,28 @@ struct CaseSummary {
     opened_at: u64,
     known_at: u64,
     late: bool,
+    /// Reports merged into the case.
     reports: usize,
+}
+
+/// One case with its whole record and where its deadlines stand.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct CaseDetail {
+    case: Case,
+    status: gridwatch_cases::Status,
+    reports: Vec<Report>,
+    records: Vec<StepRecord>,
+    responses: Vec<ResponseRecord>,
+    escalations: Vec<Escalation>,
+    /// Each step's deadline (configuration `[cases.deadlines]`) and when it was met.
+    deadlines: Vec<DeadlineStatus>,
 }
 
 /// Cases the caller sees, in arrival order (case ids are given as cases open), one page
 /// at a time (`?after=CURSOR&limit=N`); the walls apply before the limit.
 #[utoipa::path(get, operation_id = "cases_list", path = "/api/cases", tag = "cases", params(super::PageQuery),
     responses(
-        (status = 200, description = "Case summaries in arrival order: `id, case_type, subject, grid, priority, status, opened_at_ms, opened_at, known_at_ms, known_at, late, reports`", body = [Object],
+        (status = 200, description = "Case summaries in arrival order", body = [CaseSummary],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
         (status = 400, description = "A cursor or limit that does not parse", body = crate::error::ErrorBody),
@@ -72,7 +89,7 @@ pub(super) async fn list(
 
 #[utoipa::path(get, operation_id = "cases_show", path = "/api/cases/{id}", tag = "cases", params(("id" = u64, Path, description = "The case id")),
     responses(
-        (status = 200, description = "`{case, status, reports, records, responses, escalations, deadlines}`", body = Object),
+        (status = 200, description = "The case, its reports, steps, firm responses, escalations and deadlines", body = CaseDetail),
         (status = 400, description = "An id that is not a number (`invalid_path`)", body = crate::error::ErrorBody),
         (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
     ))]
@@ -86,32 +103,30 @@ pub(super) async fn show(
     let Some(case) = case else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no case {id}")));
     };
-    let deadlines: Vec<_> = case.deadlines(&domain.config().cases.deadlines).collect();
-    Ok(Json(crate::times::json(&serde_json::json!({
-        "case": case,
-        "status": case.status(),
-        "reports": case.reports(),
-        "records": case.records(),
-        "responses": case.responses(),
-        "escalations": case.escalations(),
-        "deadlines": deadlines,
-    })))
-    .into_response())
+    let detail = CaseDetail {
+        case: case.clone(),
+        status: case.status(),
+        reports: case.reports().to_vec(),
+        records: case.records().to_vec(),
+        responses: case.responses().to_vec(),
+        escalations: case.escalations().to_vec(),
+        deadlines: case.deadlines(&domain.config().cases.deadlines).collect(),
+    };
+    Ok(Json(crate::times::json(&detail)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReportBody {
     /// `hotline12315`, `hotline96333`, `patrol` or `api`.
-    #[schema(value_type = String, example = "hotline12315")]
+    #[schema(example = "hotline12315")]
     channel: Channel,
     device_id: String,
     /// The problem, e.g. `trapped_passenger`, `fault` (docs/cases.md).
-    #[schema(value_type = String, example = "trapped_passenger")]
+    #[schema(example = "trapped_passenger")]
     case_type: CaseType,
     /// `urgent`, `high` or `normal`; default `urgent` for a trapped passenger, else `normal`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     priority: Option<Priority>,
     description: String,
     /// Caller's number or the reporter's name.
@@ -123,7 +138,7 @@ pub(super) struct ReportBody {
 /// about the same device and problem.
 #[utoipa::path(post, operation_id = "cases_report", path = "/api/cases", tag = "cases", request_body = ReportBody,
     responses(
-        (status = 201, description = "`{\"outcome\": \"opened\"|\"merged\"|\"duplicate\", \"case\": ID}`", body = Object),
+        (status = 201, description = "What became of the report: a new case, merged into an open one, or a duplicate of an alert reported already", body = Intake),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
         (status = 403, description = "The device is outside the caller's grids", body = crate::error::ErrorBody),
         (status = 413, description = "A field over its limit, named", body = crate::error::ErrorBody),
@@ -178,17 +193,15 @@ pub(super) async fn report(
 #[serde(deny_unknown_fields)]
 pub(super) struct StepBody {
     /// `accept`, `verify`, `handle`, `feedback` or `review`.
-    #[schema(value_type = String, example = "accept")]
+    #[schema(example = "accept")]
     step: Step,
     #[serde(default)]
     note: String,
-    /// `[{"kind", "reference"}]`: at most 20 pieces.
+    /// At most 20 pieces.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
     evidence: Vec<Evidence>,
     /// `return_for_rework` on a review sends the case back.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     decision: Decision,
 }
 
@@ -196,7 +209,7 @@ pub(super) struct StepBody {
 #[utoipa::path(post, operation_id = "cases_step", path = "/api/cases/{id}/steps", tag = "cases", request_body = StepBody,
     params(("id" = u64, Path, description = "The case id")),
     responses(
-        (status = 201, description = "The step's record", body = Object),
+        (status = 201, description = "The step's record", body = StepRecord),
         (status = 400, description = "A body that is not JSON, or an id that is not a number", body = crate::error::ErrorBody),
         (status = 403, description = "The caller's role may not take this step", body = crate::error::ErrorBody),
         (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
@@ -263,7 +276,7 @@ pub(super) struct ResponseBody {
 #[utoipa::path(post, operation_id = "cases_acknowledgement", path = "/api/cases/{id}/acknowledgement", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
     params(("id" = u64, Path, description = "The case id")),
     responses(
-        (status = 201, description = "The firm's `acknowledged` response", body = Object),
+        (status = 201, description = "The firm's `acknowledged` response", body = ResponseRecord),
         (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
         (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
         (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),
@@ -282,7 +295,7 @@ pub(super) async fn acknowledgement(
 #[utoipa::path(post, operation_id = "cases_arrival", path = "/api/cases/{id}/arrival", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
     params(("id" = u64, Path, description = "The case id")),
     responses(
-        (status = 201, description = "The firm's `arrived_on_site` response", body = Object),
+        (status = 201, description = "The firm's `arrived_on_site` response", body = ResponseRecord),
         (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
         (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
         (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),
@@ -301,7 +314,7 @@ pub(super) async fn arrival(
 #[utoipa::path(post, operation_id = "cases_resolution", path = "/api/cases/{id}/resolution", tag = "cases", request_body(content = Option<ResponseBody>, description = "Optional: `{\"note\"}`"),
     params(("id" = u64, Path, description = "The case id")),
     responses(
-        (status = 201, description = "The firm's `resolved` response", body = Object),
+        (status = 201, description = "The firm's `resolved` response", body = ResponseRecord),
         (status = 403, description = "Not the case's firm or a grid administrator over its grid", body = crate::error::ErrorBody),
         (status = 404, description = "No such case the caller sees", body = crate::error::ErrorBody),
         (status = 409, description = "Recorded already, or the case is closed", body = crate::error::ErrorBody),

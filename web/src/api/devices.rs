@@ -57,7 +57,7 @@ impl Health {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeviceItem {
     device_id: String,
-    /// `lift` or `sterilizer`.
+    #[schema(value_type = gridwatch_protocol::DeviceKind)]
     kind: String,
     /// In the equipment register; `false` only in open mode, for devices that report
     /// without being registered.
@@ -68,13 +68,13 @@ pub(crate) struct DeviceItem {
     /// The register's grid code and maintenance firm; `null` outside the register.
     grid: Option<String>,
     firm: Option<String>,
-    /// The register's status: `in_use` or `out_of_service`.
-    #[schema(value_type = Option<String>)]
+    /// The register's status.
+    #[schema(value_type = Option<gridwatch_cases::DeviceStatus>)]
     status: Option<serde_json::Value>,
     /// The register's due dates (`YYYY-MM-DD`, China).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     next_inspection_due: Option<Date>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     next_maintenance_due: Option<Date>,
     /// The last reading: `null` for a device that never reported.
     gateway: Option<String>,
@@ -82,7 +82,7 @@ pub(crate) struct DeviceItem {
     last_seen_ms: Option<i64>,
     /// `last_seen_ms` as RFC 3339 UTC.
     last_seen: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::reading_body)]
     last_state: Option<serde_json::Value>,
 }
 

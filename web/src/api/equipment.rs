@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::Date;
 use gridwatch_cases::{Assignment, GridScope, RegistryError, Role};
 use gridwatch_domain::{ImportError, ImportOptions};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[utoipa::path(get, operation_id = "equipment_list", path = "/api/equipment", tag = "equipment", params(super::PageQueryById),
     responses(
-        (status = 200, description = "Register entries the caller sees, in device id order", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+        (status = 200, description = "Register entries the caller sees, in device id order", body = [gridwatch_cases::Device], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
         (status = 400, description = "A limit that does not parse or is out of range", body = crate::error::ErrorBody),
     ))]
@@ -46,7 +46,7 @@ pub(super) struct ImportQuery {
 #[utoipa::path(post, operation_id = "equipment_import", path = "/api/equipment/import", tag = "equipment", params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The office's register export (layout of simulators/data/registry-sample.csv)"),
     responses(
-        (status = 200, description = "`devices, lifts, sterilizers, using_units, maintenance_firms, removed, kept_outside_scope, alert_events`", body = Object),
+        (status = 200, description = "What the import changed", body = gridwatch_domain::ImportSummary),
         (status = 400, description = "A query that does not parse (`invalid_query`)", body = crate::error::ErrorBody),
         (status = 403, description = "Not a grid head", body = crate::error::ErrorBody),
         (status = 409, description = "Unconfirmed mass removal: `details: {removals, in_scope, max_unconfirmed_share, first}`", body = crate::error::ErrorBody),
@@ -124,6 +124,14 @@ pub(super) struct MaintenanceBody {
     date: Date,
 }
 
+/// The answer to an inspection or maintenance record.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RecordAnswer {
+    device: Option<gridwatch_cases::Device>,
+    /// Due-date alerts raised, updated or cleared by the new dates.
+    alert_events: Vec<gridwatch_alerts::AlertEvent>,
+}
+
 enum Record {
     Inspection(InspectionBody),
     Maintenance(MaintenanceBody),
@@ -133,7 +141,7 @@ enum Record {
 #[utoipa::path(post, operation_id = "equipment_inspection", path = "/api/equipment/{id}/inspections", tag = "equipment", request_body = InspectionBody,
     params(("id" = String, Path, description = "The device id")),
     responses(
-        (status = 201, description = "`{device, alert_events}`", body = Object),
+        (status = 201, description = "The device as recorded, and the alert events the new dates produced", body = RecordAnswer),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
         (status = 403, description = "A role that may not record inspections", body = crate::error::ErrorBody),
         (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
@@ -153,7 +161,7 @@ pub(super) async fn inspection(
 #[utoipa::path(post, operation_id = "equipment_maintenance", path = "/api/equipment/{id}/maintenance", tag = "equipment", request_body = MaintenanceBody,
     params(("id" = String, Path, description = "The device id")),
     responses(
-        (status = 201, description = "`{device, alert_events}`", body = Object),
+        (status = 201, description = "The device as recorded, and the alert events the new dates produced", body = RecordAnswer),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
         (status = 403, description = "Not the device's firm, nor an inspector, grid head or grid administrator over its grid", body = crate::error::ErrorBody),
         (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
@@ -202,12 +210,9 @@ async fn record(
     })?;
     let events = fx.events.clone();
     s.alerting.save(&mut domain, fx).await;
-    let device = domain.registry().device(&id);
-    Ok((
-        StatusCode::CREATED,
-        Json(crate::times::json(
-            &serde_json::json!({ "device": device, "alert_events": events }),
-        )),
-    )
-        .into_response())
+    let answer = RecordAnswer {
+        device: domain.registry().device(&id).cloned(),
+        alert_events: events,
+    };
+    Ok((StatusCode::CREATED, Json(crate::times::json(&answer))).into_response())
 }

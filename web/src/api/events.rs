@@ -105,7 +105,7 @@ impl EventsQuery {
 #[utoipa::path(get, operation_id = "device_events", path = "/api/devices/{id}/events", tag = "devices",
     params(("id" = String, Path, description = "The device id"), EventsQuery),
     responses(
-        (status = 200, description = "Events in device time, then seq: `kind, seq, ts_ms, ts` and where they apply `code, floor, fw, boots`", body = [Object], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
+        (status = 200, description = "Events in device time, then seq", body = [gridwatch_storage::events::DeviceEvent], headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
         (status = 400, description = "A time, kind, cursor or limit that does not parse, or an empty window", body = crate::error::ErrorBody),
         (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),

@@ -24,9 +24,11 @@ pub(super) struct HistoryQuery {
     bucket: Option<String>,
 }
 
-#[derive(Serialize)]
-struct HistoryPage<'a> {
+/// One device's hours in a window.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct HistoryPage<'a> {
     device_id: &'a str,
+    /// `hour`, the only bucket there is.
     bucket: &'static str,
     from_ms: i64,
     from: String,
@@ -59,7 +61,7 @@ fn device_time(name: &str, text: &str) -> Result<i64, ApiError> {
 #[utoipa::path(get, operation_id = "device_history", path = "/api/devices/{id}/history", tag = "devices",
     params(("id" = String, Path, description = "The device id"), HistoryQuery),
     responses(
-        (status = 200, description = "`{device_id, bucket, from_ms, from, to_ms, to, source, buckets}`, buckets `{start_ms, start, kind, readings, ...}`", body = Object),
+        (status = 200, description = "The hours of the window that have readings, oldest first", body = HistoryPage),
         (status = 400, description = "A time or bucket that does not parse, an empty window, or more than 31 days", body = crate::error::ErrorBody),
         (status = 404, description = "No such device in the caller's grids", body = crate::error::ErrorBody),
     ))]

@@ -7,19 +7,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_alerts::KitchenSchedule;
 use gridwatch_cases::Registry;
-use gridwatch_cases::{RegistryError, UnitKey};
-use serde::Deserialize;
+use gridwatch_cases::{RegistryError, UnitKey, UsingUnit};
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScheduleBody {
-    /// The using unit, by name and address (names repeat): `{"name", "address"}`.
-    #[schema(value_type = Object)]
+    /// The using unit, by name and address (names repeat).
     unit: UnitKey,
-    /// `{"meal_periods"?, "operating_days"?, "opens"?, "closes"?}`; `null` or `{}`: back to
-    /// the global schedule.
-    #[schema(value_type = Option<Object>)]
+    /// `null` or `{}`: back to the global schedule.
     schedule: Option<KitchenSchedule>,
+}
+
+/// The answer to a schedule set.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ScheduleAnswer {
+    unit: Option<UsingUnit>,
+    /// The unit's sterilizers, by device id.
+    sterilizers: Vec<String>,
 }
 
 /// The unit if the caller's grids cover it; 404 otherwise, so a wall does not tell
@@ -45,7 +50,7 @@ fn visible_unit(registry: &Registry, caller: &Caller, key: &UnitKey) -> Result<(
 /// schedule that is no calendar is a 422.
 #[utoipa::path(put, operation_id = "unit_schedule_put", path = "/api/units/schedule", tag = "equipment", request_body = ScheduleBody,
     responses(
-        (status = 200, description = "`{unit, sterilizers}`", body = Object),
+        (status = 200, description = "The unit with its schedule, and the sterilizers it applies to", body = ScheduleAnswer),
         (status = 400, description = "A body that is not JSON (`invalid_body`)", body = crate::error::ErrorBody),
         (status = 403, description = "A role that may not set schedules", body = crate::error::ErrorBody),
         (status = 404, description = "No such using unit in the caller's grids", body = crate::error::ErrorBody),
@@ -72,14 +77,14 @@ pub(super) async fn put(
         })?;
     s.alerting.save(&mut domain, fx).await;
     let registry = domain.registry();
-    let sterilizers: Vec<&str> = registry
+    let sterilizers = registry
         .devices()
         .filter(|d| d.unit == body.unit && d.kind == gridwatch_protocol::DeviceKind::Sterilizer)
-        .map(|d| d.id.as_str())
+        .map(|d| d.id.clone())
         .collect();
-    Ok(Json(serde_json::json!({
-        "unit": registry.unit(&body.unit),
-        "sterilizers": sterilizers,
-    }))
+    Ok(Json(ScheduleAnswer {
+        unit: registry.unit(&body.unit).cloned(),
+        sterilizers,
+    })
     .into_response())
 }

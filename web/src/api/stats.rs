@@ -26,7 +26,7 @@ const NAMES: &str = "cases, overdue, timings, devices-due, ranking";
         (status = 200, description = "The statistics' rows over what the caller sees, as JSON or CSV, paged by row position (`x-next-cursor`: the rows given so far)",
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one")),
-            content(([Object] = "application/json"), (String = "text/csv"))),
+            content((crate::openapi::StatsRows = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A format other than json or csv", body = crate::error::ErrorBody),
         (status = 404, description = "No statistics of that name", body = crate::error::ErrorBody),
     ))]

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gridwatch_cases::User;
 use gridwatch_storage::webhooks::{self as store, Endpoint, NewEndpoint, Status};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +54,27 @@ async fn visible(s: &AppState, caller: &Caller, id: i64) -> Result<Endpoint, Api
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no webhook endpoint {id}")))
 }
 
+/// A registered endpoint as its registration answers it: [`Endpoint`]'s fields, and the
+/// secret when it was generated.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Created {
+    id: i64,
+    firm: String,
+    url: String,
+    /// ms since the epoch.
+    created_at: i64,
+    created_by: String,
+    /// Feed rows up to this id are queued for it, or not its firm's.
+    feed_cursor: i64,
+    /// `whsec_<base64>`: shown this once, and only when it was generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
 /// `POST /api/webhooks`: 201 with the endpoint, and its secret when it was generated.
 #[utoipa::path(post, operation_id = "webhooks_add", path = "/api/webhooks", tag = "webhooks", request_body = AddBody,
     responses(
-        (status = 201, description = "The endpoint `{id, firm, url, created_at_ms, created_at, created_by, feed_cursor}`, with `secret` when it was generated (shown once)", body = Object),
+        (status = 201, description = "The endpoint, with `secret` when it was generated (shown once)", body = Created),
         (status = 403, description = "Not a maintenance firm's staff, or not of the firm named", body = crate::error::ErrorBody),
         (status = 409, description = "The firm has the most endpoints it may", body = crate::error::ErrorBody),
         (status = 422, description = "A URL or secret that is refused, naming why", body = crate::error::ErrorBody),
@@ -112,18 +129,23 @@ pub(super) async fn add(
     .await?;
     s.webhooks.kick();
     tracing::info!(endpoint = endpoint.id, firm = %firm, url = %endpoint.url, by = %user.id, "webhook endpoint registered");
-    let mut shown = crate::times::json(&endpoint);
-    if generated {
-        shown["secret"] = serde_json::Value::String(secret.as_str().to_string());
-    }
-    Ok((StatusCode::CREATED, Json(shown)).into_response())
+    let shown = Created {
+        secret: generated.then(|| secret.as_str().to_string()),
+        id: endpoint.id,
+        firm: endpoint.firm,
+        url: endpoint.url,
+        created_at: endpoint.created_at,
+        created_by: endpoint.created_by,
+        feed_cursor: endpoint.feed_cursor,
+    };
+    Ok((StatusCode::CREATED, Json(crate::times::json(&shown))).into_response())
 }
 
 /// `GET /api/webhooks`: the caller's firms' endpoints (every one in open mode), by id.
 /// A firm has at most [`MAX_ENDPOINTS_PER_FIRM`]: one answer, no pages.
 #[utoipa::path(get, operation_id = "webhooks_list", path = "/api/webhooks", tag = "webhooks",
     responses(
-        (status = 200, description = "Endpoints `{id, firm, url, created_at_ms, created_at, created_by, feed_cursor}` by id", body = [Object]),
+        (status = 200, description = "Endpoints by id", body = [Endpoint]),
         (status = 403, description = "Not a maintenance firm's staff", body = crate::error::ErrorBody),
     ))]
 pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
@@ -175,7 +197,7 @@ pub(super) struct DeliveriesQuery {
 #[utoipa::path(get, operation_id = "webhooks_deliveries", path = "/api/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = i64, Path, description = "The endpoint id"), DeliveriesQuery),
     responses(
-        (status = 200, description = "Deliveries in queue order: `id, endpoint_id, feed_id, event, body, status, attempts, queued_at(_ms), next_at(_ms), last_at(_ms), last_status, last_error`", body = [Object],
+        (status = 200, description = "Deliveries in queue order", body = [store::Delivery],
             headers(("x-next-cursor" = String, description = "The cursor of the next page, when there is one"),
                     ("link" = String, description = "`<URL of the next page>; rel=\"next\"`, when there is one"))),
         (status = 400, description = "A status, cursor or limit that does not parse", body = crate::error::ErrorBody),
