@@ -1,7 +1,8 @@
 //! The HTTP API's contract on a real server (port 0) with the sample register: the OpenAPI
 //! document lists every route the router serves, every error answers in the one JSON
-//! shape with its status and code, every `*_ms` time has its RFC 3339 sibling, and the
-//! lists page with cursors.
+//! shape with its status and code, every `*_ms` time has its RFC 3339 sibling, every answer
+//! has a concrete schema and the real answers validate against it, and the lists page
+//! with cursors.
 use gridwatch_cases::{Assignment, GridScope, Role, User};
 use gridwatch_protocol::batch::Reading;
 use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus};
@@ -20,6 +21,8 @@ const NOW: u64 = 1_795_572_000_000;
 const LIFT: &str = "31103306242009000001";
 const HEAD: &str = "t-head";
 const INSPECTOR: &str = "t-inspector";
+/// Staff of MF04, the lift's maintenance firm.
+const FIRM: &str = "t-mf04";
 /// The longest any wait below may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -88,6 +91,14 @@ async fn start(limits: HttpLimits) -> Server {
     let mut users = Users::new();
     users.add(HEAD, user("head", Role::GridHead, "01"));
     users.add(INSPECTOR, user("inspector", Role::Inspector, "010101"));
+    users.add(
+        FIRM,
+        User {
+            id: "mf04".into(),
+            name: "mf04".into(),
+            assignments: vec![Assignment::Firm { firm: "MF04".into() }],
+        },
+    );
     let state = AppState {
         store,
         metrics: gridwatch_web::metrics::handle(),
@@ -724,4 +735,351 @@ async fn statistics_page_by_position_in_json_and_csv() {
     assert_eq!(csv.headers()["x-next-cursor"], "1");
     assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     assert_eq!(csv.text().await.unwrap().lines().count(), 2, "a header and one row");
+}
+
+/// Where a schema of the document gives no type: a bare object (no properties, no `$ref`,
+/// no `additionalProperties`), an array without `items`, or no type at all. A free-form
+/// object is meant only where it says so with `additionalProperties`.
+fn untyped(schema: &Value, at: &str, out: &mut Vec<String>) {
+    let Some(map) = schema.as_object() else { return };
+    if map.contains_key("$ref") {
+        return;
+    }
+    let composed = ["oneOf", "anyOf", "allOf"]
+        .iter()
+        .filter_map(|k| map.get(*k).and_then(Value::as_array))
+        .collect::<Vec<_>>();
+    for (i, inner) in composed.iter().flat_map(|items| items.iter()).enumerate() {
+        untyped(inner, &format!("{at}/of{i}"), out);
+    }
+    let types: Vec<&str> = match map.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.is_empty() && composed.is_empty() && !map.contains_key("enum") && !map.contains_key("const") {
+        out.push(format!("{at}: no type"));
+    }
+    if types.contains(&"object") {
+        let properties = map.get("properties").and_then(Value::as_object);
+        match (properties, map.get("additionalProperties")) {
+            (None, None) => out.push(format!("{at}: an object without properties")),
+            (None, Some(Value::Bool(false))) => out.push(format!("{at}: an object that can hold nothing")),
+            _ => {}
+        }
+        for (name, inner) in properties.into_iter().flatten() {
+            untyped(inner, &format!("{at}/{name}"), out);
+        }
+        if let Some(extra @ Value::Object(_)) = map.get("additionalProperties") {
+            untyped(extra, &format!("{at}/*"), out);
+        }
+    }
+    if types.contains(&"array") {
+        match map.get("items") {
+            Some(items) => untyped(items, &format!("{at}[]"), out),
+            None => out.push(format!("{at}: an array without items")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_has_a_concrete_schema() {
+    let server = start(roomy()).await;
+    let doc = document(&server).await;
+    let mut out = Vec::new();
+    let mut answers = 0;
+    for (method, path) in operations(&doc) {
+        for (status, answer) in doc["paths"][&path][&method]["responses"].as_object().unwrap() {
+            let Some(content) = answer["content"].as_object() else {
+                continue;
+            };
+            for (media, body) in content {
+                if media != "application/json" {
+                    continue;
+                }
+                answers += 1;
+                match body.get("schema") {
+                    Some(schema) => untyped(schema, &format!("{method} {path} {status}"), &mut out),
+                    None => out.push(format!("{method} {path} {status}: JSON without a schema")),
+                }
+            }
+        }
+    }
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        untyped(schema, &format!("#/components/schemas/{name}"), &mut out);
+    }
+    assert!(answers > 100, "{answers} JSON answers: the walk missed the document");
+    assert!(out.is_empty(), "schemas without a type: {out:#?}");
+}
+
+/// Checks `body` against the document's schema for the answer `status` of `method path`.
+fn check_against(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let errors = violations(doc, method, path, status, body);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: {errors:#?}\nbody: {body:#}"
+    );
+}
+
+/// Where `body` breaks the document's schema for the answer `status` of `method path`,
+/// strictly: a field the schema does not name breaks it too (`unevaluatedProperties`).
+fn violations(doc: &Value, method: &str, path: &str, status: u16, body: &Value) -> Vec<String> {
+    let schema = &doc["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {path} {status}: not in the document");
+    // JSON Schema 2020-12 with the components as $defs, so the refs resolve in the one resource.
+    let rebased = |v: &Value| -> Value {
+        serde_json::from_str(&v.to_string().replace("\"#/components/schemas/", "\"#/$defs/")).unwrap()
+    };
+    let mut root = rebased(schema);
+    let mut defs = rebased(&doc["components"]["schemas"]);
+    strict(&mut root);
+    strict(&mut defs);
+    let root_map = root.as_object_mut().unwrap();
+    root_map.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+    root_map.insert("$defs".into(), defs);
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{method} {path} {status}: the schema does not compile: {e}"));
+    validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .take(10)
+        .collect()
+}
+
+/// Every object schema that names its properties allows no others.
+fn strict(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            for inner in map.values_mut() {
+                strict(inner);
+            }
+            if map.get("properties").is_some_and(Value::is_object) && !map.contains_key("additionalProperties") {
+                map.insert("unevaluatedProperties".into(), Value::Bool(false));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strict),
+        _ => {}
+    }
+}
+
+/// Sends `request` and gives its status and JSON body.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answers_validate_against_their_schemas() {
+    let server = start(roomy()).await;
+    // The lift opens its door: a `door_opened` event for the events list.
+    let opened_door = Envelope::new(
+        DeviceId::try_from(LIFT).unwrap(),
+        2,
+        NOW - 30_000,
+        LiftStatus {
+            door: Door::Open,
+            ..LiftStatus::at_rest(2)
+        },
+    );
+    let reading = Accepted {
+        gateway: "gw-1".into(),
+        reading: Reading::Lift(opened_door),
+    };
+    server._state.store.commit(&[reading], &[]).await.unwrap();
+    let doc = document(&server).await;
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let mut checked = Vec::new();
+    let mut check = |method: &str, path: &str, status: u16, body: &Value| {
+        check_against(&doc, method, path, status, body);
+        checked.push(format!("{method} {path} {status}"));
+    };
+
+    // Writes first, so the lists below have something in them; their answers are checked too.
+    let (status, opened) = answer(
+        http.post(format!("{base}/api/cases"))
+            .bearer_auth(HEAD)
+            .json(&json!({"channel": "patrol", "device_id": LIFT, "case_type": "other", "description": "x"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{opened}");
+    check("post", "/api/cases", 201, &opened);
+    let id = opened["case"].as_u64().unwrap();
+    let (status, step) = answer(
+        http.post(format!("{base}/api/cases/{id}/steps"))
+            .bearer_auth(HEAD)
+            .json(&json!({"step": "accept", "note": "taken", "evidence": [{"kind": "photo", "reference": "p-1"}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{step}");
+    check("post", "/api/cases/{id}/steps", 201, &step);
+    let (status, acknowledged) = answer(
+        http.post(format!("{base}/api/cases/{id}/acknowledgement"))
+            .bearer_auth(FIRM)
+            .json(&json!({"note": "on our way"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{acknowledged}");
+    check("post", "/api/cases/{id}/acknowledgement", 201, &acknowledged);
+    let (status, arrived) = answer(http.post(format!("{base}/api/cases/{id}/arrival")).bearer_auth(FIRM)).await;
+    assert_eq!(status, 201, "{arrived}");
+    check("post", "/api/cases/{id}/arrival", 201, &arrived);
+    let (_, alerts) = answer(http.get(format!("{base}/api/alerts?state=all")).bearer_auth(HEAD)).await;
+    let first = alerts
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .expect("the register raises due alerts");
+    let (status, ack) = answer(
+        http.post(format!("{base}/api/alerts/ack"))
+            .bearer_auth(HEAD)
+            .json(&json!({"device_id": first["device_id"], "kind": first["kind"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{ack}");
+    check("post", "/api/alerts/ack", 200, &ack);
+    let (status, inspected) = answer(
+        http.post(format!("{base}/api/equipment/{LIFT}/inspections"))
+            .bearer_auth(INSPECTOR)
+            .json(&json!({"date": "2026-11-25", "next_due": "2027-11-24"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{inspected}");
+    check("post", "/api/equipment/{id}/inspections", 201, &inspected);
+    let (status, maintained) = answer(
+        http.post(format!("{base}/api/equipment/{LIFT}/maintenance"))
+            .bearer_auth(FIRM)
+            .json(&json!({"date": "2026-11-24"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{maintained}");
+    check("post", "/api/equipment/{id}/maintenance", 201, &maintained);
+    let unit = &inspected["device"]["unit"];
+    let (status, scheduled) = answer(http.put(format!("{base}/api/units/schedule")).bearer_auth(INSPECTOR).json(
+        &json!({"unit": unit, "schedule": {"meal_periods": [{"name": "lunch", "start": "11:00", "end": "13:00"}], "operating_days": [1, 2, 3, 4, 5], "opens": "08:00", "closes": "20:00"}}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{scheduled}");
+    check("put", "/api/units/schedule", 200, &scheduled);
+    let (status, endpoint) = answer(
+        http.post(format!("{base}/api/webhooks"))
+            .bearer_auth(FIRM)
+            .json(&json!({"url": "http://127.0.0.1:9/hooks"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{endpoint}");
+    assert!(
+        endpoint["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")),
+        "{endpoint}"
+    );
+    check("post", "/api/webhooks", 201, &endpoint);
+    let hook = endpoint["id"].as_i64().unwrap();
+
+    // Every list and detail, as the head and the firm see them.
+    let gets = [
+        ("/api/alerts", "/api/alerts?state=all".to_string(), HEAD),
+        ("/api/cases", "/api/cases".into(), HEAD),
+        ("/api/cases/{id}", format!("/api/cases/{id}"), HEAD),
+        ("/api/devices", "/api/devices".into(), HEAD),
+        ("/api/equipment", "/api/equipment".into(), HEAD),
+        ("/api/quarantine", "/api/quarantine".into(), HEAD),
+        ("/api/devices/{id}/events", format!("/api/devices/{LIFT}/events"), HEAD),
+        (
+            "/api/devices/{id}/history",
+            format!("/api/devices/{LIFT}/history"),
+            HEAD,
+        ),
+        ("/api/stats/{name}", "/api/stats/cases".into(), HEAD),
+        ("/api/stats/{name}", "/api/stats/overdue".into(), HEAD),
+        ("/api/stats/{name}", "/api/stats/timings".into(), HEAD),
+        ("/api/stats/{name}", "/api/stats/devices-due".into(), HEAD),
+        ("/api/stats/{name}", "/api/stats/ranking".into(), HEAD),
+        ("/api/webhooks", "/api/webhooks".into(), FIRM),
+        (
+            "/api/webhooks/{id}/deliveries",
+            format!("/api/webhooks/{hook}/deliveries"),
+            FIRM,
+        ),
+        ("/healthz/ready", "/healthz/ready".into(), HEAD),
+        ("/api/openapi.json", "/api/openapi.json".into(), HEAD),
+    ];
+    for (template, url, token) in gets {
+        let (status, body) = answer(http.get(format!("{base}{url}")).bearer_auth(token)).await;
+        assert!((200..300).contains(&status), "{url}: {status} {body}");
+        let empty = body.as_array().is_some_and(Vec::is_empty);
+        // A list checked empty checks nothing of its rows.
+        let may_be_empty = ["/api/webhooks/{id}/deliveries", "/api/stats/{name}"].contains(&template);
+        assert!(!empty || may_be_empty, "{url}: an empty list");
+        check("get", template, status, &body);
+    }
+    assert!(checked.len() >= 25, "{checked:?}");
+
+    // The import last: the head's part of the register (area 01) replaced with itself.
+    let csv = include_str!("../../simulators/data/registry-sample.csv");
+    let ours: Vec<&str> = csv
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || line.split(',').nth(9).is_some_and(|grid| grid.starts_with("01")))
+        .map(|(_, line)| line)
+        .collect();
+    let (status, summary) = answer(
+        http.post(format!("{base}/api/equipment/import"))
+            .bearer_auth(HEAD)
+            .body(ours.join("\n")),
+    )
+    .await;
+    assert_eq!(status, 200, "{summary}");
+    check_against(&doc, "post", "/api/equipment/import", 200, &summary);
+
+    // Errors: the one shape, by the document's schema for each.
+    let (status, missing) = answer(http.get(format!("{base}/api/cases/999")).bearer_auth(HEAD)).await;
+    assert_eq!(status, 404);
+    check_against(&doc, "get", "/api/cases/{id}", 404, &missing);
+    // The whole register has rows outside the head's area: each refused in `details`.
+    let (status, refused) = answer(
+        http.post(format!("{base}/api/equipment/import"))
+            .bearer_auth(HEAD)
+            .body(csv),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(refused["details"].is_array(), "{}", refused["error"]);
+    check_against(&doc, "post", "/api/equipment/import", 422, &refused);
+    let few = csv.lines().take(2).collect::<Vec<_>>().join("\n");
+    let (status, unconfirmed) = answer(
+        http.post(format!("{base}/api/equipment/import"))
+            .bearer_auth(HEAD)
+            .body(few),
+    )
+    .await;
+    assert_eq!(status, 409, "{unconfirmed}");
+    assert!(unconfirmed["details"].is_object(), "{unconfirmed}");
+    check_against(&doc, "post", "/api/equipment/import", 409, &unconfirmed);
+    let (status, wrong) = answer(
+        http.post(format!("{base}/api/cases"))
+            .bearer_auth(HEAD)
+            .json(&json!({"channel": "fax"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    check_against(&doc, "post", "/api/cases", 422, &wrong);
+
+    // A body that breaks its schema is caught: the check is not vacuous.
+    let mut broken = opened.clone();
+    broken["case"] = json!("one");
+    assert!(
+        !violations(&doc, "post", "/api/cases", 201, &broken).is_empty(),
+        "a wrong type passed"
+    );
+    let mut extra = missing.clone();
+    extra["hint"] = json!("x");
+    assert!(
+        !violations(&doc, "get", "/api/cases/{id}", 404, &extra).is_empty(),
+        "a field the schema does not name passed"
+    );
 }
