@@ -810,6 +810,19 @@ async fn every_answer_has_a_concrete_schema() {
     }
     assert!(answers > 100, "{answers} JSON answers: the walk missed the document");
     assert!(out.is_empty(), "schemas without a type: {out:#?}");
+    // The walk tells a bare object from a free-form one that says so.
+    let mut bare = Vec::new();
+    untyped(&json!({"type": "object"}), "bare", &mut bare);
+    untyped(&json!({"type": "array"}), "list", &mut bare);
+    untyped(&json!({"description": "anything"}), "any", &mut bare);
+    assert_eq!(bare.len(), 3, "{bare:?}");
+    let mut free = Vec::new();
+    untyped(
+        &json!({"type": "object", "additionalProperties": true}),
+        "free",
+        &mut free,
+    );
+    assert!(free.is_empty(), "{free:?}");
 }
 
 /// Checks `body` against the document's schema for the answer `status` of `method path`.
