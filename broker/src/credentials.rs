@@ -21,8 +21,8 @@
 //! human-chosen passwords, which these are not, and would cost a slow hash on
 //! every connect. For the same reason the digests are compared with `==`: the
 //! time it takes leaks (at most) a prefix of the digest, never the secret.
+use gridwatch_secrets::FileStamp;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -177,19 +177,11 @@ fn check_firm(role: Role, firm: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// Lowercase hex SHA-256 of a secret.
-pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use gridwatch_secrets::digest;
 
 /// A new secret: 256 bits from the operating system, as 64 hex digits (safe in URLs).
 pub fn new_secret() -> Result<String, CredentialsError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| CredentialsError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    gridwatch_secrets::new_secret().map_err(|e| CredentialsError::Random(e.to_string()))
 }
 
 impl CredentialsFile {
@@ -338,27 +330,6 @@ pub enum Refusal {
     NotAuthorized,
 }
 
-/// What tells a file's versions apart: a rename (atomic save) makes a new inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<std::time::SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let meta = std::fs::metadata(path)?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Ok(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode,
-    })
-}
-
 /// A credentials file as the brokers and ingest use it: read at start, read again
 /// whenever it changes ([`Credentials::refresh`]), so provisioning and revocation
 /// need no restart.
@@ -370,7 +341,7 @@ pub struct Credentials {
 
 #[derive(Debug)]
 struct State {
-    stamp: Stamp,
+    stamp: FileStamp,
     by_id: HashMap<String, Identity>,
     /// The unrevoked load identities, for devices that have no identity of their own.
     loads: Vec<Identity>,
@@ -394,7 +365,7 @@ impl Credentials {
             path: path.to_path_buf(),
             source,
         };
-        let before = stamp(path).map_err(read)?;
+        let before = FileStamp::of(path).map_err(read)?;
         let text = std::fs::read_to_string(path).map_err(read)?;
         let file = CredentialsFile::parse(path, &text)?;
         let loads = file
@@ -416,7 +387,7 @@ impl Credentials {
     /// is an error, for the caller to log): a half-edited file must not lock
     /// everyone out or let anyone in.
     pub fn refresh(&self) -> Result<bool, CredentialsError> {
-        let now = stamp(&self.path).map_err(|source| CredentialsError::Read {
+        let now = FileStamp::of(&self.path).map_err(|source| CredentialsError::Read {
             path: self.path.clone(),
             source,
         })?;

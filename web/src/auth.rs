@@ -12,6 +12,7 @@
 //! file that cannot be read or is invalid is not applied: the users read before stay,
 //! and the error is logged and counted once per version.
 use crate::users_file::{UsersFile, UsersFileError, token_digest};
+use gridwatch_secrets::FileStamp;
 use gridwatch_cases::User;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub struct Users {
 struct Source {
     path: PathBuf,
     /// The stamp of the version last read, applied or refused; `None` after a failed look.
-    seen: Mutex<Option<Stamp>>,
+    seen: Mutex<Option<FileStamp>>,
 }
 
 impl Clone for Users {
@@ -48,23 +49,6 @@ impl Clone for Users {
             }),
         }
     }
-}
-
-/// What tells a file's versions apart: a rename (atomic save) makes a new inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<std::time::SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let meta = std::fs::metadata(path)?;
-    Ok(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode: std::os::unix::fs::MetadataExt::ino(&meta),
-    })
 }
 
 impl Users {
@@ -89,7 +73,7 @@ impl Users {
 
     /// Reads the users file at `path`; [`Users::refresh`] follows its changes.
     pub fn load(path: &Path) -> Result<Self, UsersFileError> {
-        let before = stamp(path).map_err(|source| UsersFileError::Read {
+        let before = FileStamp::of(path).map_err(|source| UsersFileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -150,7 +134,7 @@ impl Users {
         let Some(file) = &self.file else {
             return Ok(false);
         };
-        let now = stamp(&file.path);
+        let now = FileStamp::of(&file.path);
         let mut seen = file.seen.lock().expect("users lock");
         let now = match now {
             Ok(now) if *seen == Some(now) => return Ok(false),

@@ -128,19 +128,11 @@ fn role_name(role: Role) -> String {
 }
 
 /// Lowercase hex SHA-256 of a token, as the users file keeps it.
-pub fn token_digest(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use gridwatch_secrets::digest as token_digest;
 
 /// A new bearer token: 256 bits from the operating system, as 64 hex digits.
 pub fn new_token() -> Result<String, UsersFileError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| UsersFileError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    gridwatch_secrets::new_secret().map_err(|e| UsersFileError::Random(e.to_string()))
 }
 
 /// The users file as the commands edit it: its parsed users and the document they came
