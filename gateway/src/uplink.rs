@@ -156,6 +156,13 @@ pub(crate) struct Wakers {
     pub(crate) acked: Arc<Notify>,
 }
 
+/// The uplink's reconnect back-off doubles from the first to the last. The cap is what
+/// a returning ingest waits for the backlog at most: with 10 s, 5 of a 14 s replay
+/// into SQLite went to waiting (docs/benchmarks.md, "Replay"); one connection attempt
+/// every 2 s per gateway costs a down ingest nothing.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// Drives the MQTT connection: subscribes and announces the gateway's birth after
 /// every connect (rumqttc restores neither by itself), releases the batches ingest
 /// acknowledges (their rows are then deleted from disk), and once the subscription is
@@ -173,11 +180,11 @@ pub(crate) async fn drive(
     }
     .write()
     .to_string();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(100);
+                backoff = RECONNECT_BACKOFF_MIN;
                 subscribed.send_replace(false);
                 tracing::info!(gateway = %config.gateway, "uplink connected");
                 metrics::gauge!("gridwatch_gateway_uplink_connected").set(1.0);
@@ -227,7 +234,7 @@ pub(crate) async fn drive(
                 metrics::gauge!("gridwatch_gateway_uplink_connected").set(0.0);
                 tracing::warn!(error = %e, retry_in = ?backoff, "uplink connection failed");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
             }
         }
     }
