@@ -12,8 +12,8 @@
 //! file that cannot be read or is invalid is not applied: the users read before stay,
 //! and the error is logged and counted once per version.
 use crate::users_file::{UsersFile, UsersFileError, token_digest};
-use gridwatch_secrets::FileStamp;
 use gridwatch_cases::User;
+use gridwatch_secrets::FileStamp;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
