@@ -31,14 +31,19 @@ const TIME_KEYS: &[&str] = &[
 /// `X` in RFC 3339, gives such a key holding RFC 3339 its `X_ms`, and any `X_ms` without
 /// its `X` one, at every depth.
 pub(crate) fn api_times(value: &mut Value) {
+    each_object(value, &pair);
+}
+
+/// Calls `f` on every object in `value`, innermost first.
+fn each_object(value: &mut Value, f: &impl Fn(&mut Map<String, Value>)) {
     match value {
         Value::Object(map) => {
             for inner in map.values_mut() {
-                api_times(inner);
+                each_object(inner, f);
             }
-            pair(map);
+            f(map);
         }
-        Value::Array(items) => items.iter_mut().for_each(api_times),
+        Value::Array(items) => items.iter_mut().for_each(|item| each_object(item, f)),
         _ => {}
     }
 }
@@ -80,16 +85,7 @@ fn pair(map: &mut Map<String, Value>) {
 /// gets its `X_ms`; an `X_ms` integer gets its `X`. Each half is nullable and required as
 /// the property it comes from.
 pub(crate) fn api_times_schemas(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for inner in map.values_mut() {
-                api_times_schemas(inner);
-            }
-            pair_schema(map);
-        }
-        Value::Array(items) => items.iter_mut().for_each(api_times_schemas),
-        _ => {}
-    }
+    each_object(value, &pair_schema);
 }
 
 /// The JSON types a property schema allows (`type` as a name or a list).

@@ -56,6 +56,23 @@ fn roomy() -> HttpLimits {
     }
 }
 
+/// LIFT at rest on floor 2 with its door as given, reported through gateway gw-1.
+fn lift_reading(seq: u64, ts: u64, door: Door) -> Accepted {
+    let status = Envelope::new(
+        DeviceId::try_from(LIFT).unwrap(),
+        seq,
+        ts,
+        LiftStatus {
+            door,
+            ..LiftStatus::at_rest(2)
+        },
+    );
+    Accepted {
+        gateway: "gw-1".into(),
+        reading: Reading::Lift(status),
+    }
+}
+
 /// A server with the sample register, a grid head over area 01 and an inspector of grid
 /// 010101.
 async fn start(limits: HttpLimits) -> Server {
@@ -68,19 +85,7 @@ async fn start(limits: HttpLimits) -> Server {
     let csv = include_bytes!("../../simulators/data/registry-sample.csv");
     gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
     // One lift has reported; one message was refused.
-    let status = Envelope::new(
-        DeviceId::try_from(LIFT).unwrap(),
-        1,
-        NOW - 60_000,
-        LiftStatus {
-            door: Door::Closed,
-            ..LiftStatus::at_rest(2)
-        },
-    );
-    let reading = Accepted {
-        gateway: "gw-1".into(),
-        reading: Reading::Lift(status),
-    };
+    let reading = lift_reading(1, NOW - 60_000, Door::Closed);
     let refused = Refused {
         source: "gridwatch/v1/gw-1/batch".into(),
         reason: "malformed",
@@ -890,19 +895,7 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
 async fn the_answers_validate_against_their_schemas() {
     let server = start(roomy()).await;
     // The lift opens its door: a `door_opened` event for the events list.
-    let opened_door = Envelope::new(
-        DeviceId::try_from(LIFT).unwrap(),
-        2,
-        NOW - 30_000,
-        LiftStatus {
-            door: Door::Open,
-            ..LiftStatus::at_rest(2)
-        },
-    );
-    let reading = Accepted {
-        gateway: "gw-1".into(),
-        reading: Reading::Lift(opened_door),
-    };
+    let reading = lift_reading(2, NOW - 30_000, Door::Open);
     server._state.store.commit(&[reading], &[]).await.unwrap();
     let doc = document(&server).await;
     let http = reqwest::Client::new();
