@@ -105,7 +105,7 @@ impl Default for GuardConfig {
 
 /// A client that sends keep-alive 0 (no keep-alive) is given this one, so that a
 /// silent connection is closed by rumqttd after 1.5 times it.
-const KEEP_ALIVE_FOR_NONE: u16 = 600;
+pub(crate) const KEEP_ALIVE_FOR_NONE: u16 = 600;
 /// Connections beyond `max_clients` that are still answered with a CONNACK; past
 /// them a connection is closed at once.
 const REFUSING_AT_MOST: usize = 64;
@@ -165,7 +165,7 @@ impl RateLimitedLog {
 
 /// Why a connection was refused or closed: the `reason` label of the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
+pub(crate) enum Reason {
     BadCredentials,
     NotAuthorized,
     ClientIdInUse,
@@ -178,6 +178,7 @@ enum Reason {
     TopicAlias,
     Revoked,
     BrokerUnavailable,
+    KeepAlive,
 }
 
 impl Reason {
@@ -195,6 +196,7 @@ impl Reason {
             Reason::TopicAlias => "topic_alias",
             Reason::Revoked => "revoked",
             Reason::BrokerUnavailable => "broker_unavailable",
+            Reason::KeepAlive => "keep_alive",
         }
     }
 }
@@ -218,7 +220,7 @@ fn describe_metrics() {
         metrics::describe_counter!(
             CLOSED,
             "MQTT connections closed by the broker's guard after login, by broker and reason \
-             (publish_denied, subscribe_denied, topic_alias, revoked, malformed)"
+             (publish_denied, subscribe_denied, topic_alias, revoked, malformed, keep_alive)"
         );
         metrics::describe_counter!(
             RETAIN_CLEARED,
@@ -227,6 +229,11 @@ fn describe_metrics() {
         metrics::describe_counter!(
             ACCEPT_ERRORS,
             "Errors accepting MQTT connections (e.g. out of file handles), by broker"
+        );
+        metrics::describe_counter!(
+            crate::hub::DROPPED,
+            "Messages to a client of the hub dropped because its queue was full, by broker (node acks: \
+             the next one repeats them)"
         );
         metrics::describe_gauge!(CONNECTIONS, "Open MQTT connections through the guard, by broker");
         metrics::describe_gauge!(
@@ -242,11 +249,18 @@ struct Live {
     close: Arc<Notify>,
 }
 
+/// What serves a client once the guard let it in.
+pub(crate) enum Backend {
+    /// rumqttd, on loopback listeners that take only the guard's login.
+    Rumqttd { internal: Internal, login: InternalLogin },
+    /// The guard itself ([`crate::hub`]).
+    Hub(Arc<crate::hub::Hub>),
+}
+
 struct Shared {
     name: String,
     config: GuardConfig,
-    internal: Internal,
-    login: InternalLogin,
+    backend: Backend,
     max_packet: usize,
     clients: AtomicUsize,
     serials: AtomicU64,
@@ -284,12 +298,11 @@ pub enum GuardError {
 }
 
 /// Starts the guard on its own threads (`{name}-guard`), accepting on `public`
-/// and relaying to rumqttd's listener at `internal` for each client's protocol.
+/// and handing each client to `backend`.
 pub(crate) fn start(
     name: &str,
     public: std::net::TcpListener,
-    internal: Internal,
-    login: InternalLogin,
+    backend: Backend,
     max_packet: usize,
     config: GuardConfig,
 ) -> Result<(), crate::BrokerError> {
@@ -300,8 +313,7 @@ pub(crate) fn start(
     let shared = Arc::new(Shared {
         name: name.to_string(),
         config,
-        internal,
-        login,
+        backend,
         max_packet,
         clients: AtomicUsize::new(0),
         serials: AtomicU64::new(0),
@@ -323,7 +335,7 @@ pub(crate) fn start(
     public
         .set_nonblocking(true)
         .map_err(|source| crate::BrokerError::Bind {
-            addr: internal.v4,
+            addr: public.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             source,
         })?;
     std::thread::Builder::new()
@@ -392,7 +404,7 @@ impl Drop for Slot {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, over_limit: bool, slot: Slot) {
@@ -432,7 +444,7 @@ fn common_name(der: &[u8]) -> Option<String> {
 
 /// The MQTT version a client speaks, from its CONNECT's protocol level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
+pub(crate) enum Version {
     /// MQTT 3.1.1 (protocol level 4).
     V4,
     /// MQTT 5 (protocol level 5).
@@ -483,6 +495,31 @@ impl ClientConnect {
             ClientConnect::V4(connect) => connect.last_will.as_ref().map(|w| &*w.topic),
             ClientConnect::V5(v5) => v5.will.as_ref().map(|w| std::str::from_utf8(&w.topic).unwrap_or("")),
         }
+    }
+
+    fn keep_alive(&self) -> u16 {
+        match self {
+            ClientConnect::V4(connect) => connect.keep_alive,
+            ClientConnect::V5(v5) => v5.connect.keep_alive,
+        }
+    }
+
+    /// Clean session (MQTT 3.1.1) or clean start (MQTT 5).
+    fn clean(&self) -> bool {
+        match self {
+            ClientConnect::V4(connect) => connect.clean_session,
+            ClientConnect::V5(v5) => v5.connect.clean_start,
+        }
+    }
+
+    /// The will's topic and payload.
+    fn will(&self) -> Option<(String, Bytes)> {
+        let topic = self.will_topic()?.to_string();
+        let payload = match self {
+            ClientConnect::V4(connect) => connect.last_will.as_ref()?.message.clone(),
+            ClientConnect::V5(v5) => v5.will.as_ref()?.message.clone(),
+        };
+        Some((topic, payload))
     }
 
     /// MQTT 5 enhanced authentication (an AUTH exchange), which the guard does not offer.
@@ -710,9 +747,28 @@ async fn handle<S: Stream>(
         session: session.clone(),
         serial,
     };
+    let (internal, login) = match &shared.backend {
+        Backend::Rumqttd { internal, login } => (internal, login),
+        Backend::Hub(hub) => {
+            let start = crate::hub::Start {
+                version,
+                session: &session,
+                acl: &acl,
+                close: &close,
+                keep_alive: connect.keep_alive(),
+                clean: connect.clean(),
+                will: connect.will(),
+                max_packet: shared.max_packet,
+            };
+            if let Some((reason, detail)) = crate::hub::serve(hub, stream, buf, start).await {
+                shared.closed(reason, &session, &detail);
+            }
+            return;
+        }
+    };
     let internal = match version {
-        Version::V4 => shared.internal.v4,
-        Version::V5 => shared.internal.v5,
+        Version::V4 => internal.v4,
+        Version::V5 => internal.v5,
     };
     let mut broker = match TcpStream::connect(internal).await {
         Ok(broker) => broker,
@@ -722,7 +778,7 @@ async fn handle<S: Stream>(
         }
     };
     let _ = broker.set_nodelay(true);
-    let forwarded = connect.forwarded(&session, &shared.login);
+    let forwarded = connect.forwarded(&session, login);
     let sent = match &forwarded {
         Some((out, _)) => broker.write_all(out).await.is_ok(),
         None => false,

@@ -27,6 +27,7 @@ mod acl;
 pub mod credentials;
 mod error;
 mod guard;
+mod hub;
 mod link;
 
 pub use credentials::{Credentials, CredentialsError, CredentialsFile, Identity, Membership, Role};
@@ -101,7 +102,7 @@ impl Default for BrokerConfig {
 pub struct EmbeddedBroker {
     /// The address clients connect to, with the real port.
     pub addr: SocketAddr,
-    links: HashMap<String, (LinkTx, LinkRx)>,
+    links: HashMap<String, (LinkSender, LinkReceiver)>,
 }
 
 impl EmbeddedBroker {
@@ -130,12 +131,13 @@ impl EmbeddedBroker {
                 Ok(links) => {
                     // rumqttd checks sizes on payloads, the guard on whole packets.
                     let max_packet = config.max_payload + 1024;
-                    guard::start(name, public, internal, login, max_packet, config.guard.clone())?;
-                    if matches!(config.guard.auth, Auth::Anonymous) {
-                        tracing::warn!(%addr, broker = name,
-                            "MQTT broker open to anonymous clients: anyone who can reach it may publish and read every topic");
-                    }
-                    tracing::info!(%addr, broker = name, tls = config.guard.tls.is_some(), "embedded MQTT broker listening");
+                    let backend = guard::Backend::Rumqttd { internal, login };
+                    guard::start(name, public, backend, max_packet, config.guard.clone())?;
+                    announce(name, addr, config);
+                    let links = links
+                        .into_iter()
+                        .map(|(id, (tx, rx))| (id, (LinkSender::new(tx), LinkReceiver::new(rx))))
+                        .collect();
                     return Ok(Self { addr, links });
                 }
                 Err(e) => {
@@ -145,6 +147,32 @@ impl EmbeddedBroker {
             }
         }
         Err(failure.expect("at least one attempt"))
+    }
+
+    /// Starts the guard alone, serving its clients itself ([`hub`]), with one
+    /// in-process link named `link`: for a broker whose only reader is in this
+    /// process (the gateway's node side), at a fraction of rumqttd's memory per
+    /// connection. `config`'s rumqttd settings (logs, in-flight, outgoing) do not apply.
+    pub fn start_hub(name: &str, config: &BrokerConfig, link: &str) -> Result<Self> {
+        let bind = |source| BrokerError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let public = TcpListener::bind(config.listen).map_err(bind)?;
+        let addr = public.local_addr().map_err(bind)?;
+        let (hub, delivered) = hub::Hub::new(name);
+        let hub = std::sync::Arc::new(hub);
+        let max_packet = config.max_payload + 1024;
+        guard::start(
+            name,
+            public,
+            guard::Backend::Hub(hub.clone()),
+            max_packet,
+            config.guard.clone(),
+        )?;
+        announce(name, addr, config);
+        let links = HashMap::from([(link.to_string(), (LinkSender::hub(hub), LinkReceiver::hub(delivered)))]);
+        Ok(Self { addr, links })
     }
 
     /// One start of rumqttd on `internal`: the outer error is fatal, the inner one
@@ -223,12 +251,16 @@ impl EmbeddedBroker {
 
     /// Takes the local link opened at start under `id`.
     pub fn take_link(&mut self, id: &str) -> Result<(LinkSender, LinkReceiver)> {
-        let (tx, rx) = self
-            .links
-            .remove(id)
-            .ok_or_else(|| BrokerError::NoLink(id.to_string()))?;
-        Ok((LinkSender::new(tx), LinkReceiver::new(rx)))
+        self.links.remove(id).ok_or_else(|| BrokerError::NoLink(id.to_string()))
     }
+}
+
+fn announce(name: &str, addr: SocketAddr, config: &BrokerConfig) {
+    if matches!(config.guard.auth, Auth::Anonymous) {
+        tracing::warn!(%addr, broker = name,
+            "MQTT broker open to anonymous clients: anyone who can reach it may publish and read every topic");
+    }
+    tracing::info!(%addr, broker = name, tls = config.guard.tls.is_some(), "embedded MQTT broker listening");
 }
 
 /// rumqttd's id for the brokers started here; its router thread is named after it.

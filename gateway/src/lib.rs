@@ -60,49 +60,6 @@ pub struct GatewayConfig {
     pub node_guard: gridwatch_broker::GuardConfig,
     /// Controllers without a node that the gateway polls itself (docs/gateway.md).
     pub modbus: modbus::ModbusConfig,
-    /// The node broker's in-memory logs: what bounds its memory whatever the traffic.
-    pub broker_log: BrokerLog,
-}
-
-/// The embedded broker's in-memory logs (rumqttd keeps one per subscription filter,
-/// `segment_count` segments of `segment_size` bytes, dropping the oldest segment when
-/// a new one starts). A node's messages wait there only until the intake reads them,
-/// which it does at once; a node that is not acknowledged sends again. So small logs
-/// bound the gateway's memory by configuration, not by traffic (docs/gateway.md).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerLog {
-    /// Log of each filter the intake reads (node readings), bytes per segment.
-    pub segment_size: usize,
-    pub segment_count: usize,
-    /// Log of each node's ack subscription (`gw/{id}/ack/{device}`), bytes per segment
-    /// (rumqttd's minimum is 1024), three segments: one per node, so it must be small.
-    pub ack_log_bytes: usize,
-}
-
-impl Default for BrokerLog {
-    fn default() -> Self {
-        Self {
-            // 4 MiB: about 16,000 node messages the intake may fall behind by.
-            segment_size: 1024 * 1024,
-            segment_count: 4,
-            // Acks are cumulative: a node needs only the latest few. 4 KiB (about 40
-            // acks a segment) leaves room for a client that reads every node's acks on one
-            // wildcard subscription (`gw/{id}/ack/+`), which gets the same small log.
-            ack_log_bytes: 4 * 1024,
-        }
-    }
-}
-
-impl BrokerLog {
-    fn filter_logs(&self) -> Vec<gridwatch_broker::FilterLog> {
-        vec![gridwatch_broker::FilterLog {
-            pattern: "gw/+/ack/+".to_string(),
-            segment_size: self.ack_log_bytes.max(1024),
-            // Two full segments besides the one being written: a node just behind a
-            // segment change loses nothing.
-            segment_count: 3,
-        }]
-    }
 }
 
 impl GatewayConfig {
@@ -122,7 +79,6 @@ impl GatewayConfig {
             heartbeat_every: DEFAULT_HEARTBEAT,
             node_guard: gridwatch_broker::GuardConfig::default(),
             modbus: modbus::ModbusConfig::default(),
-            broker_log: BrokerLog::default(),
         }
     }
 }
@@ -213,12 +169,11 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
     let broker_config = BrokerConfig {
         listen: config.listen,
         guard,
-        segment_size: config.broker_log.segment_size.max(1024),
-        segment_count: config.broker_log.segment_count.max(1),
-        filter_logs: config.broker_log.filter_logs(),
         ..BrokerConfig::default()
     };
-    let mut broker = EmbeddedBroker::start(&format!("gateway-{}", config.id), &broker_config, &["intake"])?;
+    // The hub, not rumqttd: the nodes' only reader is the intake, in this process, and
+    // rumqttd's fixed per-connection queues cost ~150 KiB a node (docs/gateway.md).
+    let mut broker = EmbeddedBroker::start_hub(&format!("gateway-{}", config.id), &broker_config, "intake")?;
     let (mut link_tx, mut link_rx) = broker.take_link("intake")?;
     // Everything but our own acks to nodes, so that a publish under another
     // gateway's or an unknown topic is quarantined with its reason instead of
@@ -309,7 +264,8 @@ pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         tasks.spawn(async move {
             while let Some(delivered) = link_rx.next().await {
                 // Bounded memory: while the disk catches up, node messages wait in the
-                // broker's bounded log (notify_one keeps a wake-up that comes early).
+                // hub's bounded queue, and then in the nodes (notify_one keeps a wake-up
+                // that comes early).
                 while outbox.lock().expect("outbox lock").waiting_for_disk() >= outbox::WAITING_MAX {
                     room.notified().await;
                 }

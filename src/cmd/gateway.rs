@@ -67,15 +67,6 @@ pub(crate) struct GatewayArgs {
     /// ...of which batches of the backlog (docs/gateway.md, "Pacing").
     #[arg(long, default_value_t = gridwatch_gateway::DEFAULT_REPLAY_IN_FLIGHT)]
     replay_in_flight: usize,
-    /// The node broker's in-memory log for each filter the intake reads: KiB a segment...
-    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_size >> 10)]
-    broker_log_kib: usize,
-    /// ...and segments (docs/gateway.md, "Memory").
-    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().segment_count)]
-    broker_log_segments: usize,
-    /// The log of each node's ack subscription, KiB a segment (three segments).
-    #[arg(long, default_value_t = gridwatch_gateway::BrokerLog::default().ack_log_bytes >> 10)]
-    ack_log_kib: usize,
 }
 
 /// One `--modbus DEVICE=MAP@URL`.
@@ -114,11 +105,6 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<()> {
     config.batch_max = args.batch_max.max(1);
     config.max_in_flight = args.max_in_flight.max(1);
     config.replay_in_flight = args.replay_in_flight.max(1);
-    config.broker_log = gridwatch_gateway::BrokerLog {
-        segment_size: args.broker_log_kib.max(1) << 10,
-        segment_count: args.broker_log_segments.max(1),
-        ack_log_bytes: args.ack_log_kib.max(1) << 10,
-    };
     config.uplink_tls = args.uplink_ca.map(|ca| gridwatch_mqtt::TlsClientFiles {
         ca,
         cert_and_key: args.uplink_cert.zip(args.uplink_key),

@@ -27,8 +27,6 @@ struct GatewayFile {
     outbox: OutboxSection,
     #[serde(default)]
     modbus: ModbusSection,
-    #[serde(default)]
-    broker: BrokerSection,
 }
 
 fn default_listen() -> SocketAddr {
@@ -67,15 +65,6 @@ struct NodesSection {
 struct OutboxSection {
     max_readings: Option<u64>,
     max_mib: Option<u64>,
-}
-
-/// The node broker's in-memory logs (docs/gateway.md, "Memory").
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct BrokerSection {
-    log_segment_kib: Option<usize>,
-    log_segments: Option<usize>,
-    ack_log_kib: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,25 +140,6 @@ pub(crate) fn load(path: &Path) -> Result<gridwatch_gateway::GatewayConfig> {
     if let Some(mib) = file.outbox.max_mib {
         config.outbox_budget.max_bytes = mib << 20;
     }
-    let broker = file.broker;
-    for (key, value) in [
-        ("broker.log_segment_kib", broker.log_segment_kib),
-        ("broker.log_segments", broker.log_segments),
-        ("broker.ack_log_kib", broker.ack_log_kib),
-    ] {
-        if value == Some(0) {
-            return Err(problem(key, "expected at least 1".into()));
-        }
-    }
-    if let Some(kib) = broker.log_segment_kib {
-        config.broker_log.segment_size = kib << 10;
-    }
-    if let Some(count) = broker.log_segments {
-        config.broker_log.segment_count = count;
-    }
-    if let Some(kib) = broker.ack_log_kib {
-        config.broker_log.ack_log_bytes = kib << 10;
-    }
     let defaults = PollConfig::default();
     let poll = PollConfig {
         period: file
@@ -235,7 +205,6 @@ mod tests {
         let config = load(&write(dir.path(), &format!("{MINIMAL}[outbox]\nmax_mib = 64\n"))).unwrap();
         assert_eq!(config.id, "gw-01");
         assert_eq!(config.outbox_budget.max_bytes, 64 << 20);
-        assert_eq!(config.broker_log, gridwatch_gateway::BrokerLog::default());
         assert_eq!(
             config.data_dir,
             dir.path().join(super::super::defaults::GATEWAY_DATA_DIR)
@@ -253,23 +222,11 @@ mod tests {
                 "modbus.device[0] (L-1).url",
             ),
             (MINIMAL.replace("allow_anonymous = true\n", ""), "--credentials"),
-            (format!("{MINIMAL}[broker]\nlog_segments = 0\n"), "broker.log_segments"),
-            (format!("{MINIMAL}[broker]\nlog_mib = 1\n"), "log_mib"),
+            (format!("{MINIMAL}[broker]\nlog_mib = 1\n"), "broker"),
         ];
         for (text, key) in cases {
             let e = format!("{:#}", load(&write(dir.path(), &text)).expect_err(key));
             assert!(e.contains("gateway.toml") && e.contains(key), "{key}: {e}");
         }
-    }
-
-    #[test]
-    fn the_broker_logs_are_set_in_kib() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("{MINIMAL}[broker]\nlog_segment_kib = 512\nlog_segments = 3\nack_log_kib = 2\n");
-        let log = load(&write(dir.path(), &text)).unwrap().broker_log;
-        assert_eq!(
-            (log.segment_size, log.segment_count, log.ack_log_bytes),
-            (512 << 10, 3, 2 << 10)
-        );
     }
 }
