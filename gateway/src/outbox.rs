@@ -128,11 +128,12 @@ struct DeviceState {
     resent_past_gap: bool,
 }
 
-/// Most node readings waiting for the outbox's next transaction (two transactions'
-/// worth): beyond, the intake stops reading the node broker, whose log is bounded, so
-/// the gateway's memory does not grow with a burst or a slow disk. What the broker drops
-/// meanwhile was never acknowledged, and its node sends it again.
-pub(crate) const WAITING_MAX: usize = 10_000;
+/// Most node readings waiting for the outbox's next transaction: beyond, the intake
+/// stops reading the hub, whose queue is bounded, so a burst or a slow disk waits in the
+/// nodes (which keep what was not acknowledged), not in the gateway's memory. 2,000
+/// rather than 10,000: gateway peak RSS with 1,000 nodes 77-81 -> 60.5 MiB at the same
+/// rate (docs/benchmarks.md, "Gateway").
+pub(crate) const WAITING_MAX: usize = 2_000;
 
 /// How long a gap in a node's seqs holds its acks back at least. A cumulative ack past
 /// a gap makes the node forget the missing seqs, so it is sent only once the node's own
