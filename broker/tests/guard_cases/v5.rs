@@ -1,63 +1,19 @@
 // The cases of `tests/guard_v5.rs` and `tests/hub_v5.rs`: included by both, each with its own
 // `start_broker`.
 use bytes::BytesMut;
-use gridwatch_broker::{Auth, BrokerConfig, Credentials, CredentialsFile, EmbeddedBroker, GuardConfig, Role};
 use rumqttc::v5::mqttbytes::v5::{self, ConnectReturnCode, Packet};
 use rumqttc::v5::mqttbytes::{QoS, v5::LastWill};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    broker: EmbeddedBroker,
-    l1_secret: String,
-    l2_secret: String,
-    service_secret: String,
-}
-
-fn provision(path: &Path) -> (String, String, String) {
-    let mut file = CredentialsFile::default();
-    file.add("gw-1", Role::Gateway, None, 1).unwrap();
-    let l1 = file.add("L-1", Role::Node, Some("gw-1"), 1).unwrap();
-    let l2 = file.add("L-2", Role::Node, Some("gw-1"), 1).unwrap();
-    let service = file.add("reader", Role::Service, None, 1).unwrap();
-    file.save(path).unwrap();
-    (l1, l2, service)
-}
+include!("fixture.rs");
 
 fn start(guard: impl FnOnce(Arc<Credentials>) -> GuardConfig, links: &[&str]) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("credentials.toml");
-    let (l1_secret, l2_secret, service_secret) = provision(&path);
-    let credentials = Arc::new(Credentials::open(&path).unwrap());
-    let config = BrokerConfig {
-        guard: guard(credentials),
-        ..BrokerConfig::default()
-    };
-    let broker = start_broker("guardv5", &config, links);
-    Fixture {
-        _dir: dir,
-        broker,
-        l1_secret,
-        l2_secret,
-        service_secret,
-    }
-}
-
-fn with_credentials(credentials: Arc<Credentials>) -> GuardConfig {
-    GuardConfig {
-        auth: Auth::Credentials {
-            credentials,
-            nodes_of: None,
-        },
-        ..GuardConfig::default()
-    }
+    start_named("guardv5", guard, links)
 }
 
 fn options(addr: SocketAddr, client_id: &str, login: Option<(&str, &str)>) -> MqttOptions {
