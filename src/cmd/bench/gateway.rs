@@ -56,7 +56,7 @@ pub(crate) struct GatewayBenchArgs {
     /// Readings the nodes may have unacknowledged at once (default: the load's).
     #[arg(long)]
     window: Option<usize>,
-    /// Extra arguments for the gateway process, e.g. --gateway-arg=--broker-log-kib=512.
+    /// Extra arguments for the gateway process, e.g. --gateway-arg=--replay-in-flight=8.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]
     gateway_args: Vec<String>,
     /// Keep the database (or SQLite files).
