@@ -1,10 +1,11 @@
 //! How long the dashboard's pages take on the server with a large register: 10,000
 //! devices (the sample register's rows repeated with new registration codes), three
-//! readings from every lift and a day of readings every 5 minutes from one, signed in as
-//! a grid head who sees them all. Prints p50 and p99 of `/`, a device page and `/stats`
+//! readings from every lift and a day of readings every 5 minutes from one, sent through
+//! ingest, and 10 million older readings (1,000 a device over the 40 days before)
+//! written straight into the database; signed in as a grid head who sees them all. Prints p50 and p99 of `/`, a device page and `/stats`
 //! (docs/benchmarks.md, "Dashboard"). Ignored by default: it measures, it does not check.
 //!
-//! `cargo nextest run -p gridwatch --test dashboard_bench --run-ignored only --no-capture`
+//! `cargo nextest run --cargo-profile release -p gridwatch --test dashboard_bench --run-ignored only --no-capture`
 use gridwatch_cases::{Assignment, GridScope, Role, User};
 use gridwatch_ingest::{IngestConfig, Users};
 use gridwatch_protocol::clock::ManualClock;
@@ -18,6 +19,11 @@ use std::time::{Duration, Instant};
 const NOW: u64 = 1_795_572_000_000;
 const DEVICES: usize = 10_000;
 const REQUESTS: usize = 100;
+/// Readings written straight into the database before the ones sent through ingest
+/// (`GRIDWATCH_BENCH_READINGS` overrides).
+const HISTORY: u64 = 10_000_000;
+/// Seqs of the readings sent through ingest start here: above the history's.
+const LIVE_SEQ: u64 = 1_000_000;
 
 /// The sample register's rows repeated to `n` devices, each with a code of its own (the
 /// row's code with its last six digits replaced by the row number).
@@ -43,6 +49,61 @@ fn status(device: &str, seq: u64, ts: u64, floor: u64) -> Vec<u8> {
     let body = json!({"v":1,"device":device,"seq":seq,"ts":ts,"body":{"mode":"normal","motion":"stopped","door":"closed",
         "door_zone":true,"floor":floor,"occupied":false,"alarm":false,"fault":0,"power":"mains","runs":seq * 3,"door_cycles":seq * 5}});
     serde_json::to_vec(&body).unwrap()
+}
+
+/// `total` readings spread evenly over `devices` (id, kind), every device's in the 40 days
+/// before `NOW - 2 days`, in one transaction on a connection of its own.
+async fn seed_history(db: &Path, devices: &[(String, &str)], total: u64) -> u64 {
+    use sqlx::Connection;
+    let per_device = (total / devices.len() as u64).max(1);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA synchronous = OFF")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TEMP TABLE bench_devices (id TEXT PRIMARY KEY, kind TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut sorted = devices.to_vec();
+    sorted.sort();
+    for chunk in sorted.chunks(400) {
+        let values = vec!["(?, ?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO bench_devices (id, kind) VALUES {values}");
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, kind) in chunk {
+            insert = insert.bind(id).bind(*kind);
+        }
+        insert.execute(&mut conn).await.unwrap();
+    }
+    let step_ms = 40 * 86_400_000 / per_device;
+    let first_ts = NOW - 42 * 86_400_000;
+    let body = String::from_utf8(status("x", 1, first_ts, 1)).unwrap();
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    // CROSS JOIN keeps the devices outside: rows arrive in key order.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1) \
+         INSERT INTO readings_settled (device_id, seq, ts, kind, gateway, body, received_at) \
+         SELECT d.id, n.i + 1, ?2 + n.i * ?3, d.kind, 'direct', ?4, ?2 + n.i * ?3 \
+         FROM bench_devices d CROSS JOIN n",
+    )
+    .bind(per_device as i64)
+    .bind(first_ts as i64)
+    .bind(step_ms as i64)
+    .bind(body)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let written = per_device * devices.len() as u64;
+    println!(
+        "history: {written} readings written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    written
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -89,6 +150,19 @@ async fn dashboard_pages_with_ten_thousand_devices() {
         .await
         .unwrap();
     assert_eq!(summary["devices"], DEVICES, "{summary}");
+    let everyone: Vec<(String, &str)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let kind = if l.starts_with("电梯") { "lift" } else { "sterilizer" };
+            (l.split(',').nth(2).unwrap().to_string(), kind)
+        })
+        .collect();
+    let history = std::env::var("GRIDWATCH_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(HISTORY);
+    let seeded = seed_history(&dir.path().join("gridwatch.db"), &everyone, history).await;
     let lifts: Vec<String> = csv
         .lines()
         .skip(1)
@@ -103,8 +177,9 @@ async fn dashboard_pages_with_ten_thousand_devices() {
     let measured = lifts[0].clone();
     let mut sent = 0i64;
     for lift in &lifts[1..] {
-        for seq in 1..=3u64 {
-            let payload = status(lift, seq, NOW - 3_600_000 + seq * 60_000, seq);
+        for seq in LIVE_SEQ + 1..=LIVE_SEQ + 3 {
+            let n = seq - LIVE_SEQ;
+            let payload = status(lift, seq, NOW - 3_600_000 + n * 60_000, n);
             client
                 .publish(format!("gw/direct/dev/{lift}/lift"), QoS::AtLeastOnce, false, payload)
                 .await
@@ -112,8 +187,9 @@ async fn dashboard_pages_with_ten_thousand_devices() {
             sent += 1;
         }
     }
-    for seq in 1..=288u64 {
-        let payload = status(&measured, seq, NOW - 86_400_000 + seq * 300_000, seq % 12);
+    for seq in LIVE_SEQ + 1..=LIVE_SEQ + 288 {
+        let n = seq - LIVE_SEQ;
+        let payload = status(&measured, seq, NOW - 86_400_000 + n * 300_000, n % 12);
         client
             .publish(
                 format!("gw/direct/dev/{measured}/lift"),
@@ -126,7 +202,7 @@ async fn dashboard_pages_with_ten_thousand_devices() {
         sent += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    while ingest.store.reading_count().await.unwrap() < sent {
+    while ingest.store.reading_count().await.unwrap() < sent + seeded as i64 {
         assert!(Instant::now() < deadline, "readings not stored in time");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -161,7 +237,8 @@ async fn dashboard_pages_with_ten_thousand_devices() {
     // Paced under the per-address rate limit (50/s) that session requests count against.
     let mut pace = tokio::time::interval(Duration::from_millis(25));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    println!("dashboard with {DEVICES} devices, {sent} readings, {REQUESTS} requests a page, one after another:");
+    let readings = sent + seeded as i64;
+    println!("dashboard with {DEVICES} devices, {readings} readings, {REQUESTS} requests a page, one after another:");
     println!("| page | p50 ms | p99 ms | bytes |");
     println!("|---|---:|---:|---:|");
     for (name, path) in [
