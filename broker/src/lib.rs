@@ -23,6 +23,10 @@
 //! takes only the guard's random per-process login. The one public listener serves
 //! MQTT 3.1.1 and MQTT 5 (the CONNECT's protocol level says which); rumqttd serves
 //! them on two internal listeners (`[v4.1]` and `[v5.1]`) of one router.
+//!
+//! [`EmbeddedBroker::start_hub`] starts the guard without rumqttd: the guard serves its
+//! clients itself ([`hub`]) for a broker with one in-process reader (the gateway's node
+//! side), without rumqttd's fixed per-connection queues.
 mod acl;
 pub mod credentials;
 mod error;
