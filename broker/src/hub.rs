@@ -5,7 +5,7 @@
 //! buffers taking turns, and 200 + 100–200 outgoing notifications) whose pages stay
 //! touched once traffic passed through them: ~150 KiB a node under load, ~150 MiB
 //! for 1,000 nodes, on a box with 512 MB. The hub keeps per connection a read
-//! buffer, a write buffer and a queue of [`OUTGOING_QUEUE`] messages.
+//! buffer, a write buffer and a queue of at most [`OUTGOING_QUEUE`] messages.
 //!
 //! What it serves, after the guard's login, ACL and unique-id checks:
 //! - PUBLISH at QoS 0, 1 and 2 (retain flag cleared, like the guard does): handed to
@@ -17,7 +17,8 @@
 //!   any other end, keep-alive (1.5 times the client's, [`KEEP_ALIVE_FOR_NONE`] for 0);
 //! - messages to clients go out at the granted QoS and are not sent again: a client
 //!   whose queue is full misses them, counted (`gridwatch_broker_hub_dropped_total`).
-//!   The gateway sends nodes only cumulative acks, which the next one repeats;
+//!   The gateway sends nodes only cumulative acks, which the next one repeats; a
+//!   service reading the nodes' telemetry must keep up with them;
 //! - a session with clean session off keeps its subscriptions across reconnects
 //!   (CONNACK "session present"), not its missed messages.
 use crate::acl::Acl;
@@ -34,8 +35,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
-/// Messages waiting for one client; beyond it they are dropped and counted.
-pub(crate) const OUTGOING_QUEUE: usize = 16;
+/// Messages waiting for one client; beyond it they are dropped and counted. Room for a
+/// burst to a service reading the nodes' telemetry; a node's queue holds an ack or two,
+/// and tokio allocates a queue's slots 32 at a time as they fill, so room unused costs
+/// nothing.
+pub(crate) const OUTGOING_QUEUE: usize = 256;
 /// Publishes waiting for the in-process reader; beyond it publishers wait.
 pub(crate) const LINK_QUEUE: usize = 1024;
 /// Persistent sessions whose subscriptions are kept while they are away.
