@@ -162,6 +162,11 @@ impl Pending {
             .collect()
     }
 
+    /// [`Pending::states`] of one device.
+    pub fn state(&self, device: &str) -> Option<State> {
+        self.states.lock().expect("pending states lock").get(device).cloned()
+    }
+
     /// The pending states in device order (the lock order of the writing transaction).
     fn snapshot(&self) -> Vec<State> {
         let mut states = self.states();

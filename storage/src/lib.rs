@@ -65,6 +65,24 @@ use serde::Serialize;
 use sqlx::Row;
 use std::path::Path;
 
+const SELECT_DEVICES: &str = "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id";
+const SELECT_DEVICE: &str =
+    "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices WHERE device_id = $1";
+
+/// A [`DeviceRow`] from a row of [`SELECT_DEVICES`] on either backend.
+macro_rules! device_row {
+    ($r:expr) => {
+        DeviceRow {
+            device_id: $r.get("device_id"),
+            kind: $r.get("kind"),
+            gateway: $r.get("gateway"),
+            last_seq: $r.get("last_seq"),
+            last_seen: rfc3339($r.get("last_ts")),
+            last_state: serde_json::from_str($r.get("last_body")).unwrap_or_default(),
+        }
+    };
+}
+
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
@@ -220,22 +238,34 @@ impl Store {
             Store::Postgres(s) => s.pending_states().states(),
         };
         let mut devices: Vec<DeviceRow> = with_pool!(self, |pool| {
-            sqlx::query("SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id")
+            sqlx::query(SELECT_DEVICES)
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|r| DeviceRow {
-                    device_id: r.get("device_id"),
-                    kind: r.get("kind"),
-                    gateway: r.get("gateway"),
-                    last_seq: r.get("last_seq"),
-                    last_seen: rfc3339(r.get("last_ts")),
-                    last_state: serde_json::from_str(r.get("last_body")).unwrap_or_default(),
-                })
+                .map(|r| device_row!(r))
                 .collect()
         });
         latest::overlay(pending, &mut devices);
         Ok(devices)
+    }
+
+    /// Latest known state of one device, as [`Store::devices`] has it.
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        let pending = match self {
+            Store::Sqlite(s) => s.pending_states().state(id),
+            Store::Postgres(s) => s.pending_states().state(id),
+        };
+        let mut device: Vec<DeviceRow> = with_pool!(self, |pool| {
+            sqlx::query(SELECT_DEVICE)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .iter()
+                .map(|r| device_row!(r))
+                .collect()
+        });
+        latest::overlay(pending.into_iter().collect(), &mut device);
+        Ok(device.pop())
     }
 
     /// Readings of one device with `from_ms <= ts < to_ms` (device time), oldest
@@ -437,3 +467,4 @@ mod tests {
         assert_eq!(statement_chunks(&rows[..0], 500).count(), 0);
     }
 }
+

@@ -13,14 +13,26 @@ use std::time::Duration;
 const NOW: u64 = 1_795_572_000_000;
 
 async fn start(users: Arc<Users>) -> (SocketAddr, tempfile::TempDir) {
+    let (addr, dir, _) = start_with_register(users, b"").await;
+    (addr, dir)
+}
+
+/// A server with the register `csv` (none when empty) imported at `NOW`, and its store.
+async fn start_with_register(
+    users: Arc<Users>,
+    csv: &[u8],
+) -> (SocketAddr, tempfile::TempDir, gridwatch_storage::Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("gridwatch.db").display());
     let store = gridwatch_storage::Store::open(&url).await.unwrap();
     let alerting = gridwatch_domain::load(&store, gridwatch_domain::DomainConfig::default())
         .await
         .unwrap();
+    if !csv.is_empty() {
+        gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
+    }
     let state = AppState {
-        store,
+        store: store.clone(),
         metrics: gridwatch_web::metrics::handle(),
         alerting,
         clock: Arc::new(gridwatch_protocol::clock::ManualClock::new(NOW)),
@@ -41,7 +53,7 @@ async fn start(users: Arc<Users>) -> (SocketAddr, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(gridwatch_web::serve(listener, state, limits, std::future::pending()));
-    (addr, dir)
+    (addr, dir, store)
 }
 
 fn client() -> reqwest::Client {
@@ -308,4 +320,40 @@ async fn open_mode_shows_pages_without_sign_in_and_changes_nothing() {
     let resp = http.get(format!("{base}/stats.csv?name=nope")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(resp.text().await.unwrap().contains("cases, overdue"));
+}
+
+/// The overview draws from the domain's memory, not the alerts table: the two must agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_registered_device() {
+    let csv = include_bytes!("../../simulators/data/registry-sample.csv");
+    let (addr, _db, store) = start_with_register(Arc::new(Users::open()), csv).await;
+    let stored = gridwatch_storage::query::alerts_page(&store, true, gridwatch_storage::query::Devices::All, 0, 100_000)
+        .await
+        .unwrap()
+        .items;
+    assert!(stored.len() > 50, "the sample register raises due-date alerts: {}", stored.len());
+    let html = client()
+        .get(format!("http://{addr}/?alerts=all"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |pattern: &str| html.matches(pattern).count();
+    assert!(html.contains(&format!(r#"<span class="count" id="alert-count">{}</span>"#, stored.len())), "{html}");
+    assert_eq!(count(r#"<tr class="sev-"#), stored.len());
+    for alert in &stored {
+        assert!(html.contains(&format!("kind-{}\">", alert.kind)), "{}", alert.kind);
+    }
+    // Overdue before due soon, in the alerts and in the device list.
+    let first = |of: &str| html.find(of).unwrap_or(usize::MAX);
+    assert!(first("kind-inspection_overdue") < first("kind-inspection_due_soon"));
+    assert!(first("health-overdue\" data-device") < first("health-ok\" data-device"));
+    let registered = csv.iter().filter(|&&b| b == b'\n').count() - 1;
+    assert!(html.contains(&format!(r#"<span class="count">{registered}</span></h2>"#)), "{registered} devices");
+    // Without `alerts=all`, 50 rows and the link to the rest.
+    let html = client().get(format!("http://{addr}/")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches(r#"<tr class="sev-"#).count(), 50);
+    assert!(html.contains(r#"href="/?alerts=all">"#));
 }

@@ -3,14 +3,14 @@
 //! trips and door cycles for a lift, the temperature curve with the hold band for a
 //! sterilizer. The state section follows the live feed (the page's script).
 use super::chart::{self, Hours};
-use super::health::Health;
+use super::health::{Health, OpenAlert, urgency};
 use super::i18n::serde_name;
-use super::overview::open_alerts;
 use super::{Viewer, china_time, china_time_text, error_page};
 use crate::http::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use gridwatch_alerts::Alert;
 use gridwatch_cases::{Case, Subject};
 use gridwatch_storage::history::{self, HourBucket};
 use gridwatch_storage::model::AlertView;
@@ -44,16 +44,22 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
     if !gridwatch_protocol::validate::valid_device_id(id) {
         return Ok(None);
     }
-    let registered = {
+    // Read before the state: the page's script follows the feed from here, missing nothing.
+    let after = gridwatch_storage::feed::last_id(&s.store).await?;
+    let (registered, alerts, health) = {
         let domain = s.alerting.domain.lock().await;
         let registry = domain.registry();
         let device = registry.device(id);
         if !v.can_see(device.map(|d| registry.placement(d))) {
             return Ok(None);
         }
+        let monitor = domain.engine().state().devices.get(id);
+        let mut open: Vec<&Alert> = monitor.map(|m| m.alerts.iter().collect()).unwrap_or_default();
+        open.sort_by_cached_key(|a| urgency(a));
+        let alerts: Vec<OpenAlert> = open.into_iter().map(OpenAlert::of).collect();
         let lang = v.lang;
         let cases = |c: &&Case| matches!(&c.subject, Subject::Device { id: d } if d == id);
-        device.map(|d| Registered {
+        let registered = device.map(|d| Registered {
             kind: serde_name(&d.kind),
             unit: d.unit.name.clone(),
             grid: registry.grid_of(d).to_string(),
@@ -85,18 +91,15 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
                     )
                 })
                 .collect(),
-        })
+        });
+        (registered, alerts, Health::of_device(monitor))
     };
-    // Read before the state: the page's script follows the feed from here, missing nothing.
-    let after = gridwatch_storage::feed::last_id(&s.store).await?;
-    let stored = s.store.devices().await?.into_iter().find(|d| d.device_id == id);
+    let stored = s.store.device(id).await?;
     if registered.is_none() && stored.is_none() {
         return Ok(None);
     }
     let ids = [id.to_string()];
-    let (alerts, _) = open_alerts(&s.store, Devices::Only(&ids)).await?;
     let (past, past_total) = past_alerts(&s.store, &ids).await?;
-    let health = Health::of_alerts(&alerts);
     let now = s.clock.now_ms() as i64;
     let (from_ms, to_ms) = history::hour_window(now - WINDOW_MS + history::HOUR_MS, now + 1)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -134,8 +137,8 @@ async fn render(s: &AppState, v: &Viewer, id: &str) -> Result<Option<Markup>, Ap
                     thead { tr { th { (v.t("col.raised")) } th { (v.t("col.kind")) } th { (v.t("col.severity")) } th { (v.t("col.state")) } } }
                     tbody { @for a in &alerts {
                         tr class={ "sev-" (a.severity) " kind-" (a.kind) } {
-                            td { (china_time_text(&a.raised_at)) }
-                            td { (Health::of_alert(&a.kind).badge(lang)) " " (lang.alert_kind(&a.kind)) }
+                            td { (china_time(a.raised_at_ms)) }
+                            td { (a.health.badge(lang)) " " (lang.alert_kind(&a.kind)) }
                             td { (v.t(&format!("severity.{}", a.severity))) }
                             td { (v.t(&format!("alert_state.{}", a.state))) }
                         }

@@ -1,26 +1,25 @@
 //! `/`: open alerts, urgent first (trapped passengers, faults, then by severity); the
 //! grid tree (area -> unit -> grid) with device counts and health; every device the
 //! viewer may see with its health badge. Long lists are paged, never cut silently.
-use super::health::{Health, urgency};
+//!
+//! Everything comes from the domain's memory (register and alert engine) in one hold of
+//! its lock: the page reads no table but the feed's last id, so its cost is the walk
+//! over the register, and only the rows shown are formatted.
+use super::health::{Health, OpenAlert, urgency};
 use super::i18n::serde_name;
-use super::{Viewer, china_time_text, page_of, pager};
+use super::{Viewer, china_time, page_of, pager};
 use crate::http::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use gridwatch_cases::GridCode;
-use gridwatch_storage::Store;
-use gridwatch_storage::model::AlertView;
-use gridwatch_storage::query::{self, Devices};
+use gridwatch_cases::{Device, GridCode};
+use gridwatch_domain::Domain;
 use maud::{Markup, html};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Alerts shown before "show all", devices per page.
 const ALERTS_SHOWN: usize = 50;
 const DEVICES_PER_PAGE: usize = 100;
-/// Open alerts read at most for one page: beyond it the page says so.
-pub(super) const MAX_OPEN_ALERTS: usize = 100_000;
-const ALERT_READ_PAGE: i64 = 1000;
 
 #[derive(Deserialize)]
 pub(super) struct OverviewQuery {
@@ -29,32 +28,15 @@ pub(super) struct OverviewQuery {
     alerts: Option<String>,
 }
 
-/// The open alerts within the walls, most urgent first; `true` when there were more
-/// than [`MAX_OPEN_ALERTS`].
-pub(super) async fn open_alerts(store: &Store, walls: Devices<'_>) -> Result<(Vec<AlertView>, bool), ApiError> {
-    let mut alerts = Vec::new();
-    let mut after = 0;
-    let more = loop {
-        let page = query::alerts_page(store, true, walls, after, ALERT_READ_PAGE).await?;
-        alerts.extend(page.items);
-        match page.next {
-            Some(next) if alerts.len() < MAX_OPEN_ALERTS => after = next,
-            Some(_) => break true,
-            None => break false,
-        }
-    };
-    alerts.sort_by(|a, b| urgency(a).cmp(&urgency(b)).then(b.raised_at_ms.cmp(&a.raised_at_ms)));
-    Ok((alerts, more))
-}
-
 /// One device row of the page.
 struct DeviceLine {
     id: String,
     kind: String,
     unit: String,
     grid: Option<GridCode>,
-    /// As stored: only the rows of the page shown are turned into Beijing time.
-    last_seen: Option<String>,
+    /// Device time of the last reading the alert engine applied (what the offline rule
+    /// watches).
+    last_seen: Option<u64>,
     health: Health,
 }
 
@@ -78,6 +60,99 @@ impl Counts {
     }
 }
 
+/// What the page shows, taken from the domain while its lock is held.
+struct Overview {
+    /// The open alerts shown, most urgent first, of `alert_total`.
+    alerts: Vec<OpenAlert>,
+    alert_total: usize,
+    tree: BTreeMap<u8, (Counts, Units)>,
+    /// The page of devices shown, of `device_total`.
+    devices: Vec<DeviceLine>,
+    device_total: usize,
+    page: usize,
+    pages: usize,
+}
+
+impl Overview {
+    fn gather(domain: &Domain, v: &Viewer, q: &OverviewQuery) -> Overview {
+        let registry = domain.registry();
+        let monitors = &domain.engine().state().devices;
+        let visible = |d: &Device| v.can_see(Some(registry.placement(d)));
+
+        // Open mode sees every alert, also of unregistered devices and of gateways.
+        let mut alerts: Vec<_> = domain
+            .engine()
+            .open_alerts()
+            .into_iter()
+            .filter(|a| v.user.is_none() || registry.device(&a.key.device).is_some_and(visible))
+            .collect();
+        alerts.sort_by_cached_key(|a| urgency(a));
+        let shown = if q.alerts.as_deref() == Some("all") {
+            alerts.len()
+        } else {
+            alerts.len().min(ALERTS_SHOWN)
+        };
+
+        // Every registered device in the walls; open mode adds those that report
+        // without being registered.
+        let mut listed: Vec<(Health, &str, Option<&Device>)> = registry
+            .devices()
+            .filter(|d| visible(d))
+            .map(|d| (Health::of_device(monitors.get(&d.id)), d.id.as_str(), Some(d)))
+            .collect();
+        if v.user.is_none() {
+            listed.extend(
+                monitors
+                    .iter()
+                    .filter(|(id, _)| registry.device(id).is_none())
+                    .map(|(id, m)| (Health::of_device(Some(m)), id.as_str(), None)),
+            );
+        }
+        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+
+        let mut tree: BTreeMap<u8, (Counts, Units)> = BTreeMap::new();
+        for (health, _, device) in &listed {
+            let Some(device) = device else { continue };
+            let grid = registry.grid_of(device);
+            let area = tree.entry(grid.area).or_default();
+            area.0.add(*health);
+            let unit = area.1.entry(grid.unit).or_default();
+            unit.0.add(*health);
+            unit.1.entry(grid).or_default().add(*health);
+        }
+
+        let (page, pages) = page_of(q.page, listed.len(), DEVICES_PER_PAGE);
+        let devices = listed
+            .iter()
+            .skip((page - 1) * DEVICES_PER_PAGE)
+            .take(DEVICES_PER_PAGE)
+            .map(|&(health, id, device)| {
+                let monitor = monitors.get(id);
+                DeviceLine {
+                    id: id.to_string(),
+                    kind: match device {
+                        Some(d) => serde_name(&d.kind),
+                        None => monitor.and_then(|m| m.kind).map(|k| serde_name(&k)).unwrap_or_default(),
+                    },
+                    unit: device.map(|d| d.unit.name.clone()).unwrap_or_default(),
+                    grid: device.map(|d| registry.grid_of(d)),
+                    last_seen: monitor.and_then(|m| m.last_reading),
+                    health,
+                }
+            })
+            .collect();
+        Overview {
+            alerts: alerts[..shown].iter().map(|a| OpenAlert::of(a)).collect(),
+            alert_total: alerts.len(),
+            tree,
+            devices,
+            device_total: listed.len(),
+            page,
+            pages,
+        }
+    }
+}
+
 pub(super) async fn page(State(s): State<AppState>, v: Viewer, Query(q): Query<OverviewQuery>) -> Response {
     match render(&s, &v, q).await {
         Ok(markup) => super::page(&v, &v.t("nav.overview"), markup),
@@ -86,80 +161,17 @@ pub(super) async fn page(State(s): State<AppState>, v: Viewer, Query(q): Query<O
 }
 
 async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, ApiError> {
-    let visible: Option<Vec<String>> = match &v.user {
-        None => None,
-        Some(user) => {
-            let domain = s.alerting.domain.lock().await;
-            Some(domain.registry().visible_devices(user).map(|d| d.id.clone()).collect())
-        }
-    };
-    let walls = visible.as_deref().map_or(Devices::All, Devices::Only);
-    // Read before the alerts: the page's script follows the feed from here, missing nothing.
+    // Read before the domain: the page's script follows the feed from here, missing nothing.
     let after = gridwatch_storage::feed::last_id(&s.store).await?;
-    let (alerts, more_alerts) = open_alerts(&s.store, walls).await?;
-    let stored = s.store.devices().await?;
-    let mut by_device: HashMap<&str, Vec<&AlertView>> = HashMap::new();
-    for a in &alerts {
-        by_device.entry(a.device_id.as_str()).or_default().push(a);
-    }
-    let health_of = |id: &str| Health::of_alerts(by_device.get(id).into_iter().flatten().copied());
-    let last_seen: HashMap<&str, &str> = stored
-        .iter()
-        .map(|d| (d.device_id.as_str(), d.last_seen.as_str()))
-        .collect();
-
-    let mut lines: Vec<DeviceLine> = {
-        let domain = s.alerting.domain.lock().await;
-        let registry = domain.registry();
-        let mut lines: Vec<DeviceLine> = registry
-            .devices()
-            .filter(|d| v.can_see(Some(registry.placement(d))))
-            .map(|d| DeviceLine {
-                id: d.id.clone(),
-                kind: serde_name(&d.kind),
-                unit: d.unit.name.clone(),
-                grid: Some(registry.grid_of(d)),
-                last_seen: last_seen.get(d.id.as_str()).map(|t| t.to_string()),
-                health: health_of(&d.id),
-            })
-            .collect();
-        // Open mode also shows devices that report but are not in the register.
-        if v.user.is_none() {
-            lines.extend(
-                stored
-                    .iter()
-                    .filter(|d| registry.device(&d.device_id).is_none())
-                    .map(|d| DeviceLine {
-                        id: d.device_id.clone(),
-                        kind: d.kind.clone(),
-                        unit: String::new(),
-                        grid: None,
-                        last_seen: Some(d.last_seen.clone()),
-                        health: health_of(&d.device_id),
-                    }),
-            );
-        }
-        lines
-    };
-    lines.sort_by(|a, b| a.health.cmp(&b.health).then_with(|| a.id.cmp(&b.id)));
-
-    let mut tree: BTreeMap<u8, (Counts, Units)> = BTreeMap::new();
-    for line in &lines {
-        let Some(grid) = line.grid else { continue };
-        let area = tree.entry(grid.area).or_default();
-        area.0.add(line.health);
-        let unit = area.1.entry(grid.unit).or_default();
-        unit.0.add(line.health);
-        unit.1.entry(grid).or_default().add(line.health);
-    }
-
-    let show_all = q.alerts.as_deref() == Some("all");
-    let shown = if show_all {
-        alerts.len()
-    } else {
-        alerts.len().min(ALERTS_SHOWN)
-    };
-    let (page, pages) = page_of(q.page, lines.len(), DEVICES_PER_PAGE);
+    let Overview {
+        alerts,
+        alert_total,
+        tree,
+        devices,
+        device_total,
+        page,
+        pages,
+    } = Overview::gather(&*s.alerting.domain.lock().await, v, &q);
     let lang = v.lang;
     let counts = |c: &Counts| {
         html! {
@@ -170,8 +182,8 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
     };
     Ok(html! {
         section #live data-live="feed" data-after=(after) {
-            h2 { (v.t("overview.alerts")) " " span #alert-count.count { (alerts.len()) @if more_alerts { "+" } } }
-            @if alerts.is_empty() {
+            h2 { (v.t("overview.alerts")) " " span #alert-count.count { (alert_total) } }
+            @if alert_total == 0 {
                 p.none { (v.t("overview.none")) }
             } @else {
                 div.scroll {
@@ -181,11 +193,11 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                             th.wide { (v.t("col.severity")) } th.wide { (v.t("col.state")) }
                         } }
                         tbody {
-                            @for a in &alerts[..shown] {
+                            @for a in &alerts {
                                 tr class={ "sev-" (a.severity) " kind-" (a.kind) } {
-                                    td { (china_time_text(&a.raised_at)) }
+                                    td { (china_time(a.raised_at_ms)) }
                                     td { (lang.alert_kind(&a.kind)) }
-                                    td { a href={ "/devices/" (a.device_id) } { (a.device_id) } }
+                                    td { a href={ "/devices/" (a.device) } { (a.device) } }
                                     td.wide { (v.t(&format!("severity.{}", a.severity))) }
                                     td.wide { (v.t(&format!("alert_state.{}", a.state))) }
                                 }
@@ -193,8 +205,8 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                         }
                     }
                 }
-                @if shown < alerts.len() {
-                    p { a #show-all-alerts href="/?alerts=all" { (v.t("overview.show_all")) " (" (alerts.len()) ")" } }
+                @if alerts.len() < alert_total {
+                    p { a #show-all-alerts href="/?alerts=all" { (v.t("overview.show_all")) " (" (alert_total) ")" } }
                 }
             }
         }
@@ -218,7 +230,7 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
             }
         }
         section #devices-section data-live="feed" {
-            h2 { (v.t("overview.devices")) " " span.count { (lines.len()) } }
+            h2 { (v.t("overview.devices")) " " span.count { (device_total) } }
             div.scroll {
                 table #devices {
                     thead { tr {
@@ -226,20 +238,20 @@ async fn render(s: &AppState, v: &Viewer, q: OverviewQuery) -> Result<Markup, Ap
                         th.wide { (v.t("col.unit")) } th { (v.t("col.grid")) } th.wide { (v.t("col.last_seen")) }
                     } }
                     tbody {
-                        @for d in lines.iter().skip((page - 1) * DEVICES_PER_PAGE).take(DEVICES_PER_PAGE) {
+                        @for d in &devices {
                             tr class={ "health-" (d.health.key()) } data-device=(d.id) {
                                 td { a href={ "/devices/" (d.id) } { (d.id) } }
                                 td { (d.health.badge(lang)) }
                                 td.wide { (v.t(&format!("kind.{}", d.kind))) }
                                 td.wide { (d.unit) }
                                 td { @if let Some(g) = d.grid { (g.to_string()) } }
-                                td.wide { (d.last_seen.as_deref().map_or("—".to_string(), china_time_text)) }
+                                td.wide { (d.last_seen.map_or("—".to_string(), |ms| china_time(ms as i64))) }
                             }
                         }
                     }
                 }
             }
-            (pager(v, "/", page, pages, lines.len()))
+            (pager(v, "/", page, pages, device_total))
         }
     })
 }
