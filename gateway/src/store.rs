@@ -83,7 +83,10 @@ impl Store {
             // A reading is acknowledged to its node once written: the write must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .pragma("journal_size_limit", (16 * 1024 * 1024).to_string());
+            .pragma("journal_size_limit", (16 * 1024 * 1024).to_string())
+            // Rows are appended at one end and read and deleted at the other: a small page
+            // cache serves both (SQLite's default is 2 MiB a connection).
+            .pragma("cache_size", "-512");
         // One writer, and one reader for the replay beside it (WAL readers do not block it).
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
