@@ -64,8 +64,10 @@ fn users() -> Users {
 }
 
 /// Retries on a virtual clock; the database looked at every 50 ms of wall time.
+/// The test's receivers listen on 127.0.0.1, which deliveries skip unless allowed.
 fn webhook_config(attempts: u32, timeout: Duration) -> WebhookConfig {
     WebhookConfig {
+        allow_private_hosts: true,
         timeout,
         poll_every: Duration::from_millis(50),
         schedule: Schedule {
@@ -552,6 +554,43 @@ async fn a_delivery_past_its_budget_is_parked_the_endpoint_moves_on_and_a_redriv
     ingest.stop().await;
 }
 
+/// A firm's URL cannot make the server call into its own network: a loopback address,
+/// literal or behind a name, gets no request; the delivery log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_loopback_and_private_addresses_are_refused_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let config = WebhookConfig {
+        allow_private_hosts: false,
+        ..webhook_config(1, Duration::from_secs(10))
+    };
+    let (ingest, api) = start_with_register(dir.path(), &clock, config).await;
+    let literal = Receiver::start(Mode::Ok).await;
+    let named = Receiver::start(Mode::Ok).await;
+    let by_name = named.url.replace("127.0.0.1", "localhost");
+    let endpoints = [
+        api.register("t-mf04", &literal.url).await.0,
+        api.register("t-mf04", &by_name).await.0,
+    ];
+    api.open_case("t-mf04").await;
+    for endpoint in endpoints {
+        let parked = eventually("the delivery refused and parked", || async {
+            let (_, log) = api
+                .get("t-mf04", &format!("/api/webhooks/{endpoint}/deliveries?status=parked"))
+                .await;
+            (log.as_array().unwrap().len() == 1).then_some(log)
+        })
+        .await;
+        let error = parked[0]["last_error"].as_str().unwrap();
+        assert!(error.contains("not a public address"), "{error}");
+    }
+    assert!(
+        literal.seen().is_empty() && named.seen().is_empty(),
+        "no request reached them"
+    );
+    ingest.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_firms_staff_manage_its_endpoints_and_bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -788,7 +827,11 @@ fn the_cli_adds_lists_and_removes_endpoints() {
 async fn delivery_latency() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let (ingest, api) = start_with_register(dir.path(), &clock, WebhookConfig::default()).await;
+    let config = WebhookConfig {
+        allow_private_hosts: true,
+        ..WebhookConfig::default()
+    };
+    let (ingest, api) = start_with_register(dir.path(), &clock, config).await;
     let mut receivers = Vec::new();
     for _ in 0..10 {
         let r = Receiver::start(Mode::Ok).await;
@@ -827,6 +870,7 @@ async fn delivery_latency_with_100_endpoints_of_which_10_hang() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let config = WebhookConfig {
+        allow_private_hosts: true,
         poll_every: Duration::from_millis(200),
         ..WebhookConfig::default()
     };

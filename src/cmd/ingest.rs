@@ -75,6 +75,10 @@ pub(crate) struct WebhookArgs {
     /// How often the database is looked at for endpoints and feed rows of other processes, ms.
     #[arg(long, default_value_t = 5_000)]
     webhook_poll_ms: u64,
+    /// Also deliver to loopback, private and link-local addresses (endpoints on your own
+    /// network). Without it a firm's URL can never make the server call into its network.
+    #[arg(long)]
+    webhooks_allow_private_hosts: bool,
 }
 
 impl WebhookArgs {
@@ -85,6 +89,7 @@ impl WebhookArgs {
         config.schedule.max_age = Duration::from_secs(self.webhook_max_age_hours * 3600);
         config.schedule.first = Duration::from_millis(self.webhook_first_retry_ms);
         config.poll_every = Duration::from_millis(self.webhook_poll_ms.max(10));
+        config.allow_private_hosts = self.webhooks_allow_private_hosts;
     }
 }
 

@@ -65,7 +65,8 @@ use serde::Serialize;
 use sqlx::Row;
 use std::path::Path;
 
-const SELECT_DEVICES: &str = "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id";
+const SELECT_DEVICES: &str =
+    "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices ORDER BY device_id";
 const SELECT_DEVICE: &str =
     "SELECT device_id, kind, gateway, last_seq, last_ts, last_body FROM devices WHERE device_id = $1";
 
@@ -467,4 +468,3 @@ mod tests {
         assert_eq!(statement_chunks(&rows[..0], 500).count(), 0);
     }
 }
-

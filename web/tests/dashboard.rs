@@ -327,11 +327,16 @@ async fn open_mode_shows_pages_without_sign_in_and_changes_nothing() {
 async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_registered_device() {
     let csv = include_bytes!("../../simulators/data/registry-sample.csv");
     let (addr, _db, store) = start_with_register(Arc::new(Users::open()), csv).await;
-    let stored = gridwatch_storage::query::alerts_page(&store, true, gridwatch_storage::query::Devices::All, 0, 100_000)
-        .await
-        .unwrap()
-        .items;
-    assert!(stored.len() > 50, "the sample register raises due-date alerts: {}", stored.len());
+    let stored =
+        gridwatch_storage::query::alerts_page(&store, true, gridwatch_storage::query::Devices::All, 0, 100_000)
+            .await
+            .unwrap()
+            .items;
+    assert!(
+        stored.len() > 50,
+        "the sample register raises due-date alerts: {}",
+        stored.len()
+    );
     let html = client()
         .get(format!("http://{addr}/?alerts=all"))
         .send()
@@ -341,7 +346,13 @@ async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_regis
         .await
         .unwrap();
     let count = |pattern: &str| html.matches(pattern).count();
-    assert!(html.contains(&format!(r#"<span class="count" id="alert-count">{}</span>"#, stored.len())), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"<span class="count" id="alert-count">{}</span>"#,
+            stored.len()
+        )),
+        "{html}"
+    );
     assert_eq!(count(r#"<tr class="sev-"#), stored.len());
     for alert in &stored {
         assert!(html.contains(&format!("kind-{}\">", alert.kind)), "{}", alert.kind);
@@ -351,9 +362,19 @@ async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_regis
     assert!(first("kind-inspection_overdue") < first("kind-inspection_due_soon"));
     assert!(first("health-overdue\" data-device") < first("health-ok\" data-device"));
     let registered = csv.iter().filter(|&&b| b == b'\n').count() - 1;
-    assert!(html.contains(&format!(r#"<span class="count">{registered}</span></h2>"#)), "{registered} devices");
+    assert!(
+        html.contains(&format!(r#"<span class="count">{registered}</span></h2>"#)),
+        "{registered} devices"
+    );
     // Without `alerts=all`, 50 rows and the link to the rest.
-    let html = client().get(format!("http://{addr}/")).send().await.unwrap().text().await.unwrap();
+    let html = client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(html.matches(r#"<tr class="sev-"#).count(), 50);
     assert!(html.contains(r#"href="/?alerts=all">"#));
 }

@@ -59,7 +59,11 @@ impl Health {
 /// How urgent an open alert is: trapped passengers first, then faults, then by
 /// severity, then the newest.
 pub(crate) fn urgency(alert: &Alert) -> (Health, Reverse<gridwatch_alerts::Severity>, Reverse<u64>) {
-    (Health::of_kind(&alert.key.kind), Reverse(alert.severity), Reverse(alert.raised_at))
+    (
+        Health::of_kind(&alert.key.kind),
+        Reverse(alert.severity),
+        Reverse(alert.raised_at),
+    )
 }
 
 /// An open alert as a page lists it, taken from the engine while its lock is held.

@@ -86,9 +86,15 @@ async fn attempt(shared: &Shared, endpoint: &store::Endpoint, delivery: &Deliver
     let sent_at = shared.clock.now_ms();
     let timestamp = (sent_at / 1000) as i64;
     let started = Instant::now();
-    let answer = match super::sign(&endpoint.secret, &webhook_id, timestamp, &body) {
-        Err(e) => Err(format!("the endpoint's secret is unusable: {e}")),
-        Ok(signature) => shared
+    // Names are checked by the client's resolver (`hosts::PublicOnly`), literal addresses here.
+    let refused = match shared.config.allow_private_hosts {
+        true => None,
+        false => super::hosts::refused_literal(&endpoint.url),
+    };
+    let answer = match (refused, super::sign(&endpoint.secret, &webhook_id, timestamp, &body)) {
+        (Some(reason), _) => Err(reason),
+        (None, Err(e)) => Err(format!("the endpoint's secret is unusable: {e}")),
+        (None, Ok(signature)) => shared
             .client
             .post(&endpoint.url)
             .header("content-type", "application/json")

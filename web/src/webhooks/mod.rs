@@ -11,6 +11,7 @@
 //! redrives a delivery ([`Webhooks::kick`]), at a retry's time, and every
 //! [`WebhookConfig::poll_every`] for what other processes wrote (`gridwatch webhooks`).
 mod endpoint;
+mod hosts;
 pub mod schedule;
 mod sign;
 
@@ -39,6 +40,8 @@ pub struct WebhookConfig {
     pub page_rows: i64,
     /// Delivered deliveries stay in the log this long (on the clock).
     pub keep_delivered: Duration,
+    /// Also deliver to loopback, private and other non-public addresses ([`hosts`]).
+    pub allow_private_hosts: bool,
 }
 
 impl Default for WebhookConfig {
@@ -50,6 +53,7 @@ impl Default for WebhookConfig {
             poll_every: Duration::from_secs(5),
             page_rows: 100,
             keep_delivered: Duration::from_secs(30 * 24 * 3600),
+            allow_private_hosts: false,
         }
     }
 }
@@ -160,14 +164,20 @@ pub async fn run(
     webhooks: Webhooks,
 ) {
     describe();
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
         // A redirect is a failure to fix at the endpoint, not a place to send signed events.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("gridwatch-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("gridwatch-webhooks/", env!("CARGO_PKG_VERSION")));
+    if config.allow_private_hosts {
+        tracing::warn!(
+            "webhooks: deliveries may go to private and loopback addresses (--webhooks-allow-private-hosts)"
+        );
+    } else {
+        builder = builder.dns_resolver(Arc::new(hosts::PublicOnly));
+    }
+    let client = match builder.build() {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "webhooks: no HTTP client; nothing is delivered");
