@@ -7,6 +7,9 @@ use gridwatch_cases::{Assignment, GridScope, Role, User};
 use gridwatch_protocol::batch::Reading;
 use gridwatch_protocol::{DeviceId, Door, Envelope, LiftStatus};
 use gridwatch_storage::model::{Accepted, Refused};
+mod common;
+
+use common::{NOW, roomy};
 use gridwatch_web::{AppState, HttpLimits, RateLimit, Users};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -15,8 +18,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// 2026-11-25 10:00 China time: the date of the sample register.
-const NOW: u64 = 1_795_572_000_000;
 /// A passenger lift of grid 010101 in the sample register, maintained by MF04.
 const LIFT: &str = "31103306242009000001";
 const HEAD: &str = "t-head";
@@ -44,18 +45,6 @@ fn user(id: &str, role: Role, scope: &str) -> User {
     }
 }
 
-fn roomy() -> HttpLimits {
-    let plenty = RateLimit {
-        every: Duration::from_millis(1),
-        burst: 10_000,
-    };
-    HttpLimits {
-        per_user: plenty,
-        per_address: plenty,
-        ..HttpLimits::default()
-    }
-}
-
 /// LIFT at rest on floor 2 with its door as given, reported through gateway gw-1.
 fn lift_reading(seq: u64, ts: u64, door: Door) -> Accepted {
     let status = Envelope::new(
@@ -76,12 +65,7 @@ fn lift_reading(seq: u64, ts: u64, door: Door) -> Accepted {
 /// A server with the sample register, a grid head over area 01 and an inspector of grid
 /// 010101.
 async fn start(limits: HttpLimits) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gridwatch.db").display());
-    let store = gridwatch_storage::Store::open(&url).await.unwrap();
-    let alerting = gridwatch_domain::load(&store, gridwatch_domain::DomainConfig::default())
-        .await
-        .unwrap();
+    let (dir, store, alerting) = common::store().await;
     let csv = include_bytes!("../../simulators/data/registry-sample.csv");
     gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
     // One lift has reported; one message was refused.
@@ -104,24 +88,7 @@ async fn start(limits: HttpLimits) -> Server {
             assignments: vec![Assignment::Firm { firm: "MF04".into() }],
         },
     );
-    let state = AppState {
-        store,
-        metrics: gridwatch_web::metrics::handle(),
-        alerting,
-        clock: Arc::new(gridwatch_protocol::clock::ManualClock::new(NOW)),
-        users: Arc::new(users),
-        health: gridwatch_web::health::Health::new(1000),
-        feed: gridwatch_web::Feed::default(),
-        webhooks: gridwatch_web::webhooks::Webhooks::new(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(gridwatch_web::serve(
-        listener,
-        state.clone(),
-        limits,
-        std::future::pending(),
-    ));
+    let (addr, state) = common::serve(store, alerting, Arc::new(users), limits).await;
     Server {
         base: format!("http://{addr}"),
         addr,

@@ -2,15 +2,15 @@
 //! flags, CSRF on every form, the session cookie on API reads (never writes), sign-out,
 //! a revoked user losing their session, the language switch, and open mode read-only.
 //! The pages in a browser: tests/dashboard_browser.rs at the workspace root.
+mod common;
+
+use common::NOW;
 use gridwatch_cases::{Assignment, GridScope, Role};
-use gridwatch_web::{AppState, HttpLimits, RateLimit, Users, UsersFile};
+use gridwatch_web::{Users, UsersFile};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-const NOW: u64 = 1_795_572_000_000;
 
 async fn start(users: Arc<Users>) -> (SocketAddr, tempfile::TempDir) {
     let (addr, dir, _) = start_with_register(users, b"").await;
@@ -22,38 +22,17 @@ async fn start_with_register(
     users: Arc<Users>,
     csv: &[u8],
 ) -> (SocketAddr, tempfile::TempDir, gridwatch_storage::Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gridwatch.db").display());
-    let store = gridwatch_storage::Store::open(&url).await.unwrap();
-    let alerting = gridwatch_domain::load(&store, gridwatch_domain::DomainConfig::default())
-        .await
-        .unwrap();
+    let (dir, store, alerting) = common::store().await;
     if !csv.is_empty() {
         gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
     }
-    let state = AppState {
-        store: store.clone(),
-        metrics: gridwatch_web::metrics::handle(),
-        alerting,
-        clock: Arc::new(gridwatch_protocol::clock::ManualClock::new(NOW)),
-        users,
-        health: gridwatch_web::health::Health::new(1000),
-        feed: gridwatch_web::Feed::default(),
-        webhooks: gridwatch_web::webhooks::Webhooks::new(),
-    };
-    let plenty = RateLimit {
-        every: Duration::from_millis(1),
-        burst: 10_000,
-    };
-    let limits = HttpLimits {
-        per_user: plenty,
-        per_address: plenty,
-        ..HttpLimits::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(gridwatch_web::serve(listener, state, limits, std::future::pending()));
+    let (addr, _) = common::serve(store.clone(), alerting, users, common::roomy()).await;
     (addr, dir, store)
+}
+
+async fn page_text(addr: SocketAddr, path: &str) -> String {
+    let resp = client().get(format!("http://{addr}{path}")).send().await.unwrap();
+    resp.text().await.unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -337,14 +316,7 @@ async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_regis
         "the sample register raises due-date alerts: {}",
         stored.len()
     );
-    let html = client()
-        .get(format!("http://{addr}/?alerts=all"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(addr, "/?alerts=all").await;
     let count = |pattern: &str| html.matches(pattern).count();
     assert!(
         html.contains(&format!(
@@ -367,14 +339,7 @@ async fn the_overview_shows_every_open_alert_stored_urgent_first_and_every_regis
         "{registered} devices"
     );
     // Without `alerts=all`, 50 rows and the link to the rest.
-    let html = client()
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(addr, "/").await;
     assert_eq!(html.matches(r#"<tr class="sev-"#).count(), 50);
     assert!(html.contains(r#"href="/?alerts=all">"#));
 }

@@ -3,6 +3,9 @@
 //! bounds. Timeouts are configured small; nothing sleeps to wait, every wait polls
 //! with a deadline.
 use gridwatch_cases::{Assignment, GridScope, Role, User};
+mod common;
+
+use common::{NOW, roomy};
 use gridwatch_web::{AppState, HttpLimits, RateLimit, Users};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -11,8 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// 2026-11-25 10:00 China time: the date of the sample register.
-const NOW: u64 = 1_795_572_000_000;
 /// A passenger lift of grid 010101 in the sample register.
 const LIFT: &str = "31103306242009000001";
 /// The longest any wait below may take before the test fails.
@@ -25,44 +26,9 @@ struct Server {
 }
 
 async fn start(limits: HttpLimits, users: Users) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gridwatch.db").display());
-    let store = gridwatch_storage::Store::open(&url).await.unwrap();
-    let alerting = gridwatch_domain::load(&store, gridwatch_domain::DomainConfig::default())
-        .await
-        .unwrap();
-    let state = AppState {
-        store,
-        metrics: gridwatch_web::metrics::handle(),
-        alerting,
-        clock: Arc::new(gridwatch_protocol::clock::ManualClock::new(NOW)),
-        users: Arc::new(users),
-        health: gridwatch_web::health::Health::new(1000),
-        feed: gridwatch_web::Feed::default(),
-        webhooks: gridwatch_web::webhooks::Webhooks::new(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(gridwatch_web::serve(
-        listener,
-        state.clone(),
-        limits,
-        std::future::pending(),
-    ));
+    let (dir, store, alerting) = common::store().await;
+    let (addr, state) = common::serve(store, alerting, Arc::new(users), limits).await;
     Server { addr, state, _dir: dir }
-}
-
-/// Limits that stay out of the way of what a test does not look at.
-fn roomy() -> HttpLimits {
-    let plenty = RateLimit {
-        every: Duration::from_millis(1),
-        burst: 10_000,
-    };
-    HttpLimits {
-        per_user: plenty,
-        per_address: plenty,
-        ..HttpLimits::default()
-    }
 }
 
 /// Reads until the server closes the connection, failing after [`DEADLINE`].
