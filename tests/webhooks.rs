@@ -113,6 +113,16 @@ impl Api {
         (e["id"].as_i64().unwrap(), e["secret"].as_str().unwrap().to_string())
     }
 
+    /// The delivery log of `endpoint` once it holds one parked delivery.
+    async fn wait_parked(&self, token: &str, endpoint: i64) -> Value {
+        let path = format!("/api/webhooks/{endpoint}/deliveries?status=parked");
+        eventually("the delivery parked", || async {
+            let (_, log) = self.get(token, &path).await;
+            (log.as_array().unwrap().len() == 1).then_some(log)
+        })
+        .await
+    }
+
     /// Opens a new case on a device of `firm` (a report nobody made yet); returns its id.
     async fn open_case(&self, firm_token: &str) -> u64 {
         let (_, devices) = self.get(firm_token, "/api/equipment").await;
@@ -509,13 +519,7 @@ async fn a_delivery_past_its_budget_is_parked_the_endpoint_moves_on_and_a_redriv
     receiver.wait_seen(1).await;
     clock.advance(HOUR);
     receiver.wait_seen(2).await;
-    let parked = eventually("the delivery parked", || async {
-        let (_, log) = api
-            .get("t-mf04", &format!("/api/webhooks/{endpoint}/deliveries?status=parked"))
-            .await;
-        (log.as_array().unwrap().len() == 1).then_some(log)
-    })
-    .await;
+    let parked = api.wait_parked("t-mf04", endpoint).await;
     assert_eq!(
         (&parked[0]["attempts"], &parked[0]["event"]),
         (&json!(2), &json!("case.opened"))
@@ -574,13 +578,7 @@ async fn deliveries_to_loopback_and_private_addresses_are_refused_by_default() {
     ];
     api.open_case("t-mf04").await;
     for endpoint in endpoints {
-        let parked = eventually("the delivery refused and parked", || async {
-            let (_, log) = api
-                .get("t-mf04", &format!("/api/webhooks/{endpoint}/deliveries?status=parked"))
-                .await;
-            (log.as_array().unwrap().len() == 1).then_some(log)
-        })
-        .await;
+        let parked = api.wait_parked("t-mf04", endpoint).await;
         let error = parked[0]["last_error"].as_str().unwrap();
         assert!(error.contains("not a public address"), "{error}");
     }

@@ -13,19 +13,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 async fn start(users: Arc<Users>) -> (SocketAddr, tempfile::TempDir) {
-    let (addr, dir, _) = start_with_register(users, b"").await;
+    let (dir, store, alerting) = common::store().await;
+    let (addr, _) = common::serve(store, alerting, users, common::roomy()).await;
     (addr, dir)
 }
 
-/// A server with the register `csv` (none when empty) imported at `NOW`, and its store.
+/// A server with the register `csv` imported at `NOW`, and its store.
 async fn start_with_register(
     users: Arc<Users>,
     csv: &[u8],
 ) -> (SocketAddr, tempfile::TempDir, gridwatch_storage::Store) {
     let (dir, store, alerting) = common::store().await;
-    if !csv.is_empty() {
-        gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
-    }
+    gridwatch_domain::import_register(&alerting, csv, NOW).await.unwrap();
     let (addr, _) = common::serve(store.clone(), alerting, users, common::roomy()).await;
     (addr, dir, store)
 }
